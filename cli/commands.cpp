@@ -1,0 +1,307 @@
+#include "cli/commands.h"
+
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iostream>
+#include <regex>
+
+#include "cli/report_output.h"
+#include "pipeline/commands.h"
+#include "pipeline/config.h"
+
+namespace ppnet::cli {
+namespace {
+
+namespace po = boost::program_options;
+
+struct CommandInfo {
+  const char* name;
+  const char* summary;
+  const char* synopsis;
+  bool built;
+};
+
+const std::vector<CommandInfo>& commands() {
+  static const std::vector<CommandInfo> kCommands = {
+      {"prepare", "turn raw data (CUB-200-2011, class folders, IDX) into a prepared data folder",
+       "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]", false},
+      {"train", "train everything before the last layer, stage warm or joint (resumable)",
+       "ppnet train --stage warm|joint --data DATA --run RUN [options]", false},
+      {"project", "push each prototype onto its nearest training patch of its own class",
+       "ppnet project --data DATA --run RUN [options]", false},
+      {"last-layer", "optimise the last layer with the features frozen",
+       "ppnet last-layer --data DATA --run RUN [--epochs N] [options]", false},
+      {"explain", "explain every image of a folder: heatmaps, JSON, an HTML gallery",
+       "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]", false},
+      {"evaluate", "accuracy and loss terms of a run on a data split",
+       "ppnet evaluate --run RUN --data DATA [--split test|val|train] [--json] [options]", false},
+      {"info", "stages, epochs and metrics recorded in a run", "ppnet info --run RUN [--json]",
+       false},
+      {"weights", "check that a pretrained weights file fits a backbone, before training",
+       "ppnet weights --arch NAME --weights FILE [--json] [options]", true},
+  };
+  return kCommands;
+}
+
+void print_usage(std::ostream& out) {
+  out << "ppnet " << PPNET_VERSION
+      << " - ProtoPNet (\"This Looks Like That\") for batch pipelines\n\n"
+         "Usage: ppnet <command> [options]\n"
+         "       ppnet <command> --help\n\n"
+         "Commands:\n";
+  for (const auto& c : commands()) {
+    std::string name = c.name;
+    name.resize(12, ' ');
+    out << "  " << name << c.summary << (c.built ? "" : " [not built yet]") << '\n';
+  }
+  out << "\nOptions:\n"
+         "  -h, --help     show this help\n"
+         "  -V, --version  show the version and the LibTorch it runs on\n\n"
+         "Every command takes --config FILE (name = value lines with the same option names;\n"
+         "the command line wins). Exit status: 0 success, 1 failure, 2 usage error,\n"
+         "130/143 interrupted after saving a resumable state.\n";
+}
+
+// The line of a config file that sets `name`, for error messages; 0 when not found.
+int config_line_of(const std::string& path, std::string name) {
+  while (!name.empty() && name[0] == '-') name.erase(0, 1);
+  std::ifstream in(path);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const auto eq = line.find('=');
+    std::string key = line.substr(0, eq);
+    key.erase(0, key.find_first_not_of(" \t"));
+    key.erase(key.find_last_not_of(" \t") + 1);
+    if (key == name) return n;
+  }
+  return 0;
+}
+
+void add_runtime(po::options_description& o, pipeline::RuntimeConfig& rt) {
+  o.add_options()
+      ("threads", po::value<int>(&rt.threads)->default_value(0, "all cores")->value_name("N"),
+       "LibTorch threads (0: all cores)")
+      ("device", po::value<std::string>(&rt.device)->default_value("cpu")->value_name("DEV"),
+       "cpu, cuda or cuda:N")
+      ("seed", po::value<uint64_t>(&rt.seed)->default_value(1)->value_name("S"), "random seed");
+}
+
+void check_runtime(const std::string& cmd, const pipeline::RuntimeConfig& rt) {
+  if (rt.threads < 0) throw UsageError("--threads must be 0 (all cores) or a positive count", cmd);
+  static const std::regex kDevice("cpu|cuda(:[0-9]+)?");
+  if (!std::regex_match(rt.device, kDevice)) {
+    throw UsageError("--device '" + rt.device + "': expected cpu, cuda or cuda:N", cmd);
+  }
+}
+
+// Parses `args` against `opts` plus --help and --config. Returns false when help was shown.
+bool parse(const CommandInfo& info, const po::options_description& opts,
+           const std::vector<std::string>& args, po::variables_map& vm) {
+  const std::string cmd = info.name;
+  bool help = false;
+  std::string config;
+  po::options_description general("General");
+  general.add_options()("help,h", po::bool_switch(&help), "show this help")(
+      "config", po::value<std::string>(&config)->value_name("FILE"),
+      "read options from FILE (name = value lines; the command line wins)");
+  po::options_description all;
+  all.add(opts).add(general);
+  try {
+    // No positional arguments: a stray word is an error, not silently ignored.
+    po::store(po::command_line_parser(args).options(all).positional({}).run(), vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what(), cmd);
+  }
+  if (vm["help"].as<bool>()) {
+    std::cout << info.summary << "\n\nUsage: " << info.synopsis << "\n" << all << '\n';
+    if (!info.built) std::cout << "(ppnet " << PPNET_VERSION << " does not run this command yet.)\n";
+    return false;
+  }
+  if (vm.count("config")) {
+    const std::string path = vm["config"].as<std::string>();
+    std::ifstream in(path);
+    if (!in) throw UsageError("--config " + path + ": cannot open the file", cmd);
+    try {
+      po::store(po::parse_config_file(in, opts), vm);
+    } catch (const po::error_with_option_name& e) {
+      const int line = config_line_of(path, e.get_option_name());
+      throw UsageError("config file " + path + (line ? ", line " + std::to_string(line) : "") +
+                           ": " + e.what(),
+                       cmd);
+    } catch (const po::error& e) {
+      throw UsageError("config file " + path + ": " + e.what(), cmd);
+    }
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what(), cmd);
+  }
+  return true;
+}
+
+void require(const std::string& cmd, const po::variables_map& vm,
+             const std::vector<std::string>& names) {
+  for (const auto& n : names) {
+    if (!vm.count(n) || vm[n].defaulted()) throw UsageError("missing --" + n, cmd);
+  }
+}
+
+int not_built(const std::string& cmd) {
+  std::cerr << "ppnet " << cmd << ": not built yet in ppnet " << PPNET_VERSION
+            << "; see the README for what this version can do.\n";
+  return 1;
+}
+
+const CommandInfo& info_of(const std::string& name) {
+  for (const auto& c : commands()) {
+    if (name == c.name) return c;
+  }
+  throw UsageError("unknown command '" + name + "'", "");
+}
+
+int run_command(const std::string& name, const std::vector<std::string>& args) {
+  const CommandInfo& info = info_of(name);
+  po::options_description o("Options");
+  po::variables_map vm;
+
+  if (name == "prepare") {
+    pipeline::PrepareConfig c;
+    o.add_options()
+        ("cub", po::value(&c.cub)->value_name("PATH"), "CUB_200_2011.tgz or its extracted folder")
+        ("folder", po::value(&c.folder)->value_name("PATH"), "a folder-per-class image tree")
+        ("idx", po::value(&c.idx)->value_name("PATH"), "a folder of MNIST-format IDX files")
+        ("out", po::value(&c.out)->value_name("DATA"), "the prepared data folder to write")
+        ("copies", po::value(&c.copies)->default_value(10)->value_name("N"),
+         "augmented copies per operation and training image")
+        ("val-fraction", po::value(&c.val_fraction)->default_value(0.0)->value_name("F"),
+         "seeded share of training images held out as val/")
+        ("force", po::bool_switch(&c.force), "overwrite an output made by a different command");
+    add_runtime(o, c.runtime);
+    if (!parse(info, o, args, vm)) return 0;
+    check_runtime(name, c.runtime);
+    return not_built(name);
+  }
+  if (name == "train") {
+    pipeline::TrainConfig c;
+    o.add_options()
+        ("stage", po::value(&c.stage)->value_name("STAGE"), "warm or joint")
+        ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
+        ("run", po::value(&c.run)->value_name("RUN"), "run folder (created by the first train)")
+        ("arch", po::value(&c.arch)->default_value(c.arch)->value_name("NAME"), "backbone architecture")
+        ("img-size", po::value(&c.img_size)->default_value(c.img_size)->value_name("N"), "model input size in pixels")
+        ("epochs", po::value(&c.epochs)->default_value(0, "stage default")->value_name("N"), "epochs of this stage")
+        ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "training batch size")
+        ("prototypes-per-class", po::value(&c.prototypes_per_class)->default_value(c.prototypes_per_class)->value_name("N"),
+         "prototypes each class owns")
+        ("weights", po::value(&c.weights)->value_name("FILE"), "pretrained backbone weights (.safetensors or torch.save .pth)")
+        ("resume", po::bool_switch(&c.resume), "continue from the last complete checkpoint");
+    add_runtime(o, c.runtime);
+    if (!parse(info, o, args, vm)) return 0;
+    check_runtime(name, c.runtime);
+    if (vm.count("stage") && c.stage != "warm" && c.stage != "joint") {
+      throw UsageError("--stage '" + c.stage + "': expected warm or joint", name);
+    }
+    return not_built(name);
+  }
+  if (name == "project") {
+    pipeline::ProjectConfig c;
+    o.add_options()
+        ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder (its push/ split)")
+        ("run", po::value(&c.run)->value_name("RUN"), "run folder");
+    add_runtime(o, c.runtime);
+    if (!parse(info, o, args, vm)) return 0;
+    check_runtime(name, c.runtime);
+    return not_built(name);
+  }
+  if (name == "last-layer") {
+    pipeline::LastLayerConfig c;
+    o.add_options()
+        ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
+        ("run", po::value(&c.run)->value_name("RUN"), "run folder")
+        ("epochs", po::value(&c.epochs)->default_value(c.epochs)->value_name("N"),
+         "epochs of last-layer optimisation");
+    add_runtime(o, c.runtime);
+    if (!parse(info, o, args, vm)) return 0;
+    check_runtime(name, c.runtime);
+    return not_built(name);
+  }
+  if (name == "explain") {
+    pipeline::ExplainConfig c;
+    o.add_options()
+        ("run", po::value(&c.run)->value_name("RUN"), "run folder of a projected model")
+        ("dir", po::value(&c.dir)->value_name("IMGS"), "folder of images to explain (recursive)")
+        ("out", po::value(&c.out)->value_name("OUT"), "folder to write the explanations to")
+        ("top-k", po::value(&c.top_k)->default_value(c.top_k)->value_name("N"), "prototypes shown per image");
+    add_runtime(o, c.runtime);
+    if (!parse(info, o, args, vm)) return 0;
+    check_runtime(name, c.runtime);
+    return not_built(name);
+  }
+  if (name == "evaluate") {
+    pipeline::EvaluateConfig c;
+    o.add_options()
+        ("run", po::value(&c.run)->value_name("RUN"), "run folder")
+        ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
+        ("split", po::value(&c.split)->default_value(c.split)->value_name("SPLIT"), "test, val or train")
+        ("json", po::bool_switch(&c.json), "machine-readable output on stdout");
+    add_runtime(o, c.runtime);
+    if (!parse(info, o, args, vm)) return 0;
+    check_runtime(name, c.runtime);
+    if (c.split != "test" && c.split != "val" && c.split != "train") {
+      throw UsageError("--split '" + c.split + "': expected test, val or train", name);
+    }
+    return not_built(name);
+  }
+  if (name == "info") {
+    pipeline::InfoConfig c;
+    o.add_options()
+        ("run", po::value(&c.run)->value_name("RUN"), "run folder")
+        ("json", po::bool_switch(&c.json), "machine-readable output on stdout");
+    if (!parse(info, o, args, vm)) return 0;
+    return not_built(name);
+  }
+  // weights
+  pipeline::WeightsConfig c;
+  o.add_options()
+      ("arch", po::value(&c.arch)->value_name("NAME"), "backbone architecture, e.g. resnet50")
+      ("weights", po::value(&c.weights)->value_name("FILE"), ".safetensors or zip-format torch.save file")
+      ("img-size", po::value(&c.img_size)->default_value(c.img_size)->value_name("N"),
+       "input size for the reported feature grid")
+      ("json", po::bool_switch(&c.json), "machine-readable output on stdout");
+  add_runtime(o, c.runtime);
+  if (!parse(info, o, args, vm)) return 0;
+  check_runtime(name, c.runtime);
+  require(name, vm, {"arch", "weights"});
+  print_report(std::cout, pipeline::run_weights(c), c.json);
+  return 0;
+}
+
+}  // namespace
+
+int run(const std::vector<std::string>& args) {
+  if (args.empty()) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  const std::string& first = args[0];
+  if (first == "-h" || first == "--help") {
+    print_usage(std::cout);
+    return 0;
+  }
+  if (first == "-V" || first == "--version") {
+    std::cout << pipeline::build_info() << '\n';
+    return 0;
+  }
+  if (first == "help") {
+    if (args.size() == 1) {
+      print_usage(std::cout);
+      return 0;
+    }
+    return run_command(args[1], {"--help"});
+  }
+  if (!first.empty() && first[0] == '-') throw UsageError("unknown option '" + first + "'", "");
+  return run_command(first, std::vector<std::string>(args.begin() + 1, args.end()));
+}
+
+}  // namespace ppnet::cli

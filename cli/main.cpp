@@ -1,0 +1,18 @@
+// ppnet: the one place that catches. Usage errors exit 2, other failures 1.
+#include <iostream>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    return ppnet::cli::run(args);
+  } catch (const ppnet::cli::UsageError& e) {
+    const std::string cmd = e.command().empty() ? "ppnet" : "ppnet " + e.command();
+    std::cerr << cmd << ": " << e.what() << "\nTry '" << cmd << " --help'.\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "ppnet: error: " << e.what() << '\n';
+    return 1;
+  }
+}

@@ -1,0 +1,12 @@
+#pragma once
+// Printing command reports for people (text) and for scripts (--json).
+
+#include <ostream>
+
+#include "pipeline/commands.h"
+
+namespace ppnet::cli {
+
+void print_report(std::ostream& out, const pipeline::WeightsReport& report, bool json);
+
+}  // namespace ppnet::cli

@@ -1,0 +1,138 @@
+#include "db/database.h"
+
+#include <sqlite3.h>
+
+#include <stdexcept>
+
+namespace ppnet::db {
+namespace {
+
+[[noreturn]] void fail(sqlite3* db, const std::string& context) {
+  throw std::runtime_error(context + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+}
+
+}  // namespace
+
+void Statement::Finalizer::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+
+Statement::Statement(sqlite3* db, const std::string& sql) : db_(db), sql_(sql) {
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
+    fail(db, "SQL error in '" + sql + "'");
+  }
+  stmt_.reset(raw);
+}
+
+Statement& Statement::bind(int index, int64_t value) {
+  if (sqlite3_bind_int64(stmt_.get(), index, value) != SQLITE_OK) fail(db_, "bind in '" + sql_ + "'");
+  return *this;
+}
+Statement& Statement::bind(int index, double value) {
+  if (sqlite3_bind_double(stmt_.get(), index, value) != SQLITE_OK) fail(db_, "bind in '" + sql_ + "'");
+  return *this;
+}
+Statement& Statement::bind(int index, const std::string& value) {
+  if (sqlite3_bind_text(stmt_.get(), index, value.data(), static_cast<int>(value.size()),
+                        SQLITE_TRANSIENT) != SQLITE_OK) {
+    fail(db_, "bind in '" + sql_ + "'");
+  }
+  return *this;
+}
+Statement& Statement::bind_null(int index) {
+  if (sqlite3_bind_null(stmt_.get(), index) != SQLITE_OK) fail(db_, "bind in '" + sql_ + "'");
+  return *this;
+}
+
+bool Statement::step() {
+  const int rc = sqlite3_step(stmt_.get());
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  fail(db_, "executing '" + sql_ + "'");
+}
+
+void Statement::run() {
+  while (step()) {
+  }
+  sqlite3_reset(stmt_.get());
+}
+
+int64_t Statement::column_int(int col) const { return sqlite3_column_int64(stmt_.get(), col); }
+double Statement::column_double(int col) const { return sqlite3_column_double(stmt_.get(), col); }
+std::string Statement::column_text(int col) const {
+  const auto* text = sqlite3_column_text(stmt_.get(), col);
+  return text ? std::string(reinterpret_cast<const char*>(text),
+                            static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)))
+              : std::string();
+}
+bool Statement::column_is_null(int col) const {
+  return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL;
+}
+
+Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::~Transaction() {
+  if (!done_) {
+    try {
+      db_.exec("ROLLBACK");
+    } catch (...) {
+      // Nothing more can be done from a destructor; SQLite rolls back on close anyway.
+    }
+  }
+}
+void Transaction::commit() {
+  db_.exec("COMMIT");
+  done_ = true;
+}
+
+void Database::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+
+Database::Database(const std::string& path, const Migrations& migrations) : path_(path) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  db_.reset(raw);
+  if (rc != SQLITE_OK) fail(raw, "cannot open database " + path);
+  try {
+    sqlite3_busy_timeout(raw, 10000);
+    exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
+    const int version = schema_version();
+    if (version > static_cast<int>(migrations.size())) {
+      throw std::runtime_error("schema version " + std::to_string(version) +
+                               " is newer than this ppnet understands (" +
+                               std::to_string(migrations.size()) + "): use a newer ppnet");
+    }
+    for (size_t v = static_cast<size_t>(version); v < migrations.size(); ++v) {
+      Transaction tx(*this);
+      exec(migrations[v]);
+      exec("PRAGMA user_version = " + std::to_string(v + 1));
+      tx.commit();
+    }
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+}
+
+Statement Database::prepare(const std::string& sql) { return Statement(db_.get(), sql); }
+
+void Database::exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw std::runtime_error(msg + " (in '" + sql + "')");
+  }
+}
+
+int Database::schema_version() {
+  Statement s = prepare("PRAGMA user_version");
+  s.step();
+  return static_cast<int>(s.column_int(0));
+}
+
+const Migrations& run_migrations() {
+  static const Migrations kMigrations = {
+      // 1: key/value facts about the run (what created it, with which ppnet version).
+      "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;",
+  };
+  return kMigrations;
+}
+
+}  // namespace ppnet::db

@@ -1,0 +1,41 @@
+#pragma once
+// The ProtoPNet training objective and the prototype statistics reported beside it.
+
+#include <torch/types.h>
+
+namespace ppnet::model {
+
+/// Each term is a 0-dim float tensor on the device of the inputs.
+struct LossTerms {
+  torch::Tensor cross_entropy;
+  torch::Tensor cluster;         // batch mean of the smallest distance to an own-class prototype
+  torch::Tensor separation;      // batch mean of the smallest distance to an other-class prototype
+  torch::Tensor avg_separation;  // batch mean of the mean distance to other-class prototypes
+  torch::Tensor l1;              // Σ|w| over last-layer weights to classes a prototype is not of
+};
+
+struct LossCoefficients {
+  double cross_entropy = 1.0;
+  double cluster = 0.8;
+  double separation = -0.08;
+  double l1 = 1e-4;
+};
+
+/// logits B×C, min_distances B×P, labels B (int64), class_identity P×C, last_weight C×P;
+/// max_distance is the bound on a squared distance (the prototype depth D), used as the
+/// reference uses it so results agree to the last bit.
+LossTerms compute_loss_terms(const torch::Tensor& logits, const torch::Tensor& min_distances,
+                             const torch::Tensor& labels, const torch::Tensor& class_identity,
+                             const torch::Tensor& last_weight, double max_distance);
+
+/// Σ|w| over weights from a prototype to a class other than its own.
+torch::Tensor off_class_l1(const torch::Tensor& last_weight, const torch::Tensor& class_identity);
+
+/// Σ coefficient × term (avg_separation is reported, not optimised).
+torch::Tensor total_loss(const LossTerms& terms, const LossCoefficients& coefficients);
+
+/// Mean over all P×P ordered pairs (diagonal included) of the squared distance between
+/// prototype vectors; prototypes P×D×1×1.
+torch::Tensor mean_pairwise_prototype_distance(const torch::Tensor& prototypes);
+
+}  // namespace ppnet::model

@@ -1,0 +1,124 @@
+#include "model/protopnet.h"
+
+#include <torch/torch.h>
+
+#include <stdexcept>
+
+namespace ppnet::model {
+namespace {
+constexpr double kSimilarityEpsilon = 1e-4;
+
+torch::nn::Conv2d conv1x1(int64_t in, int64_t out) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1));
+}
+}  // namespace
+
+AddOnType parse_add_on_type(const std::string& name) {
+  if (name == "regular") return AddOnType::kRegular;
+  if (name == "bottleneck") return AddOnType::kBottleneck;
+  throw std::invalid_argument("unknown add-on type '" + name + "' (expected regular or bottleneck)");
+}
+
+std::string to_string(AddOnType type) {
+  return type == AddOnType::kRegular ? "regular" : "bottleneck";
+}
+
+torch::nn::Sequential make_add_on_layers(int64_t in_channels, int64_t dim, AddOnType type) {
+  torch::nn::Sequential seq;
+  if (type == AddOnType::kRegular) {
+    seq->push_back(conv1x1(in_channels, dim));
+    seq->push_back(torch::nn::ReLU());
+    seq->push_back(conv1x1(dim, dim));
+    seq->push_back(torch::nn::Sigmoid());
+  } else {
+    int64_t in = in_channels;
+    while (in > dim || seq->size() == 0) {
+      const int64_t out = std::max(dim, in / 2);
+      seq->push_back(conv1x1(in, out));
+      seq->push_back(torch::nn::ReLU());
+      seq->push_back(conv1x1(out, out));
+      if (out > dim) {
+        seq->push_back(torch::nn::ReLU());
+      } else {
+        seq->push_back(torch::nn::Sigmoid());
+      }
+      in /= 2;
+    }
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& m : seq->modules(false)) {
+    if (auto* c = m->as<torch::nn::Conv2d>()) {
+      torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
+      torch::nn::init::zeros_(c->bias);
+    }
+  }
+  return seq;
+}
+
+torch::Tensor similarity_from_distance(const torch::Tensor& distances) {
+  return torch::log((distances + 1) / (distances + kSimilarityEpsilon));
+}
+
+ProtoPNetImpl::ProtoPNetImpl(const ProtoPNetOptions& options) : options_(options) {
+  if (options.num_classes < 1 || options.prototypes_per_class < 1 || options.prototype_dim < 1) {
+    throw std::invalid_argument(
+        "classes, prototypes per class and prototype depth must all be at least 1");
+  }
+  features_ = register_module("features", make_backbone(options.arch));
+  add_on_layers_ = register_module(
+      "add_on_layers",
+      make_add_on_layers(features_->out_channels(), options.prototype_dim, options.add_on));
+  const int64_t p = num_prototypes();
+  prototype_vectors_ =
+      register_parameter("prototype_vectors", torch::rand({p, options.prototype_dim, 1, 1}));
+  last_layer_ = register_module(
+      "last_layer",
+      torch::nn::Linear(torch::nn::LinearOptions(p, options.num_classes).bias(false)));
+  auto identity = torch::zeros({p, options.num_classes});
+  for (int64_t j = 0; j < p; ++j) identity[j][j / options.prototypes_per_class] = 1.0;
+  prototype_class_identity_ = register_buffer("prototype_class_identity", identity);
+  set_last_layer_connections();
+}
+
+void ProtoPNetImpl::set_last_layer_connections(double incorrect) {
+  torch::NoGradGuard no_grad;
+  const auto own = prototype_class_identity_.t();  // C×P
+  last_layer_->weight.copy_(own + incorrect * (1 - own));
+}
+
+torch::Tensor ProtoPNetImpl::latent(const torch::Tensor& images) {
+  return add_on_layers_->forward(features_->forward(images));
+}
+
+torch::Tensor ProtoPNetImpl::distances(const torch::Tensor& latent) {
+  const auto z2 = (latent * latent).sum(1, /*keepdim=*/true);
+  const auto p2 = (prototype_vectors_ * prototype_vectors_).sum({1, 2, 3}).view({1, -1, 1, 1});
+  const auto zp = torch::conv2d(latent, prototype_vectors_);
+  // Same order of operations as the reference, so rounding agrees too.
+  return torch::relu(z2 + (-2 * zp + p2));
+}
+
+ProtoPNetOutput ProtoPNetImpl::head(const torch::Tensor& backbone_features) {
+  const auto d = distances(add_on_layers_->forward(backbone_features));
+  auto min_d = std::get<0>(d.flatten(2).min(2));
+  auto logits = last_layer_(similarity_from_distance(min_d));
+  return {logits, min_d};
+}
+
+ProtoPNetOutput ProtoPNetImpl::forward(const torch::Tensor& images) {
+  return head(features_->forward(images));
+}
+
+ProtoPNetActivations ProtoPNetImpl::activations(const torch::Tensor& images) {
+  auto z = latent(images);
+  auto d = distances(z);
+  return {z, d};
+}
+
+ReceptiveField ProtoPNetImpl::receptive_field(int64_t img_size) const {
+  auto layers = features_->layers();
+  layers.push_back({1, 1, 0});  // the 1×1 prototype "kernel"
+  return compute_receptive_field(img_size, layers);
+}
+
+}  // namespace ppnet::model

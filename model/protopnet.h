@@ -1,0 +1,93 @@
+#pragma once
+// The ProtoPNet model: backbone → add-on layers → prototype layer → last layer.
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+
+#include "model/backbone.h"
+#include "model/receptive_field.h"
+
+namespace ppnet::model {
+
+enum class AddOnType { kRegular, kBottleneck };
+
+/// Parses "regular" or "bottleneck"; throws std::invalid_argument otherwise.
+AddOnType parse_add_on_type(const std::string& name);
+std::string to_string(AddOnType type);
+
+struct ProtoPNetOptions {
+  std::string arch = "vgg19";
+  int64_t num_classes = 200;
+  int64_t prototypes_per_class = 10;
+  int64_t prototype_dim = 128;  // D: channels of a latent patch and of a prototype
+  AddOnType add_on = AddOnType::kRegular;
+};
+
+/// forward(): logits B×C and the minimum distance of every prototype over the grid, B×P.
+struct ProtoPNetOutput {
+  torch::Tensor logits;
+  torch::Tensor min_distances;
+};
+
+/// What projection and explanation need: latent patches B×D×H×W and squared L2 distance maps
+/// B×P×H×W.
+struct ProtoPNetActivations {
+  torch::Tensor latent;
+  torch::Tensor distances;
+};
+
+/// Parameter names follow the reference implementation: "features.*" (torchvision names below
+/// it), "add_on_layers.*", "prototype_vectors" (P×D×1×1), "last_layer.weight" (C×P, no bias);
+/// buffer "prototype_class_identity" (P×C float, prototype j belongs to class j / per_class).
+class ProtoPNetImpl : public torch::nn::Module {
+ public:
+  /// Throws std::invalid_argument for an unknown architecture or a non-positive count.
+  explicit ProtoPNetImpl(const ProtoPNetOptions& options);
+
+  ProtoPNetOutput forward(const torch::Tensor& images);
+  ProtoPNetActivations activations(const torch::Tensor& images);
+
+  /// Steps of forward(), exposed for tests and for stages that start from cached features.
+  torch::Tensor latent(const torch::Tensor& images);  // add_on(features(x)): B×D×H×W in (0,1)
+  torch::Tensor distances(const torch::Tensor& latent);  // max(0, |z|² − 2z·p + |p|²): B×P×H×W
+  ProtoPNetOutput head(const torch::Tensor& backbone_features);  // from features(x) onwards
+
+  const ProtoPNetOptions& options() const { return options_; }
+  int64_t num_prototypes() const { return options_.num_classes * options_.prototypes_per_class; }
+  /// Largest possible squared distance: D (latent values lie in (0,1) after the Sigmoid).
+  double max_distance() const { return static_cast<double>(options_.prototype_dim); }
+  ReceptiveField receptive_field(int64_t img_size) const;
+
+  BackboneImpl& backbone() { return *features_; }
+  torch::nn::Sequential& add_on_layers() { return add_on_layers_; }
+  torch::nn::Linear& last_layer() { return last_layer_; }
+  torch::Tensor& prototype_vectors() { return prototype_vectors_; }
+  const torch::Tensor& prototype_class_identity() const { return prototype_class_identity_; }
+
+  /// Weight 1 from a prototype to its own class and `incorrect` to every other class.
+  void set_last_layer_connections(double incorrect = -0.5);
+
+ private:
+  ProtoPNetOptions options_;
+  std::shared_ptr<BackboneImpl> features_;
+  torch::nn::Sequential add_on_layers_;
+  torch::Tensor prototype_vectors_;
+  torch::nn::Linear last_layer_{nullptr};
+  torch::Tensor prototype_class_identity_;
+};
+TORCH_MODULE(ProtoPNet);
+
+/// Builds the add-on layers from `in_channels` to `dim`, Kaiming-normal (fan_out, relu)
+/// initialised with zero bias. "regular": 1×1 conv, ReLU, 1×1 conv, Sigmoid. "bottleneck":
+/// pairs of 1×1 convs halving the channels down to `dim`, ReLU between, Sigmoid last.
+torch::nn::Sequential make_add_on_layers(int64_t in_channels, int64_t dim, AddOnType type);
+
+/// s = log((d + 1) / (d + 1e-4)), elementwise.
+torch::Tensor similarity_from_distance(const torch::Tensor& distances);
+
+}  // namespace ppnet::model

@@ -1,0 +1,76 @@
+#pragma once
+// Plain configuration structs, one per command, filled by cli/ and read by pipeline/.
+// Defaults here are the reference implementation's (shared/DESIGN.md §3).
+
+#include <cstdint>
+#include <string>
+
+namespace ppnet::pipeline {
+
+struct RuntimeConfig {
+  int threads = 0;             // LibTorch intra-op threads; 0 = all cores
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
+  uint64_t seed = 1;
+};
+
+struct PrepareConfig {
+  std::string cub, folder, idx;  // exactly one input
+  std::string out;
+  int copies = 10;
+  double val_fraction = 0.0;
+  bool force = false;
+  RuntimeConfig runtime;
+};
+
+struct TrainConfig {
+  std::string stage;  // "warm" or "joint"
+  std::string data, run;
+  std::string arch = "vgg19";
+  int img_size = 224;
+  int epochs = 0;  // 0: the stage's default (warm 5)
+  int batch_size = 80;
+  int prototypes_per_class = 10;
+  std::string weights;
+  bool resume = false;
+  RuntimeConfig runtime;
+};
+
+struct ProjectConfig {
+  std::string data, run;
+  RuntimeConfig runtime;
+};
+
+struct LastLayerConfig {
+  std::string data, run;
+  int epochs = 20;
+  RuntimeConfig runtime;
+};
+
+struct ExplainConfig {
+  std::string run, dir, out;
+  int top_k = 10;
+  RuntimeConfig runtime;
+};
+
+struct EvaluateConfig {
+  std::string run, data;
+  std::string split = "test";
+  bool json = false;
+  RuntimeConfig runtime;
+};
+
+struct InfoConfig {
+  std::string run;
+  bool json = false;
+};
+
+/// `ppnet weights`: check a pretrained weights file against a backbone before training.
+struct WeightsConfig {
+  std::string arch;
+  std::string weights;
+  int img_size = 224;
+  bool json = false;
+  RuntimeConfig runtime;
+};
+
+}  // namespace ppnet::pipeline

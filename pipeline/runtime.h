@@ -1,0 +1,20 @@
+#pragma once
+// Process-wide LibTorch set-up that every command does first.
+
+#include <torch/types.h>
+
+#include "pipeline/config.h"
+
+namespace ppnet::pipeline {
+
+struct Runtime {
+  torch::Device device{torch::kCPU};
+  int threads = 1;
+};
+
+/// Sets the intra-op thread count (0 = all cores), seeds LibTorch's generators and parses the
+/// device. Throws std::runtime_error when the device is malformed or CUDA is asked for but
+/// unavailable in this build.
+Runtime start_runtime(const RuntimeConfig& config);
+
+}  // namespace ppnet::pipeline

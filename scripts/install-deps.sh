@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that building and testing ppnet need. Idempotent: packages
+# already installed are skipped, and nothing is fetched when all are present.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  cmake ninja-build ccache g++ make pkg-config
+  # libraries ppnet links against
+  libtorch-dev libopenblas0-pthread libboost-program-options-dev libsqlite3-dev
+  nlohmann-json3-dev libgtest-dev
+  # the independent oracle the tests compare against
+  python3 python3-torch python3-torchvision
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present" >&2
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+"${sudo[@]}" apt-get update -q
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

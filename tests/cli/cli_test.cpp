@@ -1,0 +1,155 @@
+// The real ppnet binary, as a shell or Makefile runs it.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "model/backbone.h"
+#include "tests/common/test_util.h"
+
+namespace ppnet {
+namespace {
+
+using test::run_ppnet;
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST(Cli, HelpListsEveryCommand) {
+  const auto r = run_ppnet("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* c : {"prepare", "train", "project", "last-layer", "explain", "evaluate", "info", "weights"}) {
+    EXPECT_TRUE(contains(r.out, std::string("  ") + c + " ")) << c;
+  }
+  EXPECT_EQ(run_ppnet("help").out, r.out);
+}
+
+TEST(Cli, VersionNamesPpnetAndLibTorch) {
+  const auto r = run_ppnet("--version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.rfind("ppnet 0.1.0 (LibTorch ", 0), 0u) << r.out;
+}
+
+TEST(Cli, NoCommandIsAUsageError) {
+  const auto r = run_ppnet("");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "Usage: ppnet <command>"));
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> expected = {
+      {"prepare", {"--cub", "--folder", "--idx", "--out", "--copies", "--val-fraction", "--threads", "--seed"}},
+      {"train", {"--stage", "--data", "--run", "--arch", "--img-size", "--epochs", "--batch-size",
+                 "--prototypes-per-class", "--weights", "--resume", "--threads", "--seed", "--device"}},
+      {"project", {"--data", "--run", "--threads", "--device"}},
+      {"last-layer", {"--data", "--run", "--epochs", "--threads", "--seed", "--device"}},
+      {"explain", {"--run", "--dir", "--out", "--top-k", "--threads", "--device"}},
+      {"evaluate", {"--run", "--data", "--split", "--json", "--threads", "--device"}},
+      {"info", {"--run", "--json"}},
+      {"weights", {"--arch", "--weights", "--json", "--threads"}},
+  };
+  for (const auto& [cmd, options] : expected) {
+    const auto r = run_ppnet(cmd + " --help");
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    EXPECT_TRUE(contains(r.out, "Usage: ppnet " + cmd)) << cmd;
+    for (const auto& o : options) EXPECT_TRUE(contains(r.out, o + " ")) << cmd << " lacks " << o;
+    EXPECT_TRUE(contains(r.out, "--config FILE")) << cmd;
+    EXPECT_EQ(run_ppnet("help " + cmd).out, r.out);
+  }
+}
+
+TEST(Cli, CommandsNotBuiltYetSaySoAndFail) {
+  for (const char* args : {"prepare --idx x --out y", "train --stage warm --data d --run r", "project --data d --run r",
+                           "last-layer --data d --run r", "explain --run r --dir d --out o",
+                           "evaluate --run r --data d", "info --run r"}) {
+    const auto r = run_ppnet(args);
+    EXPECT_EQ(r.exit_code, 1) << args;
+    EXPECT_TRUE(contains(r.err, "not built yet")) << args << ": " << r.err;
+    EXPECT_EQ(r.out, "") << args;
+  }
+}
+
+TEST(Cli, UsageMistakesExitTwoWithAHint) {
+  struct Case {
+    const char* args;
+    const char* message;
+  };
+  for (const Case& c : {Case{"frobnicate", "unknown command 'frobnicate'"},
+                        Case{"--frob", "unknown option '--frob'"},
+                        Case{"project --frob 3", "unrecognised option '--frob'"},
+                        Case{"train --threads many", "--threads"},
+                        Case{"train --stage hot", "--stage 'hot': expected warm or joint"},
+                        Case{"evaluate --split dev", "--split 'dev'"},
+                        Case{"weights --arch small --weights w --device tpu", "--device 'tpu'"},
+                        Case{"weights --arch small", "missing --weights"},
+                        Case{"info stray", "positional"}}) {
+    const auto r = run_ppnet(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args;
+    EXPECT_TRUE(contains(r.err, c.message)) << c.args << ": " << r.err;
+    EXPECT_TRUE(contains(r.err, "--help'")) << c.args << ": " << r.err;
+  }
+}
+
+class CliWeights : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto net = model::make_backbone("small");
+    std::map<std::string, torch::Tensor> state;
+    for (const auto& p : net->named_parameters()) state[p.key()] = p.value().detach();
+    for (const auto& b : net->named_buffers()) state[b.key()] = b.value();
+    tensors_ = static_cast<int64_t>(state.size());
+    weights_ = dir_.file("small.safetensors");
+    test::write_safetensors(weights_, state);
+  }
+  test::TempDir dir_;
+  std::string weights_;
+  int64_t tensors_ = 0;
+};
+
+TEST_F(CliWeights, ReportsAFittingFile) {
+  const auto r = run_ppnet("weights --arch small --weights " + weights_ + " --img-size 28");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "fits small")) << r.out;
+  EXPECT_TRUE(contains(r.out, "128×7×7 at 28×28 px")) << r.out;
+}
+
+TEST_F(CliWeights, JsonReportAndThreads) {
+  auto r = run_ppnet("weights --arch small --weights " + weights_ + " --json --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tensors_loaded"].get<int64_t>(), tensors_);
+  EXPECT_EQ(j["format"], "safetensors");
+  EXPECT_EQ(j["threads"], 1);
+  r = run_ppnet("weights --arch small --weights " + weights_ + " --json");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["threads"].get<unsigned>(), std::thread::hardware_concurrency());
+}
+
+TEST_F(CliWeights, WrongArchitectureFailsNamingTheFile) {
+  const auto r = run_ppnet("weights --arch vgg11 --weights " + weights_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, weights_ + ": not weights for vgg11")) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST_F(CliWeights, OptionsFromAConfigFileWithTheCommandLineWinning) {
+  const std::string cfg = dir_.file("ppnet.cfg");
+  test::write_file(cfg, "# weights check\narch = resnet50\nweights = " + weights_ + "\nimg-size = 28\n");
+  auto r = run_ppnet("weights --config " + cfg + " --arch small --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["arch"], "small");
+  EXPECT_EQ(j["img_size"], 28);
+
+  test::write_file(cfg, "arch = small\nweights = " + weights_ + "\nepochs = 3\n");
+  r = run_ppnet("weights --config " + cfg);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "config file " + cfg + ", line 3")) << r.err;
+
+  r = run_ppnet("weights --config " + dir_.file("absent.cfg"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "absent.cfg")) << r.err;
+}
+
+}  // namespace
+}  // namespace ppnet

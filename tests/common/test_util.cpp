@@ -1,0 +1,87 @@
+#include "tests/common/test_util.h"
+
+#include "test_paths.h"
+
+#include <torch/torch.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <sys/wait.h>
+
+namespace ppnet::test {
+
+TempDir::TempDir() {
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto p = std::filesystem::temp_directory_path() / ("ppnet-test-" + std::to_string(rd()));
+    if (std::filesystem::create_directory(p)) {
+      path_ = p;
+      return;
+    }
+  }
+  throw std::runtime_error("cannot create a temporary directory");
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void write_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+  for (const auto& [name, t0] : tensors) {
+    const auto t = t0.contiguous().cpu();
+    const char* dtype = t.scalar_type() == torch::kFloat32   ? "F32"
+                        : t.scalar_type() == torch::kFloat64 ? "F64"
+                        : t.scalar_type() == torch::kInt64   ? "I64"
+                                                             : nullptr;
+    if (!dtype) throw std::runtime_error("write_safetensors: unsupported dtype for " + name);
+    const size_t bytes = t.numel() * t.element_size();
+    header[name] = {{"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {data.size(), data.size() + bytes}}};
+    data.append(static_cast<const char*>(t.data_ptr()), bytes);
+  }
+  const std::string h = header.dump();
+  std::string out(8, '\0');
+  uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  write_file(path, out + h + data);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+CommandResult run_ppnet(const std::string& args) {
+  TempDir tmp;
+  const std::string out = tmp.file("out"), err = tmp.file("err");
+  const std::string cmd = std::string(PPNET_BINARY) + " " + args + " </dev/null >" + out + " 2>" + err;
+  const int status = std::system(cmd.c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_file(out);
+  r.err = read_file(err);
+  return r;
+}
+
+double relative_error(const torch::Tensor& actual, const torch::Tensor& expected) {
+  if (actual.sizes() != expected.sizes()) return std::numeric_limits<double>::infinity();
+  const auto a = actual.to(torch::kFloat64), e = expected.to(torch::kFloat64);
+  const double scale = std::max(e.abs().max().item<double>(), 1e-12);
+  return (a - e).abs().max().item<double>() / scale;
+}
+
+}  // namespace ppnet::test

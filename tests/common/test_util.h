@@ -1,0 +1,45 @@
+#pragma once
+// Helpers shared by ppnet's tests: scratch folders, a safetensors writer for fixtures, and
+// running the real ppnet binary.
+
+#include <torch/types.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+namespace ppnet::test {
+
+/// A fresh folder under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Writes `tensors` as a well-formed .safetensors file (F32/F64/I64 only).
+void write_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors);
+
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& bytes);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+/// Runs the built ppnet binary with `args` (shell-quoted here), capturing both streams.
+CommandResult run_ppnet(const std::string& args);
+
+/// max |a − b| / max(max |b|, 1e-12): the error relative to the expected output's scale.
+double relative_error(const torch::Tensor& actual, const torch::Tensor& expected);
+
+}  // namespace ppnet::test

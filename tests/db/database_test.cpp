@@ -1,0 +1,111 @@
+#include "db/database.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/common/test_util.h"
+
+namespace ppnet::db {
+namespace {
+
+using test::TempDir;
+
+const Migrations kTwoSteps = {
+    "CREATE TABLE a (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
+    "CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER NOT NULL REFERENCES a(id));",
+};
+
+TEST(Database, FreshFileMigratesFromZeroToLatest) {
+  TempDir dir;
+  Database db(dir.file("run.sqlite"), run_migrations());
+  EXPECT_EQ(db.schema_version(), static_cast<int>(run_migrations().size()));
+  auto mode = db.prepare("PRAGMA journal_mode");
+  ASSERT_TRUE(mode.step());
+  EXPECT_EQ(mode.column_text(0), "wal");
+  auto fk = db.prepare("PRAGMA foreign_keys");
+  ASSERT_TRUE(fk.step());
+  EXPECT_EQ(fk.column_int(0), 1);
+  db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)").bind(1, std::string("k")).bind(2, std::string("v")).run();
+}
+
+TEST(Database, AppliesOnlyTheMissingSteps) {
+  TempDir dir;
+  const std::string path = dir.file("x.sqlite");
+  {
+    Database db(path, Migrations{kTwoSteps[0]});
+    EXPECT_EQ(db.schema_version(), 1);
+    db.prepare("INSERT INTO a (name) VALUES (?)").bind(1, std::string("kept")).run();
+  }
+  Database db(path, kTwoSteps);  // would fail on re-running step 0 ("table a already exists")
+  EXPECT_EQ(db.schema_version(), 2);
+  auto s = db.prepare("SELECT name FROM a");
+  ASSERT_TRUE(s.step());
+  EXPECT_EQ(s.column_text(0), "kept");
+  // Foreign keys are enforced.
+  EXPECT_THROW(db.prepare("INSERT INTO b (a_id) VALUES (42)").run(), std::runtime_error);
+}
+
+TEST(Database, RefusesANewerSchema) {
+  TempDir dir;
+  const std::string path = dir.file("x.sqlite");
+  { Database db(path, kTwoSteps); }
+  try {
+    Database db(path, Migrations{kTwoSteps[0]});
+    FAIL() << "expected an exception";
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    EXPECT_NE(msg.find("newer"), std::string::npos) << msg;
+  }
+}
+
+TEST(Database, RefusesAFileThatIsNotADatabase) {
+  TempDir dir;
+  const std::string path = dir.file("not.sqlite");
+  test::write_file(path, std::string(4096, 'x'));
+  try {
+    Database db(path, run_migrations());
+    FAIL() << "expected an exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(test::read_file(path), std::string(4096, 'x'));  // untouched
+}
+
+TEST(Database, TransactionRollsBackUnlessCommitted) {
+  TempDir dir;
+  Database db(dir.file("t.sqlite"), kTwoSteps);
+  {
+    Transaction tx(db);
+    db.prepare("INSERT INTO a (name) VALUES ('lost')").run();
+  }
+  {
+    Transaction tx(db);
+    db.prepare("INSERT INTO a (name) VALUES ('kept')").run();
+    tx.commit();
+  }
+  auto s = db.prepare("SELECT group_concat(name) FROM a");
+  ASSERT_TRUE(s.step());
+  EXPECT_EQ(s.column_text(0), "kept");
+}
+
+TEST(Database, StatementBindsAndReadsEveryType) {
+  TempDir dir;
+  Database db(dir.file("s.sqlite"), Migrations{"CREATE TABLE t (i INTEGER, d REAL, s TEXT, n TEXT);"});
+  db.prepare("INSERT INTO t VALUES (?, ?, ?, ?)")
+      .bind(1, int64_t{1} << 40)
+      .bind(2, 0.125)
+      .bind(3, std::string("a'b\0c", 5))
+      .bind_null(4)
+      .run();
+  auto s = db.prepare("SELECT i, d, s, n FROM t");
+  ASSERT_TRUE(s.step());
+  EXPECT_EQ(s.column_int(0), int64_t{1} << 40);
+  EXPECT_EQ(s.column_double(1), 0.125);
+  EXPECT_EQ(s.column_text(2), std::string("a'b\0c", 5));
+  EXPECT_TRUE(s.column_is_null(3));
+  EXPECT_FALSE(s.step());
+  EXPECT_THROW(db.prepare("SELECT nope FROM t"), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace ppnet::db

@@ -1,0 +1,178 @@
+// ppnet against an independent oracle: torchvision and the reference formulas computed by
+// Debian's python3-torch (tests/oracle/make_oracle.py, run by ctest as the fixture
+// "oracle.generate").
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "model/loss.h"
+#include "model/protopnet.h"
+#include "pipeline/safetensors.h"
+#include "pipeline/torch_pickle.h"
+#include "pipeline/weights.h"
+#include "tests/common/test_util.h"
+#include "test_paths.h"
+
+namespace ppnet {
+namespace {
+
+constexpr double kTolerance = 1e-4;  // of the expected output's largest magnitude
+
+std::string oracle_dir() {
+  const char* dir = std::getenv("PPNET_ORACLE_DIR");
+  if (dir) return dir;
+  // Run outside ctest: make the fixtures once per process.
+  static const std::string made = [] {
+    const std::string d = (std::filesystem::temp_directory_path() / "ppnet-oracle").string();
+    const std::string cmd = std::string(PPNET_ORACLE_PYTHON) + " " + PPNET_SOURCE_DIR +
+                            "/tests/oracle/make_oracle.py " + d;
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
+    return d;
+  }();
+  return made;
+}
+std::string oracle(const std::string& name) { return oracle_dir() + "/" + name; }
+
+struct BackboneCase {
+  std::string arch;
+  std::string extension;
+};
+
+void PrintTo(const BackboneCase& c, std::ostream* os) { *os << c.arch << '.' << c.extension; }
+
+class OracleBackbone : public ::testing::TestWithParam<BackboneCase> {};
+
+TEST_P(OracleBackbone, LoadsTheFileAndMatchesTorchvision) {
+  torch::set_num_threads(2);
+  const auto& [arch, extension] = GetParam();
+  auto net = model::make_backbone(arch);
+  pipeline::WeightsFormat format;
+  const auto report = pipeline::load_backbone_weights(*net, oracle(arch + "." + extension), &format);
+  EXPECT_EQ(format, extension == "pth" ? pipeline::WeightsFormat::kTorchZip
+                                       : pipeline::WeightsFormat::kSafetensors);
+  EXPECT_GT(report.loaded, 0);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = pipeline::read_safetensors(oracle("input.safetensors")).at("x");
+  const auto expected = pipeline::read_safetensors(oracle(arch + "_out.safetensors")).at("y");
+  const auto y = net->forward(x);
+  ASSERT_EQ(y.sizes(), expected.sizes());
+  EXPECT_LE(test::relative_error(y, expected), kTolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Torchvision, OracleBackbone,
+    ::testing::Values(BackboneCase{"vgg16", "pth"}, BackboneCase{"vgg16", "safetensors"},
+                      BackboneCase{"resnet34", "pth"}, BackboneCase{"resnet34", "safetensors"},
+                      BackboneCase{"resnet50", "pth"}, BackboneCase{"resnet50", "safetensors"},
+                      BackboneCase{"densenet121", "pth"}, BackboneCase{"densenet121", "safetensors"}),
+    [](const auto& info) { return info.param.arch + "_" + info.param.extension; });
+
+TEST(OracleWeights, VariantsAreReadAsTheyWereWritten) {
+  // resnet34.pth: {"epoch": 3, "state_dict": OrderedDict("module." + key)} with fc kept.
+  const auto r34 = pipeline::read_weights_file(oracle("resnet34.pth"));
+  EXPECT_EQ(r34.count("module.conv1.weight"), 1u);
+  // resnet50.safetensors has no num_batches_tracked: loading reports them as defaulted.
+  auto net = model::make_backbone("resnet50");
+  const auto report = pipeline::load_backbone_weights(*net, oracle("resnet50.safetensors"));
+  EXPECT_EQ(report.defaulted.size(), 53u);
+  EXPECT_EQ(report.ignored, (std::vector<std::string>{"fc.bias", "fc.weight"}));
+  // Both formats of the same weights hold identical tensors.
+  const auto a = pipeline::read_weights_file(oracle("vgg16.pth"));
+  const auto b = pipeline::read_weights_file(oracle("vgg16.safetensors"));
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [k, t] : a) EXPECT_TRUE(torch::equal(t, b.at(k))) << k;
+}
+
+std::string load_error(const std::string& path) {
+  try {
+    pipeline::read_weights_file(path);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(OracleWeights, LegacyFileIsRefusedWithTheConversionCommand) {
+  const std::string msg = load_error(oracle("legacy.pth"));
+  EXPECT_NE(msg.find("legacy"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("python3 -c \"import torch; torch.save("), std::string::npos) << msg;
+}
+
+TEST(OracleWeights, ConvertedLegacyFileLoads) {
+  // Run the very command the message suggests, then read its output.
+  test::TempDir dir;
+  const std::string legacy = dir.file("old.pth");
+  std::filesystem::copy_file(oracle("legacy.pth"), legacy);
+  std::string cmd = pipeline::legacy_conversion_command(legacy);
+  ASSERT_EQ(cmd.rfind("python3 ", 0), 0u);
+  cmd.replace(0, 7, PPNET_ORACLE_PYTHON);  // the Python that has torch, whatever PATH says
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const auto got = pipeline::read_weights_file(dir.file("old-zip.pth"));
+  ASSERT_EQ(got.count("w"), 1u);
+  EXPECT_TRUE(torch::equal(got.at("w"), torch::zeros({2})));
+}
+
+TEST(OracleWeights, OtherPythonObjectsAndDamagedArchivesAreRefused) {
+  EXPECT_NE(load_error(oracle("counter.pth")).find("collections.Counter"), std::string::npos);
+  test::TempDir dir;
+  const std::string bytes = test::read_file(oracle("vgg16.pth"));
+  test::write_file(dir.file("cut.pth"), bytes.substr(0, bytes.size() / 2));
+  const std::string msg = load_error(dir.file("cut.pth"));
+  EXPECT_NE(msg.find(dir.file("cut.pth")), std::string::npos) << msg;
+}
+
+class OracleHead : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(OracleHead, MatchesTheReferenceFormulas) {
+  const auto t = pipeline::read_safetensors(oracle("head_" + GetParam() + ".safetensors"));
+  const auto& protos = t.at("prototype_vectors");
+  const auto& weight = t.at("last_layer.weight");
+  model::ProtoPNetOptions o;
+  o.arch = "small";  // 128 channels, as the fixture's features
+  o.num_classes = weight.size(0);
+  o.prototypes_per_class = protos.size(0) / o.num_classes;
+  o.prototype_dim = protos.size(1);
+  o.add_on = model::parse_add_on_type(GetParam());
+  model::ProtoPNet net(o);
+  {
+    torch::NoGradGuard no_grad;
+    int copied = 0;
+    for (auto& p : net->named_parameters()) {
+      if (auto it = t.find(p.key()); it != t.end()) {
+        ASSERT_EQ(p.value().sizes(), it->second.sizes()) << p.key();
+        p.value().copy_(it->second);
+        ++copied;
+      }
+    }
+    EXPECT_EQ(copied, static_cast<int>(net->add_on_layers()->parameters().size()) + 2);
+  }
+  const auto& features = t.at("features");
+  const auto out = net->head(features);
+  const auto distances = net->distances(net->add_on_layers()->forward(features));
+  EXPECT_LE(test::relative_error(distances, t.at("out.distances")), kTolerance);
+  EXPECT_LE(test::relative_error(out.min_distances, t.at("out.min_distances")), kTolerance);
+  EXPECT_LE(test::relative_error(model::similarity_from_distance(out.min_distances), t.at("out.similarities")),
+            kTolerance);
+  EXPECT_LE(test::relative_error(out.logits, t.at("out.logits")), kTolerance);
+
+  const auto terms = model::compute_loss_terms(out.logits, out.min_distances, t.at("labels"),
+                                               net->prototype_class_identity(),
+                                               net->last_layer()->weight, net->max_distance());
+  EXPECT_LE(test::relative_error(terms.cross_entropy, t.at("out.cross_entropy")), kTolerance);
+  EXPECT_LE(test::relative_error(terms.cluster, t.at("out.cluster")), kTolerance);
+  EXPECT_LE(test::relative_error(terms.separation, t.at("out.separation")), kTolerance);
+  EXPECT_LE(test::relative_error(terms.avg_separation, t.at("out.avg_separation")), kTolerance);
+  EXPECT_LE(test::relative_error(terms.l1, t.at("out.l1")), kTolerance);
+  EXPECT_LE(test::relative_error(model::total_loss(terms, {}), t.at("out.total")), kTolerance);
+  EXPECT_LE(test::relative_error(model::mean_pairwise_prototype_distance(net->prototype_vectors()),
+                                 t.at("out.pairwise")),
+            kTolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(AddOn, OracleHead, ::testing::Values("regular", "bottleneck"));
+
+}  // namespace
+}  // namespace ppnet
