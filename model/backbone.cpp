@@ -58,6 +58,11 @@ class VggImpl : public BackboneImpl {
 
 // ---------------------------------------------------------------- ResNet
 
+// The 1×1 conv + BN shortcut of a block that changes resolution or width.
+Sequential projection(int64_t in, int64_t out, int64_t stride) {
+  return Sequential(conv(in, out, 1, stride, 0, false), BatchNorm2d(out));
+}
+
 class BasicBlockImpl : public torch::nn::Module {
  public:
   static constexpr int64_t kExpansion = 1;
@@ -67,9 +72,7 @@ class BasicBlockImpl : public torch::nn::Module {
         conv2_(register_module("conv2", conv(planes, planes, 3, 1, 1, false))),
         bn2_(register_module("bn2", BatchNorm2d(planes))) {
     if (stride != 1 || in != planes * kExpansion) {
-      downsample_ = register_module(
-          "downsample", Sequential(conv(in, planes * kExpansion, 1, stride, 0, false),
-                                   BatchNorm2d(planes * kExpansion)));
+      downsample_ = register_module("downsample", projection(in, planes * kExpansion, stride));
     }
   }
   static std::vector<ConvInfo> conv_info(int64_t stride) { return {{3, stride, 1}, {3, 1, 1}}; }
@@ -99,9 +102,7 @@ class BottleneckImpl : public torch::nn::Module {
         conv3_(register_module("conv3", conv(planes, planes * kExpansion, 1, 1, 0, false))),
         bn3_(register_module("bn3", BatchNorm2d(planes * kExpansion))) {
     if (stride != 1 || in != planes * kExpansion) {
-      downsample_ = register_module(
-          "downsample", Sequential(conv(in, planes * kExpansion, 1, stride, 0, false),
-                                   BatchNorm2d(planes * kExpansion)));
+      downsample_ = register_module("downsample", projection(in, planes * kExpansion, stride));
     }
   }
   static std::vector<ConvInfo> conv_info(int64_t stride) {
