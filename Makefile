@@ -23,7 +23,7 @@ test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 bench: build
-	benchmarks/forward.sh $(BUILD_DIR)
+	benchmarks/run.sh $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -24,7 +24,7 @@ struct CommandInfo {
 const std::vector<CommandInfo>& commands() {
   static const std::vector<CommandInfo> kCommands = {
       {"prepare", "turn raw data (CUB-200-2011, class folders, IDX) into a prepared data folder",
-       "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]", false},
+       "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]", true},
       {"train", "train everything before the last layer, stage warm or joint (resumable)",
        "ppnet train --stage warm|joint --data DATA --run RUN [options]", false},
       {"project", "push each prototype onto its nearest training patch of its own class",
@@ -167,20 +167,55 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
 
   if (name == "prepare") {
     pipeline::PrepareConfig c;
+    bool json = false;
     o.add_options()
         ("cub", po::value(&c.cub)->value_name("PATH"), "CUB_200_2011.tgz or its extracted folder")
-        ("folder", po::value(&c.folder)->value_name("PATH"), "a folder-per-class image tree")
-        ("idx", po::value(&c.idx)->value_name("PATH"), "a folder of MNIST-format IDX files")
+        ("folder", po::value(&c.folder)->value_name("PATH"),
+         "a folder of class folders, or one with train/ and test/ trees of them")
+        ("idx", po::value(&c.idx)->value_name("PATH"), "a folder of MNIST-format IDX files (gzipped or not)")
         ("out", po::value(&c.out)->value_name("DATA"), "the prepared data folder to write")
-        ("copies", po::value(&c.copies)->default_value(10)->value_name("N"),
-         "augmented copies per operation and training image")
-        ("val-fraction", po::value(&c.val_fraction)->default_value(0.0)->value_name("F"),
-         "seeded share of training images held out as val/")
-        ("force", po::bool_switch(&c.force), "overwrite an output made by a different command");
+        ("copies", po::value(&c.copies)->default_value(c.copies)->value_name("N"),
+         "augmented copies per operation (rotate, skew, shear) and training image; 0: none")
+        ("val-fraction", po::value(&c.val_fraction)->default_value(c.val_fraction)->value_name("F"),
+         "seeded share of each class's training images held out as val/")
+        ("test-fraction", po::value(&c.test_fraction)->default_value(c.test_fraction)->value_name("F"),
+         "--folder without train/ and test/: seeded share of each class used as test/")
+        ("size", po::value(&c.size)->default_value(c.size)->value_name("N"),
+         "resize every output to N×N pixels (0: keep the crop's size)")
+        ("rotation", po::value(&c.rotation)->default_value(c.rotation)->value_name("DEG"), "rotation range ±DEG")
+        ("skew", po::value(&c.skew)->default_value(c.skew)->value_name("M"), "perspective skew magnitude")
+        ("shear", po::value(&c.shear)->default_value(c.shear)->value_name("DEG"), "shear range ±DEG")
+        ("flip", po::value(&c.flip)->default_value(c.flip)->value_name("P"),
+         "probability of a left-right flip after each operation")
+        ("class-names", po::value(&c.class_names)->value_name("NAMES"),
+         "--idx: fashion-mnist, mnist or a file with one name per line (default: from the path)")
+        ("force", po::bool_switch(&c.force), "replace an output folder prepared by a different command")
+        ("json", po::bool_switch(&json), "machine-readable report on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
     check_runtime(name, c.runtime);
-    return not_built(name);
+    if (vm.count("cub") + vm.count("folder") + vm.count("idx") != 1) {
+      throw UsageError("give exactly one of --cub, --folder and --idx", name);
+    }
+    require(name, vm, {"out"});
+    if (c.copies < 0) throw UsageError("--copies must be 0 or more", name);
+    if (c.size < 0) throw UsageError("--size must be 0 (keep) or a pixel count", name);
+    for (const auto& [opt, v] : {std::pair<const char*, double>{"val-fraction", c.val_fraction},
+                                 {"test-fraction", c.test_fraction}, {"flip", c.flip}}) {
+      if (v < 0 || v >= 1) throw UsageError(std::string("--") + opt + " must be in [0, 1)", name);
+    }
+    if (c.rotation < 0 || c.skew < 0 || c.shear < 0 || c.skew >= 0.5 || c.shear >= 60) {
+      throw UsageError("augmentation ranges: --rotation ≥ 0, 0 ≤ --skew < 0.5, 0 ≤ --shear < 60", name);
+    }
+    const auto report = pipeline::run_prepare(c);
+    for (const auto& f : report.failed) std::cerr << "ppnet prepare: failed: " << f << '\n';
+    print_report(std::cout, report, json);
+    if (!report.failed.empty()) {
+      std::cerr << "ppnet prepare: " << report.failed.size()
+                << " source images could not be read; the rest are prepared\n";
+      return 1;
+    }
+    return 0;
   }
   if (name == "train") {
     pipeline::TrainConfig c;

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "pipeline/interrupt.h"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
@@ -11,6 +12,9 @@ int main(int argc, char** argv) {
     const std::string cmd = e.command().empty() ? "ppnet" : "ppnet " + e.command();
     std::cerr << cmd << ": " << e.what() << "\nTry '" << cmd << " --help'.\n";
     return 2;
+  } catch (const ppnet::pipeline::Interrupted& e) {
+    std::cerr << "ppnet: " << e.what() << '\n';
+    return 128 + e.signal();
   } catch (const std::exception& e) {
     std::cerr << "ppnet: error: " << e.what() << '\n';
     return 1;

@@ -8,5 +8,6 @@
 namespace ppnet::cli {
 
 void print_report(std::ostream& out, const pipeline::WeightsReport& report, bool json);
+void print_report(std::ostream& out, const pipeline::PrepareReport& report, bool json);
 
 }  // namespace ppnet::cli

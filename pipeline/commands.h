@@ -4,6 +4,7 @@
 // the file, option or value at fault. No LibTorch types here, so cli/ stays free of them.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,26 @@ struct WeightsReport {
   int img_size = 0;
   int threads = 0;
 };
+
+struct PrepareReport {
+  std::string out;
+  std::string source_kind;
+  int classes = 0;
+  std::map<std::string, int64_t> images;  // split → images listed (train: augmented outputs)
+  int64_t source_images = 0;   // source images this run decoded
+  int64_t files_written = 0;
+  int64_t files_kept = 0;      // complete outputs of an earlier, interrupted run
+  std::vector<std::string> failed;  // "path: reason", one per unreadable source image
+  bool up_to_date = false;     // the same command had already finished: nothing to do
+  double seconds = 0;
+  int threads = 0;
+};
+
+/// Turns raw data into a prepared data folder (see shared/DESIGN.md §1). Metadata errors throw
+/// before anything is written; unreadable images are reported in `failed` and the rest done.
+/// Re-running the same command resumes; a different command on the same folder throws unless
+/// config.force. Throws Interrupted after SIGINT/SIGTERM, leaving a resumable folder.
+PrepareReport run_prepare(const PrepareConfig& config);
 
 /// Loads `config.weights` into a fresh `config.arch` backbone; throws if it does not fit.
 WeightsReport run_weights(const WeightsConfig& config);

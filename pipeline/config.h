@@ -16,8 +16,15 @@ struct RuntimeConfig {
 struct PrepareConfig {
   std::string cub, folder, idx;  // exactly one input
   std::string out;
-  int copies = 10;
-  double val_fraction = 0.0;
+  int copies = 10;              // augmented copies per operation and training image
+  double val_fraction = 0.0;    // seeded share of each class's training images held out
+  double test_fraction = 0.2;   // --folder without train/ and test/: seeded test share
+  int size = 0;                 // resize every output to size×size; 0 keeps the crop's size
+  double rotation = 15.0;       // augmentation ranges (see pipeline/augment.h)
+  double skew = 0.2;
+  double shear = 10.0;
+  double flip = 0.5;
+  std::string class_names;      // --idx: fashion-mnist, mnist or a file; "" guesses from the path
   bool force = false;
   RuntimeConfig runtime;
 };

@@ -60,7 +60,7 @@ TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
 }
 
 TEST(Cli, CommandsNotBuiltYetSaySoAndFail) {
-  for (const char* args : {"prepare --idx x --out y", "train --stage warm --data d --run r", "project --data d --run r",
+  for (const char* args : {"train --stage warm --data d --run r", "project --data d --run r",
                            "last-layer --data d --run r", "explain --run r --dir d --out o",
                            "evaluate --run r --data d", "info --run r"}) {
     const auto r = run_ppnet(args);

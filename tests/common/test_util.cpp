@@ -9,7 +9,9 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace ppnet::test {
 
@@ -75,6 +77,29 @@ CommandResult run_ppnet(const std::string& args) {
   r.out = read_file(out);
   r.err = read_file(err);
   return r;
+}
+
+int spawn_ppnet(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<std::string> argv_s = {PPNET_BINARY};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(int pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 double relative_error(const torch::Tensor& actual, const torch::Tensor& expected) {

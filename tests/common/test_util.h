@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace ppnet::test {
 
@@ -38,6 +39,12 @@ struct CommandResult {
 
 /// Runs the built ppnet binary with `args` (shell-quoted here), capturing both streams.
 CommandResult run_ppnet(const std::string& args);
+
+/// Starts the built ppnet binary with `args` in the background (output to `log`); returns its pid.
+int spawn_ppnet(const std::vector<std::string>& args, const std::string& log);
+
+/// Waits for a spawned process; returns its exit code, or 128 + signal if a signal ended it.
+int wait_exit(int pid);
 
 /// max |a − b| / max(max |b|, 1e-12): the error relative to the expected output's scale.
 double relative_error(const torch::Tensor& actual, const torch::Tensor& expected);

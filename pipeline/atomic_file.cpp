@@ -1,0 +1,58 @@
+#include "pipeline/atomic_file.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+namespace ppnet::pipeline {
+
+namespace fs = std::filesystem;
+
+void write_file_atomic(const fs::path& path, const void* data, size_t size) {
+  static std::atomic<uint64_t> counter{0};
+  std::error_code ec;
+  if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
+  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp-" +
+                                             std::to_string(::getpid()) + "-" +
+                                             std::to_string(counter++));
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw std::runtime_error(path.string() + ": cannot write (" + std::strerror(errno) + ")");
+  const bool ok = std::fwrite(data, 1, size, f) == size;
+  if (std::fclose(f) != 0 || !ok) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error(path.string() + ": write failed (disk full?)");
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error(path.string() + ": cannot rename into place: " + ec.message());
+  }
+}
+
+void write_file_atomic(const fs::path& path, const std::string& bytes) {
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+bool is_temporary_name(const std::string& filename) {
+  return !filename.empty() && filename[0] == '.' && filename.find(".tmp-") != std::string::npos;
+}
+
+size_t remove_temporary_files(const fs::path& root) {
+  size_t removed = 0;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return 0;
+  std::vector<fs::path> doomed;
+  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_regular_file(ec) && is_temporary_name(it->path().filename().string())) {
+      doomed.push_back(it->path());
+    }
+  }
+  for (const auto& p : doomed) removed += fs::remove(p, ec) ? 1 : 0;
+  return removed;
+}
+
+}  // namespace ppnet::pipeline

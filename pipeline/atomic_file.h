@@ -1,0 +1,21 @@
+#pragma once
+// Files that appear only complete: written under a temporary name, then renamed.
+
+#include <filesystem>
+#include <string>
+
+namespace ppnet::pipeline {
+
+/// Writes `bytes` to `path` through a temporary file in the same folder (".<name>.tmp-<tag>"),
+/// renamed over `path` once complete, so readers and resumed runs never see a partial file.
+/// Creates missing parent folders. Throws std::runtime_error naming the path.
+void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
+void write_file_atomic(const std::filesystem::path& path, const void* data, size_t size);
+
+/// True for the temporary names write_file_atomic uses.
+bool is_temporary_name(const std::string& filename);
+
+/// Removes temporary files left below `root` by a killed process; returns how many.
+size_t remove_temporary_files(const std::filesystem::path& root);
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,306 @@
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <opencv2/core/utility.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <random>
+#include <thread>
+
+#include "pipeline/archive.h"
+#include "pipeline/atomic_file.h"
+#include "pipeline/augment.h"
+#include "pipeline/commands.h"
+#include "pipeline/interrupt.h"
+#include "pipeline/manifest.h"
+#include "pipeline/progress.h"
+#include "pipeline/sources.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+// What the folder was asked to be: compared on every re-run.
+nlohmann::json command_record(const PrepareConfig& c, const std::string& kind, const fs::path& source) {
+  nlohmann::json j = {{"source_kind", kind},
+                      {"source_path", fs::absolute(source).lexically_normal().string()},
+                      {"copies", c.copies},
+                      {"val_fraction", c.val_fraction},
+                      {"size", c.size},
+                      {"rotation", c.rotation},
+                      {"skew", c.skew},
+                      {"shear", c.shear},
+                      {"flip", c.flip},
+                      {"seed", c.runtime.seed}};
+  if (kind == "folder") j["test_fraction"] = c.test_fraction;
+  if (kind == "idx") j["class_names"] = c.class_names;
+  return j;
+}
+
+std::string describe_difference(const nlohmann::json& before, const nlohmann::json& now) {
+  std::string out;
+  for (const auto& [k, v] : now.items()) {
+    const auto old = before.contains(k) ? before[k].dump() : std::string("(unset)");
+    if (old != v.dump()) out += (out.empty() ? "" : ", ") + k + " " + old + " → " + v.dump();
+  }
+  return out.empty() ? "the recorded command" : out;
+}
+
+// The folders and files prepare owns inside DATA; --force removes these and nothing else.
+const char* const kOwned[] = {"push", "train", "test", "val", "lists", "manifest.json", "prepare.json", ".source"};
+
+void claim_output(const fs::path& out, const nlohmann::json& record, bool force) {
+  std::error_code ec;
+  if (!fs::exists(out)) return;
+  if (!fs::is_directory(out)) throw std::runtime_error(out.string() + ": exists and is not a folder");
+  const fs::path rec_path = prepare_record_path(out);
+  if (!fs::exists(rec_path)) {
+    if (fs::directory_iterator(out) != fs::directory_iterator()) {
+      throw std::runtime_error(out.string() + ": exists, is not empty and was not made by ppnet prepare; "
+                               "choose another --out");
+    }
+    return;
+  }
+  nlohmann::json before;
+  try {
+    std::ifstream in(rec_path);
+    before = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(rec_path.string() + ": unreadable (" + e.what() + "); remove " + out.string() +
+                             " or use another --out");
+  }
+  if (before == record) return;
+  if (!force) {
+    throw std::runtime_error(out.string() + " was prepared by a different command (" +
+                             describe_difference(before, record) +
+                             "); use --force to replace it, or another --out");
+  }
+  for (const char* name : kOwned) fs::remove_all(out / name, ec);
+}
+
+// Finds the CUB root (the folder holding images.txt) under an extracted archive or a folder.
+fs::path cub_root(const fs::path& dir) {
+  if (fs::exists(dir / "images.txt")) return dir;
+  if (fs::exists(dir / "CUB_200_2011" / "images.txt")) return dir / "CUB_200_2011";
+  throw std::runtime_error(dir.string() + ": no images.txt here or in CUB_200_2011/ (is this CUB-200-2011?)");
+}
+
+std::string encode(const cv::Mat& img, const std::string& ext, const std::string& name) {
+  std::vector<uchar> buf;
+  const std::vector<int> params = ext == ".jpg" ? std::vector<int>{cv::IMWRITE_JPEG_QUALITY, 95} : std::vector<int>{};
+  if (!cv::imencode(ext, img, buf, params)) throw std::runtime_error(name + ": could not encode as " + ext);
+  return std::string(buf.begin(), buf.end());
+}
+
+struct Output {
+  fs::path rel;        // relative to DATA
+  int op = -1;         // -1: the unaugmented image; else an AugmentOp
+  int copy = 0;
+};
+
+enum class Role { kTrain, kVal, kTest };
+
+}  // namespace
+
+PrepareReport run_prepare(const PrepareConfig& c) {
+  const auto start = std::chrono::steady_clock::now();
+  PrepareReport report;
+  const fs::path out(c.out);
+  report.out = c.out;
+  const std::string kind = !c.cub.empty() ? "cub" : !c.folder.empty() ? "folder" : "idx";
+  const fs::path source = !c.cub.empty() ? c.cub : !c.folder.empty() ? c.folder : c.idx;
+  report.source_kind = kind;
+  if (!fs::exists(source)) throw std::runtime_error(source.string() + ": no such file or folder");
+  const nlohmann::json record = command_record(c, kind, source);
+
+  claim_output(out, record, c.force);
+  if (fs::exists(manifest_path(out))) {
+    const Manifest done = read_manifest(out);
+    if (done.failed.empty()) {
+      report.up_to_date = true;
+      report.classes = static_cast<int>(done.classes.size());
+      for (const auto& [split, counts] : done.counts) {
+        for (auto n : counts) report.images[split] += n;
+      }
+      return report;
+    }
+  }
+
+  const int threads = c.runtime.threads > 0 ? c.runtime.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  report.threads = threads;
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads));
+  cv::setNumThreads(0);  // parallel across images, not inside OpenCV calls
+  InterruptScope interrupt_scope;
+
+  // 1. Read and validate every piece of metadata before writing any output.
+  SourceSet set;
+  const bool created = !fs::exists(out);
+  try {
+    if (kind == "cub") {
+      fs::path root = source;
+      if (fs::is_regular_file(source)) {
+        const fs::path staging = out / ".source";
+        if (!fs::exists(staging / ".complete")) {
+          fs::remove_all(staging);
+          fs::create_directories(staging);
+          const auto total = fs::file_size(source);
+          Progress progress("extract " + source.filename().string(), total);
+          uint64_t last = 0;
+          extract_tar(source.string(), staging.string(), [&](uint64_t at) {
+            progress.advance(at - last);
+            last = at;
+          });
+          write_file_atomic(staging / ".complete", std::string());
+        }
+        root = staging;
+      }
+      set = read_cub(cub_root(root));
+    } else if (kind == "folder") {
+      set = read_folder(source, c.test_fraction, c.runtime.seed);
+    } else {
+      set = read_idx(source, c.class_names);
+    }
+  } catch (...) {
+    std::error_code ec;
+    if (created) fs::remove_all(out, ec);
+    throw;
+  }
+
+  // 2. Roles: the seeded validation hold-out comes out of each class's training images.
+  std::vector<Role> role(set.images.size(), Role::kTrain);
+  std::vector<std::vector<size_t>> train_of_class(set.classes.size());
+  for (size_t i = 0; i < set.images.size(); ++i) {
+    if (set.images[i].is_test) {
+      role[i] = Role::kTest;
+    } else {
+      train_of_class[static_cast<size_t>(set.images[i].class_index)].push_back(i);
+    }
+  }
+  if (c.val_fraction > 0) {
+    for (size_t k = 0; k < train_of_class.size(); ++k) {
+      auto ids = train_of_class[k];
+      std::mt19937_64 rng(c.runtime.seed * 0x9e3779b97f4a7c15ull + k);
+      for (size_t i = ids.size(); i > 1; --i) std::swap(ids[i - 1], ids[rng() % i]);
+      const auto n_val = static_cast<size_t>(std::llround(c.val_fraction * static_cast<double>(ids.size())));
+      for (size_t i = 0; i < n_val; ++i) role[ids[i]] = Role::kVal;
+    }
+  }
+
+  // 3. Every output file of every source image.
+  std::vector<std::vector<Output>> outputs(set.images.size());
+  for (size_t i = 0; i < set.images.size(); ++i) {
+    const SourceImage& img = set.images[i];
+    const std::string folder = set.classes[static_cast<size_t>(img.class_index)].folder;
+    const char* split = role[i] == Role::kTest ? "test" : role[i] == Role::kVal ? "val" : "push";
+    outputs[i].push_back({fs::path(split) / folder / (img.stem + img.ext), -1, 0});
+    if (role[i] != Role::kTrain) continue;
+    for (AugmentOp op : kAugmentOps) {
+      for (int k = 0; k < c.copies; ++k) {
+        char suffix[32];
+        std::snprintf(suffix, sizeof suffix, "_%s%02d", op_name(op), k);
+        outputs[i].push_back({fs::path("train") / folder / (img.stem + suffix + img.ext), static_cast<int>(op), k});
+      }
+    }
+  }
+
+  write_file_atomic(prepare_record_path(out), record.dump(1) + "\n");
+  remove_temporary_files(out);
+
+  // 4. Decode, crop, augment and write, in parallel; complete outputs of an earlier run stay.
+  const AugmentOptions aug{c.rotation, c.skew, c.shear, c.flip};
+  std::mutex failed_mutex;
+  std::vector<std::string> failed_of(set.images.size());
+  std::atomic<int64_t> decoded{0}, written{0}, kept{0};
+  {
+    Progress progress("prepare " + kind, set.images.size());
+    tbb::parallel_for(size_t{0}, set.images.size(), [&](size_t i) {
+      if (InterruptScope::stop_requested()) return;
+      std::vector<const Output*> todo;
+      for (const auto& o : outputs[i]) {
+        if (fs::exists(out / o.rel)) {
+          ++kept;
+        } else {
+          todo.push_back(&o);
+        }
+      }
+      if (!todo.empty()) {
+        try {
+          const cv::Mat img = load_source_image(set, set.images[i]);
+          ++decoded;
+          for (const Output* o : todo) {
+            if (InterruptScope::stop_requested()) return;
+            cv::Mat pixels = o->op < 0 ? img
+                                       : augment(img, static_cast<AugmentOp>(o->op), aug,
+                                                 derive_seed(c.runtime.seed, set.images[i].id,
+                                                             static_cast<AugmentOp>(o->op), o->copy));
+            if (c.size > 0) {
+              cv::Mat resized;
+              cv::resize(pixels, resized, cv::Size(c.size, c.size), 0, 0, cv::INTER_AREA);
+              pixels = resized;
+            }
+            write_file_atomic(out / o->rel, encode(pixels, set.images[i].ext, (out / o->rel).string()));
+            ++written;
+          }
+        } catch (const std::exception& e) {
+          failed_of[i] = e.what();
+        }
+      }
+      progress.advance();
+    });
+  }
+  if (InterruptScope::stop_requested()) {
+    const int sig = InterruptScope::signal_number();
+    throw Interrupted(sig, "interrupted; the finished images are kept: run the same command again to resume");
+  }
+
+  // 5. Lists and manifest, written last: their presence means the folder is complete.
+  Manifest m;
+  m.source_kind = kind;
+  m.source_path = record["source_path"].get<std::string>();
+  for (const auto& [k, v] : record.items()) {
+    if (k != "source_kind" && k != "source_path") m.options[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  }
+  m.classes = set.classes;
+  m.created_by = std::string("ppnet ") + PPNET_VERSION;
+  std::map<std::string, std::vector<ListEntry>> lists;
+  for (const char* split : {"push", "train", "test", "val"}) m.counts[split].assign(set.classes.size(), 0);
+  for (size_t i = 0; i < set.images.size(); ++i) {
+    const SourceImage& img = set.images[i];
+    if (!failed_of[i].empty()) {
+      m.failed.push_back(failed_of[i]);
+      continue;
+    }
+    for (const auto& o : outputs[i]) {
+      const std::string split = o.op >= 0 ? "train" : role[i] == Role::kTest ? "test" : role[i] == Role::kVal ? "val" : "push";
+      lists[split].push_back({o.rel.generic_string(), img.class_index, img.id});
+      ++m.counts[split][static_cast<size_t>(img.class_index)];
+    }
+    if (role[i] == Role::kTrain && c.copies == 0) {  // no augmentation: train reads push images
+      lists["train"].push_back({outputs[i][0].rel.generic_string(), img.class_index, img.id});
+      ++m.counts["train"][static_cast<size_t>(img.class_index)];
+    }
+  }
+  if (c.val_fraction <= 0) m.counts.erase("val");
+  for (const auto& [split, counts] : m.counts) write_list(out, split, lists[split]);
+  write_manifest(out, m);
+  std::error_code ec;
+  if (m.failed.empty()) fs::remove_all(out / ".source", ec);
+
+  report.classes = static_cast<int>(set.classes.size());
+  for (const auto& [split, entries] : lists) {
+    if (m.counts.count(split)) report.images[split] = static_cast<int64_t>(entries.size());
+  }
+  report.source_images = decoded;
+  report.files_written = written;
+  report.files_kept = kept;
+  report.failed = m.failed;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,94 @@
+#include "tests/common/fixtures.h"
+
+#include <zlib.h>
+
+#include <fstream>
+#include <map>
+#include <opencv2/imgcodecs.hpp>
+#include <random>
+#include <sstream>
+
+#include "tests/common/test_util.h"
+
+namespace ppnet::test {
+
+namespace fs = std::filesystem;
+
+CubFixture make_cub_fixture(const fs::path& root, int classes, int per_class, int width, int height,
+                            const std::string& ext) {
+  CubFixture f;
+  f.root = root;
+  f.classes = classes;
+  f.per_class = per_class;
+  std::mt19937 rng(1234);
+  std::ostringstream classes_txt, images_txt, labels_txt, split_txt, boxes_txt;
+  int id = 1;
+  for (int c = 0; c < classes; ++c) {
+    char name[64];
+    std::snprintf(name, sizeof name, "%03d.Bird_%c", c + 1, 'A' + c);
+    f.class_names.push_back(name);
+    classes_txt << c + 1 << ' ' << name << '\n';
+    fs::create_directories(root / "images" / name);
+    for (int k = 0; k < per_class; ++k, ++id) {
+      cv::Mat img(height, width, CV_8UC3);
+      cv::randu(img, 0, 256);
+      const std::string rel = std::string(name) + "/Bird_" + std::to_string(id) + ext;
+      cv::imwrite((root / "images" / rel).string(), img);
+      f.image_paths.push_back(rel);
+      f.images.push_back(img);
+      // Fractional boxes that exercise floor/ceil, one of them running past the right edge.
+      const std::array<double, 4> box = {2.5 + k, 3.25, width - 10.0 + (k == 1 ? 12.0 : 0.0), height - 8.5};
+      f.boxes.push_back(box);
+      images_txt << id << ' ' << rel << '\n';
+      labels_txt << id << ' ' << c + 1 << '\n';
+      split_txt << id << ' ' << (k == per_class - 1 ? 0 : 1) << '\n';
+      boxes_txt << id << ' ' << box[0] << ' ' << box[1] << ' ' << box[2] << ' ' << box[3] << '\n';
+    }
+  }
+  write_file((root / "classes.txt").string(), classes_txt.str());
+  write_file((root / "images.txt").string(), images_txt.str());
+  write_file((root / "image_class_labels.txt").string(), labels_txt.str());
+  write_file((root / "train_test_split.txt").string(), split_txt.str());
+  write_file((root / "bounding_boxes.txt").string(), boxes_txt.str());
+  return f;
+}
+
+namespace {
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+void write_maybe_gz(const fs::path& path, const std::string& bytes, bool gzip) {
+  if (!gzip) {
+    write_file(path.string(), bytes);
+    return;
+  }
+  gzFile f = gzopen((path.string() + ".gz").c_str(), "wb");
+  gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+  gzclose(f);
+}
+}  // namespace
+
+void make_idx_fixture(const fs::path& dir, int n_train, int n_test, int classes, bool gzip) {
+  fs::create_directories(dir);
+  std::mt19937 rng(99);
+  for (const auto& [prefix, n] : {std::pair<std::string, int>{"train", n_train}, {"t10k", n_test}}) {
+    std::string images = be32(0x803) + be32(static_cast<uint32_t>(n)) + be32(6) + be32(5);
+    std::string labels = be32(0x801) + be32(static_cast<uint32_t>(n));
+    for (int i = 0; i < n; ++i) {
+      for (int p = 0; p < 30; ++p) images += static_cast<char>(rng() & 0xff);
+      labels += static_cast<char>(i % classes);
+    }
+    write_maybe_gz(dir / (prefix + "-images-idx3-ubyte"), images, gzip);
+    write_maybe_gz(dir / (prefix + "-labels-idx1-ubyte"), labels, gzip);
+  }
+}
+
+std::map<std::string, std::string> snapshot(const fs::path& root) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    if (e.is_regular_file()) out[fs::relative(e.path(), root).generic_string()] = read_file(e.path().string());
+  }
+  return out;
+}
+
+}  // namespace ppnet::test

@@ -1,0 +1,34 @@
+#pragma once
+// Small real data sets the tests write for themselves.
+
+#include <opencv2/core.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ppnet::test {
+
+/// A CUB-200-2011 layout under `root`: classes.txt, images.txt, image_class_labels.txt,
+/// train_test_split.txt, bounding_boxes.txt and images/<class>/<name>.png. Image k of class c
+/// is random noise of width × height pixels; its box has fractional coordinates; the last
+/// image of each class is a test image.
+struct CubFixture {
+  std::filesystem::path root;
+  int classes = 0, per_class = 0;
+  std::vector<std::string> class_names;
+  std::vector<std::string> image_paths;   // relative to images/, in images.txt order
+  std::vector<cv::Mat> images;            // the pixels written, BGR
+  std::vector<std::array<double, 4>> boxes;  // x, y, w, h
+};
+CubFixture make_cub_fixture(const std::filesystem::path& root, int classes, int per_class, int width = 48,
+                            int height = 40, const std::string& ext = ".png");
+
+/// Writes MNIST-format IDX files (train-*, t10k-*) for `n_train` and `n_test` random
+/// images of 6×5 pixels with labels i % classes; gzipped when `gzip`.
+void make_idx_fixture(const std::filesystem::path& dir, int n_train, int n_test, int classes, bool gzip);
+
+/// Every regular file below `root` (relative path → bytes), for byte-for-byte comparisons.
+std::map<std::string, std::string> snapshot(const std::filesystem::path& root);
+
+}  // namespace ppnet::test

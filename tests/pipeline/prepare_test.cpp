@@ -1,0 +1,265 @@
+#include <gtest/gtest.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "pipeline/atomic_file.h"
+#include "pipeline/commands.h"
+#include "pipeline/manifest.h"
+#include "pipeline/sources.h"
+#include "tests/common/fixtures.h"
+#include "tests/common/test_util.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+PrepareConfig cub_config(const fs::path& src, const fs::path& out, int copies = 2) {
+  PrepareConfig c;
+  c.cub = src.string();
+  c.out = out.string();
+  c.copies = copies;
+  c.runtime.threads = 2;
+  c.runtime.seed = 5;
+  return c;
+}
+
+std::string error_of(const PrepareConfig& c) {
+  try {
+    run_prepare(c);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Prepare, CubCropsEqualTheBoxRegion) {
+  TempDir dir;
+  const auto f = test::make_cub_fixture(dir.path() / "cub", 2, 3);
+  const auto r = run_prepare(cub_config(f.root, dir.path() / "data", 0));
+  EXPECT_TRUE(r.failed.empty());
+  for (size_t i = 0; i < f.images.size(); ++i) {
+    const bool is_test = i % 3 == 2;
+    const fs::path out = dir.path() / "data" / (is_test ? "test" : "push") / f.image_paths[i];
+    const cv::Mat got = cv::imread(out.string(), cv::IMREAD_UNCHANGED);
+    ASSERT_FALSE(got.empty()) << out;
+    const auto& b = f.boxes[i];
+    const int x0 = static_cast<int>(std::floor(b[0])), y0 = static_cast<int>(std::floor(b[1]));
+    const int x1 = std::min(48, static_cast<int>(std::ceil(b[0] + b[2])));
+    const int y1 = std::min(40, static_cast<int>(std::ceil(b[1] + b[3])));
+    const cv::Mat expected = f.images[i](cv::Rect(x0, y0, x1 - x0, y1 - y0));
+    ASSERT_EQ(got.size(), expected.size()) << out;
+    EXPECT_EQ(cv::norm(got, expected, cv::NORM_INF), 0.0) << out;
+  }
+}
+
+TEST(Prepare, SplitCountsCopiesAndManifest) {
+  TempDir dir;
+  const auto f = test::make_cub_fixture(dir.path() / "cub", 3, 4);
+  auto c = cub_config(f.root, dir.path() / "data", 2);
+  c.val_fraction = 0.34;  // 1 of each class's 3 training images
+  const auto r = run_prepare(c);
+  EXPECT_EQ(r.images.at("push"), 6);
+  EXPECT_EQ(r.images.at("val"), 3);
+  EXPECT_EQ(r.images.at("test"), 3);
+  EXPECT_EQ(r.images.at("train"), 6 * 3 * 2);  // three operations × two copies each
+  const auto m = read_manifest(dir.path() / "data");
+  ASSERT_EQ(m.classes.size(), 3u);
+  EXPECT_EQ(m.classes[1].name, "002.Bird_B");
+  EXPECT_EQ(m.counts.at("train"), (std::vector<int64_t>{12, 12, 12}));
+  EXPECT_EQ(m.options.at("copies"), "2");
+  const auto train = read_list(dir.path() / "data", "train");
+  ASSERT_EQ(train.size(), 36u);
+  for (const auto& e : train) EXPECT_TRUE(fs::exists(dir.path() / "data" / e.path)) << e.path;
+  // Validation images are neither pushed nor augmented.
+  for (const auto& v : read_list(dir.path() / "data", "val")) {
+    for (const auto& t : train) EXPECT_NE(t.source_id, v.source_id);
+  }
+  // Every pushed image has its 3 × 2 augmented copies, named after it.
+  for (const auto& p : read_list(dir.path() / "data", "push")) {
+    const fs::path stem = fs::path(p.path).parent_path().filename() / fs::path(p.path).stem();
+    for (const char* op : {"rot", "skew", "shear"}) {
+      for (const char* k : {"00", "01"}) {
+        EXPECT_TRUE(fs::exists(dir.path() / "data/train" / (stem.string() + "_" + op + k + ".png"))) << stem << op << k;
+      }
+    }
+  }
+}
+
+TEST(Prepare, SameBytesWithOneAndTwoThreads) {
+  TempDir dir;
+  const auto f = test::make_cub_fixture(dir.path() / "cub", 2, 4, 64, 56, ".jpg");
+  auto c = cub_config(f.root, dir.path() / "one", 3);
+  c.runtime.threads = 1;
+  run_prepare(c);
+  c.out = (dir.path() / "two").string();
+  c.runtime.threads = 2;
+  run_prepare(c);
+  const auto a = test::snapshot(dir.path() / "one"), b = test::snapshot(dir.path() / "two");
+  EXPECT_EQ(a.size(), b.size());
+  EXPECT_GT(a.size(), 50u);
+  EXPECT_TRUE(a == b);
+  // Another seed gives other augmentations.
+  c.out = (dir.path() / "three").string();
+  c.runtime.seed = 6;
+  run_prepare(c);
+  EXPECT_NE(test::read_file((dir.path() / "one/train/001.Bird_A/Bird_1_rot00.jpg").string()),
+            test::read_file((dir.path() / "three/train/001.Bird_A/Bird_1_rot00.jpg").string()));
+}
+
+TEST(Prepare, ResumeAfterAnInterruptedRunEndsByteIdentical) {
+  TempDir dir;
+  const auto f = test::make_cub_fixture(dir.path() / "cub", 2, 4);
+  run_prepare(cub_config(f.root, dir.path() / "whole"));
+  const auto c = cub_config(f.root, dir.path() / "resumed");
+  run_prepare(c);
+  // What a kill leaves: some outputs, a temporary file, no lists or manifest.
+  const fs::path out = dir.path() / "resumed";
+  fs::remove(manifest_path(out));
+  fs::remove_all(out / "lists");
+  int removed = 0;
+  for (const auto& e : fs::recursive_directory_iterator(out / "train")) {
+    if (e.is_regular_file() && removed++ % 2 == 0) fs::remove(e.path());
+  }
+  test::write_file((out / "train/001.Bird_A/.Bird_1_rot00.png.tmp-1-1").string(), "half");
+  const auto r = run_prepare(c);
+  EXPECT_GT(r.files_kept, 0);
+  EXPECT_GT(r.files_written, 0);
+  EXPECT_TRUE(test::snapshot(dir.path() / "whole") == test::snapshot(out));
+  // A second re-run has nothing to do.
+  EXPECT_TRUE(run_prepare(c).up_to_date);
+}
+
+TEST(Prepare, CorruptImageIsReportedAndTheRestDone) {
+  TempDir dir;
+  const auto f = test::make_cub_fixture(dir.path() / "cub", 2, 3);
+  const fs::path bad = f.root / "images" / f.image_paths[1];
+  test::write_file(bad.string(), "this is not a png");
+  const auto r = run_prepare(cub_config(f.root, dir.path() / "data", 1));
+  ASSERT_EQ(r.failed.size(), 1u);
+  EXPECT_NE(r.failed[0].find(bad.string()), std::string::npos) << r.failed[0];
+  EXPECT_EQ(r.images.at("push"), 3);  // 4 training images, one unreadable
+  EXPECT_EQ(read_manifest(dir.path() / "data").failed.size(), 1u);
+}
+
+TEST(Prepare, MetadataErrorsStopBeforeAnyOutput) {
+  TempDir dir;
+  const auto f = test::make_cub_fixture(dir.path() / "cub", 2, 3);
+  const fs::path out = dir.path() / "data";
+  const std::string images_txt = test::read_file((f.root / "images.txt").string());
+
+  test::write_file((f.root / "images.txt").string(), "1 a.png\n2 b.png\nthree\n");
+  std::string msg = error_of(cub_config(f.root, out));
+  EXPECT_NE(msg.find("images.txt line 3: expected '<image id> <path under images/>', got 'three'"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(out));
+
+  test::write_file((f.root / "images.txt").string(), images_txt);
+  const std::string boxes = test::read_file((f.root / "bounding_boxes.txt").string());
+  test::write_file((f.root / "bounding_boxes.txt").string(), boxes + "7 1 2 wide 4\n");
+  msg = error_of(cub_config(f.root, out));
+  EXPECT_NE(msg.find("bounding_boxes.txt line 7: 'wide' is not a number"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(out));
+
+  fs::remove(f.root / "bounding_boxes.txt");
+  msg = error_of(cub_config(f.root, out));
+  EXPECT_NE(msg.find("bounding_boxes.txt: missing"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(Prepare, DifferentCommandIsRefusedUnlessForced) {
+  TempDir dir;
+  const auto f = test::make_cub_fixture(dir.path() / "cub", 2, 3);
+  auto c = cub_config(f.root, dir.path() / "data", 1);
+  run_prepare(c);
+  c.copies = 2;
+  const std::string msg = error_of(c);
+  EXPECT_NE(msg.find("copies 1 → 2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--force"), std::string::npos) << msg;
+  c.force = true;
+  EXPECT_EQ(run_prepare(c).images.at("train"), 4 * 3 * 2);
+  // A folder ppnet did not make is never taken over, even with --force.
+  fs::create_directories(dir.path() / "mine");
+  test::write_file((dir.path() / "mine/notes.txt").string(), "keep me");
+  c.out = (dir.path() / "mine").string();
+  EXPECT_NE(error_of(c).find("not made by ppnet prepare"), std::string::npos);
+  EXPECT_EQ(test::read_file((dir.path() / "mine/notes.txt").string()), "keep me");
+}
+
+TEST(Prepare, CubArchiveGivesTheSameOutputAsTheFolder) {
+  TempDir dir;
+  const auto f = test::make_cub_fixture(dir.path() / "src" / "CUB_200_2011", 2, 3);
+  const std::string tgz = (dir.path() / "CUB_200_2011.tgz").string();
+  const std::string cmd = "tar -czf " + tgz + " -C " + (dir.path() / "src").string() + " CUB_200_2011";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  run_prepare(cub_config(f.root, dir.path() / "from_folder"));
+  run_prepare(cub_config(tgz, dir.path() / "from_tgz"));
+  auto a = test::snapshot(dir.path() / "from_folder"), b = test::snapshot(dir.path() / "from_tgz");
+  a.erase("prepare.json"), b.erase("prepare.json");  // they name different sources
+  a.erase("manifest.json"), b.erase("manifest.json");
+  EXPECT_TRUE(a == b);
+  EXPECT_FALSE(fs::exists(dir.path() / "from_tgz/.source"));  // staging removed once complete
+}
+
+TEST(Prepare, FolderTreesWithAndWithoutTrainTest) {
+  TempDir dir;
+  for (const char* cls : {"cats", "dogs"}) {
+    for (int i = 0; i < 5; ++i) {
+      cv::Mat img(10, 12, CV_8UC3, cv::Scalar(i * 10, 20, 30));
+      fs::create_directories(dir.path() / "flat" / cls);
+      cv::imwrite((dir.path() / "flat" / cls / ("img" + std::to_string(i) + ".png")).string(), img);
+      fs::create_directories(dir.path() / "split" / (i < 4 ? "train" : "test") / cls);
+      cv::imwrite((dir.path() / "split" / (i < 4 ? "train" : "test") / cls / ("img" + std::to_string(i) + ".bmp")).string(), img);
+    }
+  }
+  PrepareConfig c;
+  c.folder = (dir.path() / "flat").string();
+  c.out = (dir.path() / "a").string();
+  c.copies = 0;
+  c.test_fraction = 0.4;
+  auto r = run_prepare(c);
+  EXPECT_EQ(r.images.at("test"), 4);
+  EXPECT_EQ(r.images.at("push"), 6);
+  EXPECT_EQ(r.images.at("train"), 6);  // --copies 0: train lists the push images
+  EXPECT_EQ(read_list(dir.path() / "a", "train")[0].path.rfind("push/", 0), 0u);
+  c.folder = (dir.path() / "split").string();
+  c.out = (dir.path() / "b").string();
+  r = run_prepare(c);
+  EXPECT_EQ(r.images.at("test"), 2);
+  EXPECT_EQ(r.images.at("push"), 8);
+  EXPECT_TRUE(fs::exists(dir.path() / "b/push/dogs/img3.png"));  // BMP becomes PNG
+}
+
+TEST(Prepare, IdxFilesPlainAndGzipped) {
+  for (const bool gz : {false, true}) {
+    TempDir dir;
+    test::make_idx_fixture(dir.path() / "idx", 12, 5, 3, gz);
+    PrepareConfig c;
+    c.idx = (dir.path() / "idx").string();
+    c.out = (dir.path() / "data").string();
+    c.copies = 0;
+    c.class_names = "mnist";
+    const auto r = run_prepare(c);
+    EXPECT_EQ(r.images.at("push"), 12);
+    EXPECT_EQ(r.images.at("test"), 5);
+    const cv::Mat img = cv::imread((dir.path() / "data/push/1_1/train_00001.png").string(), cv::IMREAD_UNCHANGED);
+    ASSERT_FALSE(img.empty());
+    EXPECT_EQ(img.size(), cv::Size(5, 6));
+    EXPECT_EQ(img.channels(), 1);
+  }
+}
+
+TEST(Prepare, IdxLabelWithoutANameIsAnError) {
+  TempDir dir;
+  test::make_idx_fixture(dir.path() / "idx", 12, 5, 4, false);
+  test::write_file((dir.path() / "names.txt").string(), "zero\none\ntwo\n");
+  PrepareConfig c;
+  c.idx = (dir.path() / "idx").string();
+  c.out = (dir.path() / "data").string();
+  c.class_names = (dir.path() / "names.txt").string();
+  const std::string msg = error_of(c);
+  EXPECT_NE(msg.find("train-labels-idx1-ubyte: label 3 of item 3 has no class name"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace ppnet::pipeline
