@@ -141,6 +141,13 @@ TEST(Prepare, CorruptImageIsReportedAndTheRestDone) {
   EXPECT_NE(r.failed[0].find(bad.string()), std::string::npos) << r.failed[0];
   EXPECT_EQ(r.images.at("push"), 3);  // 4 training images, one unreadable
   EXPECT_EQ(read_manifest(dir.path() / "data").failed.size(), 1u);
+
+  // A listed image that is not on disk is reported the same way.
+  fs::remove(f.root / "images" / f.image_paths[3]);
+  auto c = cub_config(f.root, dir.path() / "data2", 1);
+  const auto r2 = run_prepare(c);
+  ASSERT_EQ(r2.failed.size(), 2u);
+  EXPECT_NE(r2.failed[1].find(f.image_paths[3] + ": missing"), std::string::npos) << r2.failed[1];
 }
 
 TEST(Prepare, MetadataErrorsStopBeforeAnyOutput) {
