@@ -26,7 +26,7 @@ const std::vector<CommandInfo>& commands() {
       {"prepare", "turn raw data (CUB-200-2011, class folders, IDX) into a prepared data folder",
        "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]", true},
       {"train", "train everything before the last layer, stage warm or joint (resumable)",
-       "ppnet train --stage warm|joint --data DATA --run RUN [options]", false},
+       "ppnet train --stage warm|joint --data DATA --run RUN [options]", true},
       {"project", "push each prototype onto its nearest training patch of its own class",
        "ppnet project --data DATA --run RUN [options]", false},
       {"last-layer", "optimise the last layer with the features frozen",
@@ -35,8 +35,7 @@ const std::vector<CommandInfo>& commands() {
        "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]", false},
       {"evaluate", "accuracy and loss terms of a run on a data split",
        "ppnet evaluate --run RUN --data DATA [--split test|val|train] [--json] [options]", false},
-      {"info", "stages, epochs and metrics recorded in a run", "ppnet info --run RUN [--json]",
-       false},
+      {"info", "stages, epochs and metrics recorded in a run", "ppnet info --run RUN [--json]", true},
       {"weights", "check that a pretrained weights file fits a backbone, before training",
        "ppnet weights --arch NAME --weights FILE [--json] [options]", true},
   };
@@ -219,25 +218,61 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
   }
   if (name == "train") {
     pipeline::TrainConfig c;
+    bool json = false;
     o.add_options()
         ("stage", po::value(&c.stage)->value_name("STAGE"), "warm or joint")
         ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
         ("run", po::value(&c.run)->value_name("RUN"), "run folder (created by the first train)")
-        ("arch", po::value(&c.arch)->default_value(c.arch)->value_name("NAME"), "backbone architecture")
-        ("img-size", po::value(&c.img_size)->default_value(c.img_size)->value_name("N"), "model input size in pixels")
-        ("epochs", po::value(&c.epochs)->default_value(0, "stage default")->value_name("N"), "epochs of this stage")
-        ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "training batch size")
+        ("resume", po::bool_switch(&c.resume), "continue the interrupted stage from its last checkpoint "
+         "(a finished stage: nothing to do)")
+        ("arch", po::value(&c.arch)->default_value(c.arch)->value_name("NAME"), "backbone architecture (new runs)")
+        ("img-size", po::value(&c.img_size)->default_value(c.img_size)->value_name("N"), "model input size in pixels (new runs)")
         ("prototypes-per-class", po::value(&c.prototypes_per_class)->default_value(c.prototypes_per_class)->value_name("N"),
-         "prototypes each class owns")
-        ("weights", po::value(&c.weights)->value_name("FILE"), "pretrained backbone weights (.safetensors or torch.save .pth)")
-        ("resume", po::bool_switch(&c.resume), "continue from the last complete checkpoint");
+         "prototypes each class owns (new runs)")
+        ("prototype-dim", po::value(&c.prototype_dim)->default_value(c.prototype_dim)->value_name("D"),
+         "channels of a prototype (new runs)")
+        ("add-on", po::value(&c.add_on)->default_value(c.add_on)->value_name("TYPE"), "regular or bottleneck (new runs)")
+        ("weights", po::value(&c.weights)->value_name("FILE"),
+         "pretrained backbone weights, .safetensors or torch.save .pth (new runs)")
+        ("epochs", po::value(&c.epochs)->default_value(0, "warm 5, joint 10")->value_name("N"), "epochs of this stage")
+        ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "training batch size")
+        ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(c.eval_batch_size)->value_name("N"),
+         "evaluation batch size")
+        ("lr-backbone", po::value(&c.lr_backbone)->default_value(c.lr_backbone)->value_name("LR"), "joint: backbone learning rate")
+        ("lr-add-on", po::value(&c.lr_add_on)->default_value(c.lr_add_on)->value_name("LR"), "add-on layers learning rate")
+        ("lr-prototypes", po::value(&c.lr_prototypes)->default_value(c.lr_prototypes)->value_name("LR"), "prototypes learning rate")
+        ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay)->value_name("WD"),
+         "weight decay of backbone and add-on layers")
+        ("lr-step", po::value(&c.lr_step)->default_value(c.lr_step)->value_name("N"), "joint: StepLR step in epochs")
+        ("lr-gamma", po::value(&c.lr_gamma)->default_value(c.lr_gamma)->value_name("G"), "joint: StepLR factor")
+        ("cross-entropy", po::value(&c.cross_entropy)->default_value(c.cross_entropy)->value_name("C"), "loss coefficient")
+        ("cluster", po::value(&c.cluster)->default_value(c.cluster)->value_name("C"), "loss coefficient")
+        ("separation", po::value(&c.separation)->default_value(c.separation)->value_name("C"), "loss coefficient")
+        ("l1", po::value(&c.l1)->default_value(c.l1)->value_name("C"), "loss coefficient of the off-class L1")
+        ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0)->value_name("N"),
+         "also checkpoint every N batches (0: at epoch ends only)")
+        ("json", po::bool_switch(&json), "machine-readable report on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
     check_runtime(name, c.runtime);
     if (vm.count("stage") && c.stage != "warm" && c.stage != "joint") {
       throw UsageError("--stage '" + c.stage + "': expected warm or joint", name);
     }
-    return not_built(name);
+    require(name, vm, {"stage", "data", "run"});
+    if (c.add_on != "regular" && c.add_on != "bottleneck") {
+      throw UsageError("--add-on '" + c.add_on + "': expected regular or bottleneck", name);
+    }
+    for (const auto& [opt, v] : {std::pair<const char*, int>{"batch-size", c.batch_size}, {"eval-batch-size", c.eval_batch_size},
+                                 {"img-size", c.img_size}, {"prototypes-per-class", c.prototypes_per_class},
+                                 {"prototype-dim", c.prototype_dim}, {"lr-step", c.lr_step}}) {
+      if (v < 1) throw UsageError(std::string("--") + opt + " must be at least 1", name);
+    }
+    if (c.epochs < 0 || c.checkpoint_every < 0) throw UsageError("--epochs and --checkpoint-every must be 0 or more", name);
+    for (const char* opt : {"arch", "img-size", "prototypes-per-class", "prototype-dim", "add-on"}) {
+      if (vm.count(opt) && !vm[opt].defaulted()) c.given.insert(opt);
+    }
+    print_report(std::cout, pipeline::run_train(c), json);
+    return 0;
   }
   if (name == "project") {
     pipeline::ProjectConfig c;
@@ -294,7 +329,9 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
         ("run", po::value(&c.run)->value_name("RUN"), "run folder")
         ("json", po::bool_switch(&c.json), "machine-readable output on stdout");
     if (!parse(info, o, args, vm)) return 0;
-    return not_built(name);
+    require(name, vm, {"run"});
+    print_report(std::cout, pipeline::run_info(c), c.json);
+    return 0;
   }
   // weights
   pipeline::WeightsConfig c;

@@ -63,4 +63,86 @@ void print_report(std::ostream& out, const pipeline::PrepareReport& r, bool json
   }
 }
 
+void print_report(std::ostream& out, const pipeline::TrainReport& r, bool json) {
+  if (json) {
+    nlohmann::json epochs = nlohmann::json::array();
+    for (const auto& e : r.epochs) {
+      epochs.push_back({{"epoch", e.epoch},
+                        {"train_loss", e.train_loss},
+                        {"train_accuracy", e.train_accuracy},
+                        {"eval_split", e.eval_split},
+                        {"eval_accuracy", e.eval_accuracy},
+                        {"images_per_second", e.images_per_second},
+                        {"seconds", e.seconds}});
+    }
+    out << nlohmann::json{{"run", r.run},          {"stage", r.stage},
+                          {"stage_id", r.stage_id}, {"created_run", r.created_run},
+                          {"resumed", r.resumed},   {"already_done", r.already_done},
+                          {"epochs", epochs},       {"seconds", r.seconds}}
+                .dump(2)
+        << '\n';
+    return;
+  }
+  if (r.already_done) {
+    out << r.run << ": stage " << r.stage << " #" << r.stage_id << " already finished: nothing to do\n";
+    return;
+  }
+  out << r.run << ": stage " << r.stage << " #" << r.stage_id << (r.resumed ? " resumed" : "")
+      << (r.created_run ? " (new run)" : "") << ", " << r.epochs.size() << " epochs in " << r.seconds << " s\n";
+  if (!r.epochs.empty()) {
+    const auto& e = r.epochs.back();
+    out << "  last epoch: train loss " << e.train_loss << ", train accuracy " << e.train_accuracy << ", "
+        << e.eval_split << " accuracy " << e.eval_accuracy << ", " << e.images_per_second << " images/s\n";
+  }
+}
+
+void print_report(std::ostream& out, const pipeline::InfoReport& r, bool json) {
+  if (json) {
+    nlohmann::json stages = nlohmann::json::array(), epochs = nlohmann::json::array();
+    for (const auto& s : r.stages) {
+      stages.push_back({{"id", s.id}, {"kind", s.kind}, {"status", s.status}, {"started", s.started},
+                        {"finished", s.finished}, {"epochs", s.epochs_done}});
+    }
+    for (const auto& e : r.epochs) {
+      epochs.push_back({{"stage_id", e.stage_id}, {"stage", e.stage}, {"epoch", e.epoch},
+                        {"train_loss", e.train_loss}, {"train_cross_entropy", e.train_cross_entropy},
+                        {"train_cluster", e.train_cluster}, {"train_separation", e.train_separation},
+                        {"train_avg_separation", e.train_avg_separation}, {"train_accuracy", e.train_accuracy},
+                        {"eval_split", e.eval_split}, {"eval_cross_entropy", e.eval_cross_entropy},
+                        {"eval_accuracy", e.eval_accuracy}, {"l1", e.l1},
+                        {"prototype_distance", e.prototype_distance},
+                        {"images_per_second", e.images_per_second}, {"seconds", e.seconds}});
+    }
+    out << nlohmann::json{{"run", r.run},
+                          {"created", r.created},
+                          {"ppnet_version", r.ppnet_version},
+                          {"model", nlohmann::json::parse(r.model_json)},
+                          {"data", r.data_path},
+                          {"stages", stages},
+                          {"epochs", epochs}}
+                .dump(2)
+        << '\n';
+    return;
+  }
+  out << "run    " << r.run << " (created " << r.created << " by " << r.ppnet_version << ")\n"
+      << "model  " << r.model_json << "\n"
+      << "data   " << r.data_path << "\n\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "%-6s %-6s %-12s %5s %10s %9s %10s %10s %10s %8s %8s\n", "stage", "epoch", "",
+                "", "loss", "CE", "cluster", "separation", "acc", "eval acc", "img/s");
+  out << line;
+  for (const auto& s : r.stages) {
+    std::snprintf(line, sizeof line, "#%-5lld %-6s %-12s\n", static_cast<long long>(s.id), s.kind.c_str(),
+                  s.status.c_str());
+    out << line;
+    for (const auto& e : r.epochs) {
+      if (e.stage_id != s.id) continue;
+      std::snprintf(line, sizeof line, "%-6s %-6lld %-12s %5s %10.4f %9.4f %10.4f %10.4f %10.4f %8.4f %8.1f\n", "",
+                    static_cast<long long>(e.epoch + 1), "", "", e.train_loss, e.train_cross_entropy, e.train_cluster,
+                    e.train_separation, e.train_accuracy, e.eval_accuracy, e.images_per_second);
+      out << line;
+    }
+  }
+}
+
 }  // namespace ppnet::cli

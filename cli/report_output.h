@@ -9,5 +9,7 @@ namespace ppnet::cli {
 
 void print_report(std::ostream& out, const pipeline::WeightsReport& report, bool json);
 void print_report(std::ostream& out, const pipeline::PrepareReport& report, bool json);
+void print_report(std::ostream& out, const pipeline::TrainReport& report, bool json);
+void print_report(std::ostream& out, const pipeline::InfoReport& report, bool json);
 
 }  // namespace ppnet::cli

@@ -131,6 +131,43 @@ const Migrations& run_migrations() {
   static const Migrations kMigrations = {
       // 1: key/value facts about the run (what created it, with which ppnet version).
       "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;",
+      // 2: the run, its stages, epochs and checkpoints.
+      R"sql(
+CREATE TABLE run (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  created TEXT NOT NULL,
+  ppnet_version TEXT NOT NULL,
+  model_json TEXT NOT NULL,
+  data_path TEXT NOT NULL,
+  data_manifest TEXT NOT NULL) STRICT;
+CREATE TABLE stages (
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running', 'interrupted', 'done')),
+  started TEXT NOT NULL,
+  finished TEXT,
+  config_json TEXT NOT NULL,
+  start_checkpoint TEXT NOT NULL) STRICT;
+CREATE TABLE epochs (
+  stage_id INTEGER NOT NULL REFERENCES stages(id),
+  epoch INTEGER NOT NULL,
+  train_loss REAL NOT NULL, train_cross_entropy REAL NOT NULL, train_cluster REAL NOT NULL,
+  train_separation REAL NOT NULL, train_avg_separation REAL NOT NULL, train_accuracy REAL NOT NULL,
+  eval_split TEXT NOT NULL,
+  eval_cross_entropy REAL NOT NULL, eval_cluster REAL NOT NULL, eval_separation REAL NOT NULL,
+  eval_avg_separation REAL NOT NULL, eval_accuracy REAL NOT NULL,
+  l1 REAL NOT NULL, prototype_distance REAL NOT NULL,
+  images_per_second REAL NOT NULL, seconds REAL NOT NULL,
+  PRIMARY KEY (stage_id, epoch)) STRICT;
+CREATE TABLE checkpoints (
+  id INTEGER PRIMARY KEY,
+  stage_id INTEGER NOT NULL REFERENCES stages(id),
+  epoch INTEGER NOT NULL,
+  batch INTEGER NOT NULL,
+  path TEXT NOT NULL UNIQUE,
+  final INTEGER NOT NULL,
+  created TEXT NOT NULL) STRICT;
+)sql",
   };
   return kMigrations;
 }

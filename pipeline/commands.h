@@ -50,6 +50,59 @@ struct PrepareReport {
 /// config.force. Throws Interrupted after SIGINT/SIGTERM, leaving a resumable folder.
 PrepareReport run_prepare(const PrepareConfig& config);
 
+struct EpochSummary {
+  int64_t epoch = 0;
+  double train_loss = 0, train_accuracy = 0, eval_accuracy = 0, images_per_second = 0, seconds = 0;
+  std::string eval_split;
+};
+
+struct TrainReport {
+  std::string run;
+  std::string stage;
+  int64_t stage_id = 0;
+  bool created_run = false;
+  bool resumed = false;
+  bool already_done = false;  // --resume on a finished stage: nothing to do
+  std::vector<EpochSummary> epochs;  // the epochs this invocation ran
+  double seconds = 0;
+};
+
+/// Trains the stage into the run folder (created on first use), resumably; see
+/// shared/DESIGN.md §3. Throws Interrupted after SIGINT/SIGTERM once a checkpoint is saved.
+TrainReport run_train(const TrainConfig& config);
+
+struct StageInfo {
+  int64_t id = 0;
+  std::string kind, status, started, finished;
+  int64_t epochs_done = 0;
+  double last_train_loss = 0, last_eval_accuracy = 0;
+  std::string eval_split;
+};
+
+struct EpochInfo {
+  int64_t stage_id = 0;
+  std::string stage;
+  int64_t epoch = 0;
+  double train_loss = 0, train_cross_entropy = 0, train_cluster = 0, train_separation = 0,
+         train_avg_separation = 0, train_accuracy = 0;
+  std::string eval_split;
+  double eval_cross_entropy = 0, eval_accuracy = 0, l1 = 0, prototype_distance = 0,
+         images_per_second = 0, seconds = 0;
+};
+
+struct InfoReport {
+  std::string run;
+  std::string created;
+  std::string ppnet_version;
+  std::string model_json;
+  std::string data_path;
+  std::vector<StageInfo> stages;
+  std::vector<EpochInfo> epochs;
+};
+
+/// What run.sqlite records about a run.
+InfoReport run_info(const InfoConfig& config);
+
 /// Loads `config.weights` into a fresh `config.arch` backbone; throws if it does not fit.
 WeightsReport run_weights(const WeightsConfig& config);
 

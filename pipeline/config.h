@@ -3,6 +3,7 @@
 // Defaults here are the reference implementation's (shared/DESIGN.md §3).
 
 #include <cstdint>
+#include <set>
 #include <string>
 
 namespace ppnet::pipeline {
@@ -32,12 +33,26 @@ struct PrepareConfig {
 struct TrainConfig {
   std::string stage;  // "warm" or "joint"
   std::string data, run;
+  // The model: fixed when the run is created; later commands may repeat, not change, them.
   std::string arch = "vgg19";
   int img_size = 224;
-  int epochs = 0;  // 0: the stage's default (warm 5)
-  int batch_size = 80;
   int prototypes_per_class = 10;
-  std::string weights;
+  int prototype_dim = 128;
+  std::string add_on = "regular";
+  std::set<std::string> given;  // model options given explicitly (cli fills it)
+  std::string weights;          // pretrained backbone, when the run is created
+  // The stage (recorded with it; --resume continues with the recorded values).
+  int epochs = 0;  // 0: the stage's default (warm 5, joint 10)
+  int batch_size = 80;
+  int eval_batch_size = 100;
+  double lr_backbone = 1e-4;
+  double lr_add_on = 3e-3;
+  double lr_prototypes = 3e-3;
+  double weight_decay = 1e-3;  // backbone and add-on layers
+  int lr_step = 5;             // joint: StepLR step size in epochs
+  double lr_gamma = 0.1;
+  double cross_entropy = 1.0, cluster = 0.8, separation = -0.08, l1 = 1e-4;
+  int checkpoint_every = 0;  // also checkpoint every N batches (0: only at epoch ends)
   bool resume = false;
   RuntimeConfig runtime;
 };

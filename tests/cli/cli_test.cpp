@@ -60,9 +60,9 @@ TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
 }
 
 TEST(Cli, CommandsNotBuiltYetSaySoAndFail) {
-  for (const char* args : {"train --stage warm --data d --run r", "project --data d --run r",
+  for (const char* args : {"project --data d --run r",
                            "last-layer --data d --run r", "explain --run r --dir d --out o",
-                           "evaluate --run r --data d", "info --run r"}) {
+                           "evaluate --run r --data d"}) {
     const auto r = run_ppnet(args);
     EXPECT_EQ(r.exit_code, 1) << args;
     EXPECT_TRUE(contains(r.err, "not built yet")) << args << ": " << r.err;

@@ -83,6 +83,25 @@ void make_idx_fixture(const fs::path& dir, int n_train, int n_test, int classes,
   }
 }
 
+void make_pattern_folder(const fs::path& root, int classes, int per_class, int size, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> jitter(-2, 2);
+  for (int c = 0; c < classes; ++c) {
+    const fs::path dir = root / ("class" + std::to_string(c));
+    fs::create_directories(dir);
+    const int cx = 4 + (c * 7) % (size - 11), cy = 4 + (c * 11) % (size - 11);
+    for (int k = 0; k < per_class; ++k) {
+      cv::Mat img(size, size, CV_8UC3);
+      cv::randu(img, 0, 60);
+      const int x = std::clamp(cx + jitter(rng), 0, size - 7), y = std::clamp(cy + jitter(rng), 0, size - 7);
+      img(cv::Rect(x, y, 7, 7)).setTo(cv::Scalar(230, 230, 230));
+      char name[32];
+      std::snprintf(name, sizeof name, "img%03d.png", k);
+      cv::imwrite((dir / name).string(), img);
+    }
+  }
+}
+
 std::map<std::string, std::string> snapshot(const fs::path& root) {
   std::map<std::string, std::string> out;
   for (const auto& e : fs::recursive_directory_iterator(root)) {

@@ -3,7 +3,9 @@
 
 #include <opencv2/core.hpp>
 
+#include <array>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,11 @@ CubFixture make_cub_fixture(const std::filesystem::path& root, int classes, int 
 /// Writes MNIST-format IDX files (train-*, t10k-*) for `n_train` and `n_test` random
 /// images of 6×5 pixels with labels i % classes; gzipped when `gzip`.
 void make_idx_fixture(const std::filesystem::path& dir, int n_train, int n_test, int classes, bool gzip);
+
+/// A folder of class folders: `per_class` noisy size×size PNGs per class, each with a bright
+/// 7×7 square near a position that depends on the class (so a model can learn it).
+void make_pattern_folder(const std::filesystem::path& root, int classes, int per_class, int size = 28,
+                         unsigned seed = 7);
 
 /// Every regular file below `root` (relative path → bytes), for byte-for-byte comparisons.
 std::map<std::string, std::string> snapshot(const std::filesystem::path& root);

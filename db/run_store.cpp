@@ -1,0 +1,171 @@
+#include "db/run_store.h"
+
+#include <ctime>
+
+namespace ppnet::db {
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+RunStore::RunStore(const std::string& path) : db_(path, run_migrations()) {}
+
+std::optional<RunRow> RunStore::run() {
+  auto s = db_.prepare("SELECT created, ppnet_version, model_json, data_path, data_manifest FROM run");
+  if (!s.step()) return std::nullopt;
+  return RunRow{s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4)};
+}
+
+void RunStore::create_run(const RunRow& r) {
+  db_.prepare("INSERT INTO run (id, created, ppnet_version, model_json, data_path, data_manifest) "
+              "VALUES (1, ?, ?, ?, ?, ?)")
+      .bind(1, r.created)
+      .bind(2, r.ppnet_version)
+      .bind(3, r.model_json)
+      .bind(4, r.data_path)
+      .bind(5, r.data_manifest)
+      .run();
+}
+
+int64_t RunStore::begin_stage(const std::string& kind, const std::string& config_json,
+                              const std::string& start_checkpoint) {
+  db_.prepare("INSERT INTO stages (kind, status, started, config_json, start_checkpoint) "
+              "VALUES (?, 'running', ?, ?, ?)")
+      .bind(1, kind)
+      .bind(2, utc_now())
+      .bind(3, config_json)
+      .bind(4, start_checkpoint)
+      .run();
+  auto s = db_.prepare("SELECT last_insert_rowid()");
+  s.step();
+  return s.column_int(0);
+}
+
+void RunStore::set_stage_status(int64_t stage_id, const std::string& status) {
+  db_.prepare("UPDATE stages SET status = ?, finished = CASE WHEN ? = 'done' THEN ? ELSE finished END "
+              "WHERE id = ?")
+      .bind(1, status)
+      .bind(2, status)
+      .bind(3, utc_now())
+      .bind(4, stage_id)
+      .run();
+}
+
+namespace {
+const char* const kStageColumns =
+    "SELECT id, kind, status, started, COALESCE(finished, ''), config_json, start_checkpoint FROM stages ";
+StageRow stage_of(const Statement& s) {
+  return {s.column_int(0),  s.column_text(1), s.column_text(2), s.column_text(3),
+          s.column_text(4), s.column_text(5), s.column_text(6)};
+}
+const char* const kCheckpointColumns = "SELECT id, stage_id, epoch, batch, path, final, created FROM checkpoints ";
+CheckpointRow checkpoint_of(const Statement& s) {
+  return {s.column_int(0), s.column_int(1), s.column_int(2), s.column_int(3),
+          s.column_text(4), s.column_int(5) != 0, s.column_text(6)};
+}
+}  // namespace
+
+std::vector<StageRow> RunStore::stages() {
+  auto s = db_.prepare(std::string(kStageColumns) + "ORDER BY id");
+  std::vector<StageRow> out;
+  while (s.step()) out.push_back(stage_of(s));
+  return out;
+}
+
+std::optional<StageRow> RunStore::latest_stage() {
+  auto s = db_.prepare(std::string(kStageColumns) + "ORDER BY id DESC LIMIT 1");
+  if (!s.step()) return std::nullopt;
+  return stage_of(s);
+}
+
+void RunStore::add_checkpoint(const CheckpointRow& c, const std::vector<int64_t>& superseded,
+                              const std::optional<EpochRow>& e) {
+  Transaction tx(db_);
+  if (e) {
+    db_.prepare("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind(1, e->stage_id)
+        .bind(2, e->epoch)
+        .bind(3, e->train_loss)
+        .bind(4, e->train_cross_entropy)
+        .bind(5, e->train_cluster)
+        .bind(6, e->train_separation)
+        .bind(7, e->train_avg_separation)
+        .bind(8, e->train_accuracy)
+        .bind(9, e->eval_split)
+        .bind(10, e->eval_cross_entropy)
+        .bind(11, e->eval_cluster)
+        .bind(12, e->eval_separation)
+        .bind(13, e->eval_avg_separation)
+        .bind(14, e->eval_accuracy)
+        .bind(15, e->l1)
+        .bind(16, e->prototype_distance)
+        .bind(17, e->images_per_second)
+        .bind(18, e->seconds)
+        .run();
+  }
+  db_.prepare("INSERT OR REPLACE INTO checkpoints (stage_id, epoch, batch, path, final, created) "
+              "VALUES (?, ?, ?, ?, ?, ?)")
+      .bind(1, c.stage_id)
+      .bind(2, c.epoch)
+      .bind(3, c.batch)
+      .bind(4, c.path)
+      .bind(5, int64_t{c.final ? 1 : 0})
+      .bind(6, utc_now())
+      .run();
+  auto forget = db_.prepare("DELETE FROM checkpoints WHERE id = ?");
+  for (int64_t id : superseded) {
+    forget.bind(1, id).run();
+  }
+  tx.commit();
+}
+
+std::vector<CheckpointRow> RunStore::checkpoints(int64_t stage_id) {
+  auto s = db_.prepare(std::string(kCheckpointColumns) + "WHERE stage_id = ? ORDER BY id");
+  s.bind(1, stage_id);
+  std::vector<CheckpointRow> out;
+  while (s.step()) out.push_back(checkpoint_of(s));
+  return out;
+}
+
+std::optional<CheckpointRow> RunStore::latest_final_checkpoint() {
+  auto s = db_.prepare(std::string(kCheckpointColumns) + "WHERE final = 1 ORDER BY id DESC LIMIT 1");
+  if (!s.step()) return std::nullopt;
+  return checkpoint_of(s);
+}
+
+std::vector<EpochRow> RunStore::epochs(std::optional<int64_t> stage_id) {
+  auto s = db_.prepare(std::string("SELECT * FROM epochs ") + (stage_id ? "WHERE stage_id = ? " : "") +
+                       "ORDER BY stage_id, epoch");
+  if (stage_id) s.bind(1, *stage_id);
+  std::vector<EpochRow> out;
+  while (s.step()) {
+    EpochRow e;
+    e.stage_id = s.column_int(0);
+    e.epoch = s.column_int(1);
+    e.train_loss = s.column_double(2);
+    e.train_cross_entropy = s.column_double(3);
+    e.train_cluster = s.column_double(4);
+    e.train_separation = s.column_double(5);
+    e.train_avg_separation = s.column_double(6);
+    e.train_accuracy = s.column_double(7);
+    e.eval_split = s.column_text(8);
+    e.eval_cross_entropy = s.column_double(9);
+    e.eval_cluster = s.column_double(10);
+    e.eval_separation = s.column_double(11);
+    e.eval_avg_separation = s.column_double(12);
+    e.eval_accuracy = s.column_double(13);
+    e.l1 = s.column_double(14);
+    e.prototype_distance = s.column_double(15);
+    e.images_per_second = s.column_double(16);
+    e.seconds = s.column_double(17);
+    out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace ppnet::db

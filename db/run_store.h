@@ -1,0 +1,89 @@
+#pragma once
+// run.sqlite: the run, its stages, one row per epoch, and the checkpoints written. Plain row
+// structs in and out; all SQL of a run lives here.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "db/database.h"
+
+namespace ppnet::db {
+
+struct RunRow {
+  std::string created;        // ISO 8601 UTC
+  std::string ppnet_version;
+  std::string model_json;     // the model configuration every command of the run uses
+  std::string data_path;      // the prepared data folder the run was created with
+  std::string data_manifest;  // its manifest.json, as it was then
+};
+
+struct StageRow {
+  int64_t id = 0;
+  std::string kind;    // "warm", "joint" (later: "project", "last_layer")
+  std::string status;  // "running", "interrupted", "done"
+  std::string started, finished;
+  std::string config_json;       // the options this stage ran with
+  std::string start_checkpoint;  // the weights it started from (path relative to the run)
+};
+
+/// One epoch of one stage: training means over the epoch and an evaluation afterwards.
+struct EpochRow {
+  int64_t stage_id = 0;
+  int64_t epoch = 0;  // 0-based within the stage
+  double train_loss = 0, train_cross_entropy = 0, train_cluster = 0, train_separation = 0,
+         train_avg_separation = 0, train_accuracy = 0;
+  std::string eval_split;  // "val" or "test"
+  double eval_cross_entropy = 0, eval_cluster = 0, eval_separation = 0, eval_avg_separation = 0,
+         eval_accuracy = 0;
+  double l1 = 0;                  // off-class last-layer weights
+  double prototype_distance = 0;  // mean pairwise squared distance between prototypes
+  double images_per_second = 0;   // training images
+  double seconds = 0;             // wall time of the epoch, evaluation included
+};
+
+struct CheckpointRow {
+  int64_t id = 0;
+  int64_t stage_id = 0;
+  int64_t epoch = 0;  // epochs completed when it was written
+  int64_t batch = 0;  // batches of the next epoch already done (0 at an epoch's end)
+  std::string path;   // relative to the run folder
+  bool final = false; // the stage's last checkpoint
+  std::string created;
+};
+
+/// Owns run.sqlite. Every method is one transaction; errors throw std::runtime_error.
+class RunStore {
+ public:
+  /// Opens or creates `path`, migrating the schema to the latest version.
+  explicit RunStore(const std::string& path);
+
+  std::optional<RunRow> run();
+  void create_run(const RunRow& run);
+
+  int64_t begin_stage(const std::string& kind, const std::string& config_json,
+                      const std::string& start_checkpoint);
+  void set_stage_status(int64_t stage_id, const std::string& status);
+  std::vector<StageRow> stages();
+  std::optional<StageRow> latest_stage();
+
+  /// Records a checkpoint and forgets `superseded` (earlier non-final checkpoints of the same
+  /// stage), in one transaction; with `epoch_row` the epoch's metrics go in the same one.
+  void add_checkpoint(const CheckpointRow& checkpoint, const std::vector<int64_t>& superseded,
+                      const std::optional<EpochRow>& epoch_row);
+  std::vector<CheckpointRow> checkpoints(int64_t stage_id);
+  /// The final checkpoint of the most recent finished stage, if any.
+  std::optional<CheckpointRow> latest_final_checkpoint();
+
+  std::vector<EpochRow> epochs(std::optional<int64_t> stage_id = std::nullopt);
+
+  Database& database() { return db_; }
+
+ private:
+  Database db_;
+};
+
+/// The current time as "2026-11-26T14:32:50Z".
+std::string utc_now();
+
+}  // namespace ppnet::db

@@ -1,0 +1,103 @@
+#include "pipeline/image_data.h"
+
+#include <oneapi/tbb/parallel_for.h>
+#include <torch/torch.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <random>
+
+namespace ppnet::pipeline {
+
+namespace fs = std::filesystem;
+
+torch::Tensor load_image_tensor(const fs::path& path, int size) {
+  cv::Mat img = cv::imread(path.string(), cv::IMREAD_COLOR);  // grey files come back as 3 channels
+  if (img.empty()) throw std::runtime_error(path.string() + ": not a readable image");
+  cv::Mat rgb, resized, f;
+  cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
+  if (rgb.cols != size || rgb.rows != size) {
+    cv::resize(rgb, resized, cv::Size(size, size), 0, 0, cv::INTER_LINEAR);
+  } else {
+    resized = rgb;
+  }
+  resized.convertTo(f, CV_32FC3, 1.0 / 255.0);
+  auto t = torch::from_blob(f.data, {size, size, 3}, torch::kFloat32).permute({2, 0, 1}).clone();
+  const auto mean = torch::tensor({kImageMean[0], kImageMean[1], kImageMean[2]}).view({3, 1, 1});
+  const auto stdev = torch::tensor({kImageStd[0], kImageStd[1], kImageStd[2]}).view({3, 1, 1});
+  return (t - mean) / stdev;
+}
+
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(epoch) + 1);
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  return order;
+}
+
+BatchLoader::BatchLoader(fs::path data, std::vector<ListEntry> entries, std::vector<int64_t> order, int size,
+                         int batch_size, int64_t first_batch, int prefetch)
+    : data_(std::move(data)),
+      entries_(std::move(entries)),
+      order_(std::move(order)),
+      size_(size),
+      batch_size_(batch_size),
+      first_batch_(first_batch),
+      batches_((static_cast<int64_t>(order_.size()) + batch_size - 1) / batch_size),
+      prefetch_(static_cast<size_t>(std::max(1, prefetch))) {
+  worker_ = std::thread([this] { produce(); });
+}
+
+BatchLoader::~BatchLoader() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  changed_.notify_all();
+  worker_.join();
+}
+
+void BatchLoader::produce() {
+  try {
+    for (int64_t b = first_batch_; b < batches_; ++b) {
+      const int64_t begin = b * batch_size_;
+      const int64_t end = std::min<int64_t>(begin + batch_size_, static_cast<int64_t>(order_.size()));
+      Batch batch;
+      batch.index = b;
+      batch.images = torch::empty({end - begin, 3, size_, size_});
+      batch.labels = torch::empty({end - begin}, torch::kInt64);
+      tbb::parallel_for(begin, end, [&](int64_t i) {
+        const ListEntry& e = entries_[static_cast<size_t>(order_[static_cast<size_t>(i)])];
+        batch.images[i - begin].copy_(load_image_tensor(data_ / e.path, size_));
+        batch.labels[i - begin] = static_cast<int64_t>(e.class_index);
+      });
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return stop_ || ready_.size() < prefetch_; });
+      if (stop_) return;
+      ready_.push_back(std::move(batch));
+      changed_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = std::current_exception();
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  done_ = true;
+  changed_.notify_all();
+}
+
+bool BatchLoader::next(Batch* batch) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return !ready_.empty() || done_; });
+  if (!ready_.empty()) {
+    *batch = std::move(ready_.front());
+    ready_.pop_front();
+    changed_.notify_all();
+    return true;
+  }
+  if (error_) std::rethrow_exception(error_);
+  return false;
+}
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,69 @@
+#pragma once
+// Images of a prepared data set as model input: decoding, resizing and normalisation on worker
+// threads, batches prefetched in a fixed order so compute does not wait for the disk.
+
+#include <torch/types.h>
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pipeline/manifest.h"
+
+namespace ppnet::pipeline {
+
+/// ImageNet statistics, RGB order: what every backbone here is normalised with.
+inline constexpr float kImageMean[3] = {0.485f, 0.456f, 0.406f};
+inline constexpr float kImageStd[3] = {0.229f, 0.224f, 0.225f};
+
+/// Decodes `path` into a 3×size×size float tensor: RGB (grey is replicated), bilinear resize,
+/// [0,1] then ImageNet-normalised. Throws std::runtime_error naming the file when unreadable.
+torch::Tensor load_image_tensor(const std::filesystem::path& path, int size);
+
+struct Batch {
+  torch::Tensor images;  // B×3×size×size float (CPU)
+  torch::Tensor labels;  // B int64
+  int64_t index = 0;     // batch number within the epoch
+};
+
+/// Streams batches of `entries` (paths relative to `data`) in `order`, starting at batch
+/// `first_batch`. A background thread decodes up to `prefetch` batches ahead (each batch's
+/// images in parallel). Errors surface from next().
+class BatchLoader {
+ public:
+  BatchLoader(std::filesystem::path data, std::vector<ListEntry> entries, std::vector<int64_t> order,
+              int size, int batch_size, int64_t first_batch, int prefetch = 3);
+  ~BatchLoader();
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  /// The next batch, or false when the epoch is done.
+  bool next(Batch* batch);
+  int64_t batches() const { return batches_; }
+
+ private:
+  void produce();
+  std::filesystem::path data_;
+  std::vector<ListEntry> entries_;
+  std::vector<int64_t> order_;
+  int size_, batch_size_;
+  int64_t first_batch_, batches_;
+  size_t prefetch_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Batch> ready_;
+  bool done_ = false, stop_ = false;
+  std::exception_ptr error_;
+  std::thread worker_;
+};
+
+/// The permutation of [0, n) that epoch `epoch` of a run with `seed` visits: a function of
+/// those numbers alone, so a resumed run sees the same batches.
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch);
+
+}  // namespace ppnet::pipeline

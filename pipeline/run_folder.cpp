@@ -1,0 +1,148 @@
+#include "pipeline/run_folder.h"
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "pipeline/atomic_file.h"
+
+namespace ppnet::pipeline {
+
+namespace fs = std::filesystem;
+
+std::string model_config_json(const ModelConfig& m) {
+  return nlohmann::json{{"arch", m.arch},
+                        {"img_size", m.img_size},
+                        {"num_classes", m.num_classes},
+                        {"prototypes_per_class", m.prototypes_per_class},
+                        {"prototype_dim", m.prototype_dim},
+                        {"add_on", m.add_on}}
+      .dump();
+}
+
+ModelConfig model_config_from_json(const std::string& json) {
+  try {
+    const auto j = nlohmann::json::parse(json);
+    ModelConfig m;
+    m.arch = j.at("arch").get<std::string>();
+    m.img_size = j.at("img_size").get<int>();
+    m.num_classes = j.at("num_classes").get<int>();
+    m.prototypes_per_class = j.at("prototypes_per_class").get<int>();
+    m.prototype_dim = j.at("prototype_dim").get<int>();
+    m.add_on = j.at("add_on").get<std::string>();
+    return m;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("model configuration in run.sqlite: ") + e.what());
+  }
+}
+
+model::ProtoPNetOptions to_model_options(const ModelConfig& m) {
+  model::ProtoPNetOptions o;
+  o.arch = m.arch;
+  o.num_classes = m.num_classes;
+  o.prototypes_per_class = m.prototypes_per_class;
+  o.prototype_dim = m.prototype_dim;
+  o.add_on = model::parse_add_on_type(m.add_on);
+  return o;
+}
+
+RunFolder::RunFolder(fs::path dir, std::unique_ptr<db::RunStore> store)
+    : dir_(std::move(dir)), store_(std::move(store)) {}
+
+RunFolder RunFolder::open(const fs::path& dir) {
+  const fs::path db = dir / "run.sqlite";
+  if (!fs::exists(db)) {
+    throw std::runtime_error(dir.string() + ": no run here (no run.sqlite); 'ppnet train' creates one");
+  }
+  RunFolder r(dir, std::make_unique<db::RunStore>(db.string()));
+  if (!r.has_run()) throw std::runtime_error(db.string() + ": holds no run yet; 'ppnet train' creates one");
+  return r;
+}
+
+RunFolder RunFolder::open_or_create(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir / "checkpoints", ec);
+  if (ec) throw std::runtime_error(dir.string() + ": cannot create the run folder: " + ec.message());
+  return RunFolder(dir, std::make_unique<db::RunStore>((dir / "run.sqlite").string()));
+}
+
+bool RunFolder::has_run() { return store_->run().has_value(); }
+
+ModelConfig RunFolder::model_config() {
+  const auto run = store_->run();
+  if (!run) throw std::runtime_error(dir_.string() + ": holds no run yet");
+  return model_config_from_json(run->model_json);
+}
+
+void RunFolder::check_data(const fs::path& data, const Manifest& manifest) {
+  const auto run = store_->run();
+  const auto then = nlohmann::json::parse(run->data_manifest);
+  const auto now = nlohmann::json::parse(manifest_to_json(manifest));
+  for (const char* key : {"classes", "source", "options", "counts"}) {
+    if (then.at(key) != now.at(key)) {
+      throw std::runtime_error("run " + dir_.string() + " was created with the data in " + run->data_path +
+                               "; " + data.string() + " differs in its " + key +
+                               " (use the same data, or another --run)");
+    }
+  }
+}
+
+std::string RunFolder::checkpoint_name(const std::string& tag) const { return "checkpoints/" + tag + ".pt"; }
+
+void save_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::optim::Optimizer* optimizer,
+                     const TrainingPosition* position) {
+  torch::serialize::OutputArchive archive;
+  torch::serialize::OutputArchive model_archive;
+  model.save(model_archive);
+  archive.write("model", model_archive);
+  if (optimizer) {
+    torch::serialize::OutputArchive opt_archive;
+    optimizer->save(opt_archive);
+    archive.write("optimizer", opt_archive);
+  }
+  if (position) {
+    archive.write("position", torch::tensor({position->stage_id, position->epoch, position->batch}, torch::kInt64));
+    archive.write("sums", torch::tensor(position->sums, torch::kFloat64));
+  }
+  std::ostringstream os;
+  archive.save_to(os);
+  write_file_atomic(path, os.str());
+}
+
+void load_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::Device device,
+                     torch::optim::Optimizer* optimizer, TrainingPosition* position) {
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path.string(), torch::kCPU);
+    torch::serialize::InputArchive model_archive;
+    archive.read("model", model_archive);
+    model.load(model_archive);
+    model.to(device);
+    if (optimizer) {
+      torch::serialize::InputArchive opt_archive;
+      archive.read("optimizer", opt_archive);
+      optimizer->load(opt_archive);
+    }
+    if (position) {
+      torch::Tensor pos, sums;
+      archive.read("position", pos);
+      archive.read("sums", sums);
+      position->stage_id = pos[0].item<int64_t>();
+      position->epoch = pos[1].item<int64_t>();
+      position->batch = pos[2].item<int64_t>();
+      position->sums.assign(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+    }
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(path.string() + ": not a checkpoint of this model (" + e.what_without_backtrace() + ")");
+  }
+}
+
+model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device) {
+  model::ProtoPNet net(to_model_options(run.model_config()));
+  const auto latest = run.store().latest_final_checkpoint();
+  load_checkpoint(run.absolute(latest ? latest->path : run.checkpoint_name("init")), *net, device, nullptr, nullptr);
+  return net;
+}
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,84 @@
+#pragma once
+// The run folder (--run RUN): run.sqlite, checkpoints/, and the model configuration every
+// command of the run shares. Later commands read the model from here, never from options.
+
+#include <torch/types.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "db/run_store.h"
+#include "model/protopnet.h"
+#include "pipeline/manifest.h"
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace ppnet::pipeline {
+
+struct ModelConfig {
+  std::string arch = "vgg19";
+  int img_size = 224;
+  int num_classes = 0;  // from the data's manifest
+  int prototypes_per_class = 10;
+  int prototype_dim = 128;
+  std::string add_on = "regular";
+};
+
+std::string model_config_json(const ModelConfig& m);
+/// Throws std::runtime_error naming the field when the JSON lacks one.
+ModelConfig model_config_from_json(const std::string& json);
+model::ProtoPNetOptions to_model_options(const ModelConfig& m);
+
+/// What a checkpoint holds besides the weights: where training stood.
+struct TrainingPosition {
+  int64_t stage_id = 0;
+  int64_t epoch = 0;  // epochs completed
+  int64_t batch = 0;  // batches of the next epoch completed
+  /// Running sums of the epoch in progress: loss, CE, cluster, separation, avg separation,
+  /// correct, images (so a resumed epoch reports what an uninterrupted one would).
+  std::vector<double> sums;
+};
+
+class RunFolder {
+ public:
+  /// Opens an existing run folder; throws when `dir` holds no run.sqlite with a run in it.
+  static RunFolder open(const std::filesystem::path& dir);
+  /// Opens `dir`, creating the folder and an empty run.sqlite when absent.
+  static RunFolder open_or_create(const std::filesystem::path& dir);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  db::RunStore& store() { return *store_; }
+  bool has_run();
+  ModelConfig model_config();
+
+  /// Throws std::runtime_error saying what differs when `data` is not the prepared data the
+  /// run was created with (other classes, source or preparation options).
+  void check_data(const std::filesystem::path& data, const Manifest& manifest);
+
+  /// Path under checkpoints/ for a new checkpoint, relative to the run folder.
+  std::string checkpoint_name(const std::string& tag) const;
+  std::filesystem::path absolute(const std::string& relative) const { return dir_ / relative; }
+
+ private:
+  RunFolder(std::filesystem::path dir, std::unique_ptr<db::RunStore> store);
+  std::filesystem::path dir_;
+  std::unique_ptr<db::RunStore> store_;
+};
+
+/// Writes model (and optionally optimizer and position) atomically to `path`.
+void save_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model,
+                     torch::optim::Optimizer* optimizer, const TrainingPosition* position);
+/// Loads what save_checkpoint wrote into `model` (on `device`) and, when given, `optimizer` and
+/// `position`. Throws std::runtime_error naming the file when it does not fit.
+void load_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model, torch::Device device,
+                     torch::optim::Optimizer* optimizer, TrainingPosition* position);
+
+/// The model as the run's latest finished stage left it (or as created), on `device`.
+model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device);
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,364 @@
+#include <torch/torch.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "model/loss.h"
+#include "pipeline/commands.h"
+#include "pipeline/image_data.h"
+#include "pipeline/interrupt.h"
+#include "pipeline/progress.h"
+#include "pipeline/run_folder.h"
+#include "pipeline/runtime.h"
+#include "pipeline/weights.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// What a stage runs with, recorded in its row so that --resume continues identically.
+nlohmann::json stage_settings(const TrainConfig& c) {
+  return {{"epochs", c.epochs > 0 ? c.epochs : (c.stage == "warm" ? 5 : 10)},
+          {"batch_size", c.batch_size},
+          {"eval_batch_size", c.eval_batch_size},
+          {"lr_backbone", c.lr_backbone},
+          {"lr_add_on", c.lr_add_on},
+          {"lr_prototypes", c.lr_prototypes},
+          {"weight_decay", c.weight_decay},
+          {"lr_step", c.lr_step},
+          {"lr_gamma", c.lr_gamma},
+          {"cross_entropy", c.cross_entropy},
+          {"cluster", c.cluster},
+          {"separation", c.separation},
+          {"l1", c.l1},
+          {"checkpoint_every", c.checkpoint_every},
+          {"seed", c.runtime.seed},
+          {"threads", c.runtime.threads}};
+}
+
+void refuse_model_changes(const TrainConfig& c, const ModelConfig& m, const fs::path& run) {
+  auto check = [&](const char* option, const std::string& asked, const std::string& recorded) {
+    if (c.given.count(option) && asked != recorded) {
+      throw std::runtime_error("run " + run.string() + " has --" + option + " " + recorded + "; this command asks for " +
+                               asked + " (leave it out, or use another --run)");
+    }
+  };
+  check("arch", c.arch, m.arch);
+  check("img-size", std::to_string(c.img_size), std::to_string(m.img_size));
+  check("prototypes-per-class", std::to_string(c.prototypes_per_class), std::to_string(m.prototypes_per_class));
+  check("prototype-dim", std::to_string(c.prototype_dim), std::to_string(m.prototype_dim));
+  check("add-on", c.add_on, m.add_on);
+  if (!c.weights.empty()) {
+    throw std::runtime_error("--weights applies only when a run is created; run " + run.string() + " exists");
+  }
+}
+
+struct Sums {  // loss, CE, cluster, separation, avg separation (all × batch size), correct, images
+  std::vector<double> v = std::vector<double>(7, 0.0);
+  void add(const model::LossTerms& t, const torch::Tensor& loss, const torch::Tensor& logits, const torch::Tensor& labels) {
+    const double b = static_cast<double>(labels.size(0));
+    v[0] += loss.item<double>() * b;
+    v[1] += t.cross_entropy.item<double>() * b;
+    v[2] += t.cluster.item<double>() * b;
+    v[3] += t.separation.item<double>() * b;
+    v[4] += t.avg_separation.item<double>() * b;
+    v[5] += static_cast<double>(logits.argmax(1).eq(labels).sum().item<int64_t>());
+    v[6] += b;
+  }
+  double mean(size_t i) const { return v[6] > 0 ? v[i] / v[6] : 0.0; }
+  double accuracy() const { return mean(5); }
+};
+
+Sums evaluate(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& list, int img_size,
+              int batch_size, torch::Device device, const model::LossCoefficients& coef) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = net.is_training();
+  net.eval();
+  std::vector<int64_t> order(list.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  BatchLoader loader(data, list, order, img_size, batch_size, 0);
+  Sums sums;
+  Batch b;
+  while (loader.next(&b)) {
+    const auto x = b.images.to(device), y = b.labels.to(device);
+    const auto out = net.forward(x);
+    const auto t = model::compute_loss_terms(out.logits, out.min_distances, y, net.prototype_class_identity(),
+                                             net.last_layer()->weight, net.max_distance());
+    sums.add(t, model::total_loss(t, coef), out.logits, y);
+  }
+  net.train(was_training);
+  return sums;
+}
+
+std::string format_seconds(double s) {
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s / 60) % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
+  }
+  return buf;
+}
+
+}  // namespace
+
+TrainReport run_train(const TrainConfig& c) {
+  const auto start = Clock::now();
+  if (c.stage != "warm" && c.stage != "joint") throw std::runtime_error("--stage must be warm or joint");
+  const Runtime rt = start_runtime(c.runtime);
+  const fs::path data(c.data);
+  const Manifest manifest = read_manifest(data);
+  RunFolder run = RunFolder::open_or_create(c.run);
+  TrainReport report;
+  report.run = c.run;
+  report.stage = c.stage;
+
+  if (!run.has_run()) {
+    ModelConfig m{c.arch, c.img_size, static_cast<int>(manifest.classes.size()), c.prototypes_per_class,
+                  c.prototype_dim, c.add_on};
+    torch::manual_seed(c.runtime.seed);
+    model::ProtoPNet net(to_model_options(m));
+    net->receptive_field(m.img_size);  // throws when the image is too small for the backbone
+    if (!c.weights.empty()) load_backbone_weights(net->backbone(), c.weights);
+    save_checkpoint(run.absolute(run.checkpoint_name("init")), *net, nullptr, nullptr);
+    run.store().create_run({db::utc_now(), std::string("ppnet ") + PPNET_VERSION, model_config_json(m),
+                            fs::absolute(data).lexically_normal().string(), manifest_to_json(manifest)});
+    report.created_run = true;
+  } else {
+    refuse_model_changes(c, run.model_config(), run.dir());
+    run.check_data(data, manifest);
+  }
+  const ModelConfig m = run.model_config();
+  db::RunStore& store = run.store();
+
+  // Which stage this is: a new one, or the interrupted one to resume.
+  const auto latest = store.latest_stage();
+  nlohmann::json settings = stage_settings(c);
+  int64_t stage_id = 0;
+  std::string start_checkpoint;
+  if (latest && latest->status != "done") {
+    if (!c.resume || latest->kind != c.stage) {
+      throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " + c.run +
+                               " did not finish; continue it with 'ppnet train --stage " + latest->kind +
+                               " --resume' first");
+    }
+    stage_id = latest->id;
+    settings = nlohmann::json::parse(latest->config_json);
+    start_checkpoint = latest->start_checkpoint;
+    report.resumed = true;
+  } else if (c.resume && latest && latest->kind == c.stage) {
+    report.already_done = true;
+    report.stage_id = latest->id;
+    return report;
+  } else {
+    const auto base = store.latest_final_checkpoint();
+    start_checkpoint = base ? base->path : run.checkpoint_name("init");
+    stage_id = store.begin_stage(c.stage, settings.dump(), start_checkpoint);
+  }
+  report.stage_id = stage_id;
+
+  const int epochs = settings.at("epochs").get<int>();
+  const int batch_size = settings.at("batch_size").get<int>();
+  const model::LossCoefficients coef{settings.at("cross_entropy").get<double>(), settings.at("cluster").get<double>(),
+                                     settings.at("separation").get<double>(), settings.at("l1").get<double>()};
+  const int checkpoint_every = settings.at("checkpoint_every").get<int>();
+  const uint64_t seed = settings.at("seed").get<uint64_t>();
+  const bool joint = c.stage == "joint";
+
+  // The model and what this stage trains. The last layer is fixed in both stages; warm also
+  // freezes the backbone completely: no gradients and no BatchNorm statistics updates.
+  model::ProtoPNet net(to_model_options(m));
+  net->to(rt.device);
+  for (auto& p : net->backbone().parameters()) p.set_requires_grad(joint);
+  for (auto& p : net->add_on_layers()->parameters()) p.set_requires_grad(true);
+  net->prototype_vectors().set_requires_grad(true);
+  net->last_layer()->weight.set_requires_grad(false);
+  const double wd = settings.at("weight_decay").get<double>();
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  std::vector<double> base_lr;
+  if (joint) {
+    groups.emplace_back(net->backbone().parameters(),
+                        std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(settings.at("lr_backbone").get<double>()).weight_decay(wd)));
+    base_lr.push_back(settings.at("lr_backbone").get<double>());
+  }
+  groups.emplace_back(net->add_on_layers()->parameters(),
+                      std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(settings.at("lr_add_on").get<double>()).weight_decay(wd)));
+  base_lr.push_back(settings.at("lr_add_on").get<double>());
+  groups.emplace_back(std::vector<torch::Tensor>{net->prototype_vectors()},
+                      std::make_unique<torch::optim::AdamOptions>(settings.at("lr_prototypes").get<double>()));
+  base_lr.push_back(settings.at("lr_prototypes").get<double>());
+  torch::optim::Adam optimizer(groups);
+
+  TrainingPosition pos;
+  pos.stage_id = stage_id;
+  pos.sums.assign(7, 0.0);
+  const auto existing = store.checkpoints(stage_id);
+  if (!existing.empty()) {
+    load_checkpoint(run.absolute(existing.back().path), *net, rt.device, &optimizer, &pos);
+  } else {
+    load_checkpoint(run.absolute(start_checkpoint), *net, rt.device, nullptr, nullptr);
+  }
+  store.set_stage_status(stage_id, "running");
+
+  const auto train_list = read_list(data, "train");
+  const std::string eval_split = manifest.counts.count("val") ? "val" : "test";
+  const auto eval_list = read_list(data, eval_split);
+  if (train_list.empty()) throw std::runtime_error(c.data + ": the train split is empty");
+  InterruptScope interrupt_scope;
+  const int64_t batches = (static_cast<int64_t>(train_list.size()) + batch_size - 1) / batch_size;
+  const bool tty = ::isatty(2) == 1;
+
+  // Writes a checkpoint at `pos`; earlier non-final checkpoints of the stage are forgotten in
+  // the same transaction that registers it, and their files removed after the commit.
+  auto checkpoint = [&](bool final, const std::optional<db::EpochRow>& row) {
+    char tag[64];
+    std::snprintf(tag, sizeof tag, "stage%lld-e%03lld-b%05lld", static_cast<long long>(stage_id),
+                  static_cast<long long>(pos.epoch), static_cast<long long>(pos.batch));
+    const std::string rel = run.checkpoint_name(tag);
+    save_checkpoint(run.absolute(rel), *net, &optimizer, &pos);
+    std::vector<db::CheckpointRow> old;
+    std::vector<int64_t> old_ids;
+    for (const auto& ck : store.checkpoints(stage_id)) {
+      if (!ck.final && ck.path != rel) {
+        old.push_back(ck);
+        old_ids.push_back(ck.id);
+      }
+    }
+    store.add_checkpoint({0, stage_id, pos.epoch, pos.batch, rel, final, ""}, old_ids, row);
+    for (const auto& ck : old) {
+      std::error_code ec;
+      fs::remove(run.absolute(ck.path), ec);
+    }
+  };
+
+  while (pos.epoch < epochs) {
+    const auto epoch_start = Clock::now();
+    const int64_t e = pos.epoch;
+    // StepLR for joint, as a function of the epoch so that resuming needs no scheduler state.
+    const double factor = joint ? std::pow(settings.at("lr_gamma").get<double>(), e / settings.at("lr_step").get<int>()) : 1.0;
+    for (size_t g = 0; g < optimizer.param_groups().size(); ++g) {
+      static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).lr(base_lr[g] * factor);
+    }
+    net->train();
+    if (!joint) net->backbone().eval();
+    Sums sums;
+    sums.v = pos.sums;
+    BatchLoader loader(data, train_list, epoch_order(static_cast<int64_t>(train_list.size()), seed * 1000003 + static_cast<uint64_t>(stage_id), e),
+                       m.img_size, batch_size, pos.batch);
+    Batch b;
+    int64_t seen_now = 0;
+    auto last_print = Clock::now() - std::chrono::hours(1);
+    while (loader.next(&b)) {
+      const auto x = b.images.to(rt.device), y = b.labels.to(rt.device);
+      optimizer.zero_grad();
+      const auto out = net->forward(x);
+      const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net->prototype_class_identity(),
+                                                   net->last_layer()->weight, net->max_distance());
+      const auto loss = model::total_loss(terms, coef);
+      loss.backward();
+      optimizer.step();
+      sums.add(terms, loss.detach(), out.logits.detach(), y);
+      seen_now += y.size(0);
+      pos.batch = b.index + 1;
+      pos.sums = sums.v;
+
+      const auto now = Clock::now();
+      if (now - last_print > (tty ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10000)) || pos.batch == batches) {
+        last_print = now;
+        const double secs = std::chrono::duration<double>(now - epoch_start).count();
+        const double rate = seen_now / std::max(secs, 1e-9);
+        const double left = static_cast<double>((batches - pos.batch) * batch_size + (epochs - e - 1) * static_cast<int64_t>(train_list.size())) / std::max(rate, 1e-9);
+        std::fprintf(stderr, "%s%s epoch %lld/%d batch %lld/%lld loss %.4f acc %.3f %.1f img/s ETA %s%s",
+                     tty ? "\r" : "", c.stage.c_str(), static_cast<long long>(e + 1), epochs,
+                     static_cast<long long>(pos.batch), static_cast<long long>(batches), sums.mean(0), sums.accuracy(),
+                     rate, format_seconds(left).c_str(), tty ? "   " : "\n");
+        std::fflush(stderr);
+      }
+      if (InterruptScope::stop_requested()) {
+        if (pos.batch < batches) checkpoint(false, std::nullopt);
+        store.set_stage_status(stage_id, "interrupted");
+        if (tty) std::fputc('\n', stderr);
+        throw Interrupted(InterruptScope::signal_number(),
+                          "interrupted; checkpoint saved: 'ppnet train --stage " + c.stage + " --resume' continues");
+      }
+      if (checkpoint_every > 0 && pos.batch % checkpoint_every == 0 && pos.batch < batches) {
+        checkpoint(false, std::nullopt);
+      }
+    }
+    if (tty) std::fputc('\n', stderr);
+
+    // End of the epoch: evaluate, then record metrics and checkpoint together.
+    const double train_secs = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    const Sums ev = evaluate(*net, data, eval_list, m.img_size, settings.at("eval_batch_size").get<int>(), rt.device, coef);
+    db::EpochRow row;
+    row.stage_id = stage_id;
+    row.epoch = e;
+    row.train_loss = sums.mean(0);
+    row.train_cross_entropy = sums.mean(1);
+    row.train_cluster = sums.mean(2);
+    row.train_separation = sums.mean(3);
+    row.train_avg_separation = sums.mean(4);
+    row.train_accuracy = sums.accuracy();
+    row.eval_split = eval_split;
+    row.eval_cross_entropy = ev.mean(1);
+    row.eval_cluster = ev.mean(2);
+    row.eval_separation = ev.mean(3);
+    row.eval_avg_separation = ev.mean(4);
+    row.eval_accuracy = ev.accuracy();
+    {
+      torch::NoGradGuard no_grad;
+      row.l1 = model::off_class_l1(net->last_layer()->weight, net->prototype_class_identity()).item<double>();
+      row.prototype_distance = model::mean_pairwise_prototype_distance(net->prototype_vectors()).item<double>();
+    }
+    row.images_per_second = seen_now / std::max(train_secs, 1e-9);
+    row.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    pos.epoch = e + 1;
+    pos.batch = 0;
+    pos.sums.assign(7, 0.0);
+    checkpoint(pos.epoch == epochs, row);
+    std::fprintf(stderr, "%s epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.1f img/s, %.1f s\n",
+                 c.stage.c_str(), static_cast<long long>(e + 1), epochs, row.train_loss, row.train_accuracy,
+                 eval_split.c_str(), row.eval_accuracy, row.images_per_second, row.seconds);
+    report.epochs.push_back({e, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
+                             row.seconds, eval_split});
+  }
+  store.set_stage_status(stage_id, "done");
+  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return report;
+}
+
+InfoReport run_info(const InfoConfig& c) {
+  RunFolder run = RunFolder::open(c.run);
+  const auto r = *run.store().run();
+  InfoReport info;
+  info.run = c.run;
+  info.created = r.created;
+  info.ppnet_version = r.ppnet_version;
+  info.model_json = r.model_json;
+  info.data_path = r.data_path;
+  const auto epochs = run.store().epochs();
+  for (const auto& s : run.store().stages()) {
+    StageInfo si{s.id, s.kind, s.status, s.started, s.finished, 0, 0, 0, ""};
+    for (const auto& e : epochs) {
+      if (e.stage_id != s.id) continue;
+      ++si.epochs_done;
+      si.last_train_loss = e.train_loss;
+      si.last_eval_accuracy = e.eval_accuracy;
+      si.eval_split = e.eval_split;
+      info.epochs.push_back({e.stage_id, s.kind, e.epoch, e.train_loss, e.train_cross_entropy, e.train_cluster,
+                             e.train_separation, e.train_avg_separation, e.train_accuracy, e.eval_split,
+                             e.eval_cross_entropy, e.eval_accuracy, e.l1, e.prototype_distance, e.images_per_second,
+                             e.seconds});
+    }
+    info.stages.push_back(si);
+  }
+  return info;
+}
+
+}  // namespace ppnet::pipeline

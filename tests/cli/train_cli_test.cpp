@@ -1,0 +1,117 @@
+// `ppnet train` and `ppnet info` as a shell runs them, including kill -9 and resume.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <csignal>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "pipeline/run_folder.h"
+#include "tests/common/fixtures.h"
+#include "tests/common/test_util.h"
+
+namespace ppnet {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_ppnet;
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+class TrainCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test::make_pattern_folder(dir_.path() / "images", 3, 60);
+    ASSERT_EQ(run_ppnet("prepare --folder " + dir_.file("images") + " --out " + dir_.file("data") +
+                        " --copies 0 --test-fraction 0.25")
+                  .exit_code,
+              0);
+  }
+  std::vector<std::string> joint_args(const std::string& run, bool resume) {
+    std::vector<std::string> a = {"train", "--stage", "joint", "--data", dir_.file("data"), "--run", run,
+                                  "--arch", "small", "--img-size", "28", "--prototypes-per-class", "2",
+                                  "--prototype-dim", "16", "--epochs", "6", "--batch-size", "8",
+                                  "--checkpoint-every", "3", "--threads", "2", "--seed", "3"};
+    if (resume) a.push_back("--resume");
+    return a;
+  }
+  std::map<std::string, torch::Tensor> final_state(const std::string& run_dir) {
+    auto run = pipeline::RunFolder::open(run_dir);
+    auto net = pipeline::load_latest_model(run, torch::kCPU);
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& p : net->named_parameters()) out[p.key()] = p.value().detach().clone();
+    for (const auto& b : net->named_buffers()) out[b.key()] = b.value().clone();
+    return out;
+  }
+  test::TempDir dir_;
+};
+
+TEST_F(TrainCli, TrainsAndInfoShowsTheEpochs) {
+  auto r = run_ppnet("train --stage warm --data " + dir_.file("data") + " --run " + dir_.file("run") +
+                     " --arch small --img-size 28 --epochs 2 --batch-size 16 --prototype-dim 16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "stage warm #1 (new run), 2 epochs")) << r.out;
+  EXPECT_TRUE(contains(r.err, "warm epoch 2/2: train loss")) << r.err;  // progress on stderr
+  r = run_ppnet("info --run " + dir_.file("run"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "warm   done")) << r.out;
+  r = run_ppnet("info --run " + dir_.file("run") + " --json");
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["model"]["arch"], "small");
+  EXPECT_EQ(j["epochs"].size(), 2u);
+  EXPECT_EQ(j["stages"][0]["status"], "done");
+
+  // A different model on the same run is refused; a missing run is a plain failure.
+  r = run_ppnet("train --stage joint --data " + dir_.file("data") + " --run " + dir_.file("run") + " --arch resnet18");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "has --arch small")) << r.err;
+  r = run_ppnet("info --run " + dir_.file("nothing"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "no run here")) << r.err;
+  r = run_ppnet("train --stage warm --run x");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "missing --data")) << r.err;
+}
+
+class TrainKilled : public TrainCli, public ::testing::WithParamInterface<int> {};
+
+TEST_P(TrainKilled, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {
+  const int sig = GetParam();
+  ASSERT_EQ(test::wait_exit(test::spawn_ppnet(joint_args(dir_.file("whole"), false), dir_.file("whole.log"))), 0)
+      << test::read_file(dir_.file("whole.log"));
+
+  const int pid = test::spawn_ppnet(joint_args(dir_.file("cut"), false), dir_.file("cut.log"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto has_checkpoint = [&] {
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(dir_.path() / "cut" / "checkpoints", ec); !ec && it != fs::directory_iterator(); ++it) {
+      if (it->path().filename().string().rfind("stage1-", 0) == 0) return true;
+    }
+    return false;
+  };
+  while (!has_checkpoint() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(pid, sig);
+  EXPECT_EQ(test::wait_exit(pid), 128 + sig) << test::read_file(dir_.file("cut.log"));
+
+  const auto resume = test::run_ppnet([&] {
+    std::string s;
+    for (const auto& a : joint_args(dir_.file("cut"), true)) s += a + " ";
+    return s;
+  }());
+  ASSERT_EQ(resume.exit_code, 0) << resume.err;
+  EXPECT_TRUE(contains(resume.out, "resumed")) << resume.out;
+
+  const auto a = final_state(dir_.file("whole")), b = final_state(dir_.file("cut"));
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, TrainKilled, ::testing::Values(SIGKILL, SIGINT), [](const auto& info) {
+  return std::string(info.param == SIGKILL ? "SIGKILL" : "SIGINT");
+});
+
+}  // namespace
+}  // namespace ppnet

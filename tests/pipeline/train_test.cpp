@@ -1,0 +1,168 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "db/run_store.h"
+#include "pipeline/commands.h"
+#include "pipeline/run_folder.h"
+#include "tests/common/fixtures.h"
+#include "tests/common/test_util.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+// A prepared 3-class pattern data set in dir/data.
+fs::path prepared(const TempDir& dir, int classes = 3, int per_class = 20) {
+  test::make_pattern_folder(dir.path() / "images", classes, per_class);
+  PrepareConfig p;
+  p.folder = (dir.path() / "images").string();
+  p.out = (dir.path() / "data").string();
+  p.copies = 0;
+  p.test_fraction = 0.25;
+  run_prepare(p);
+  return dir.path() / "data";
+}
+
+TrainConfig small_train(const fs::path& data, const fs::path& run, const std::string& stage, int epochs) {
+  TrainConfig c;
+  c.stage = stage;
+  c.data = data.string();
+  c.run = run.string();
+  c.arch = "small";
+  c.img_size = 28;
+  c.prototypes_per_class = 2;
+  c.prototype_dim = 16;
+  c.epochs = epochs;
+  c.batch_size = 8;
+  c.runtime.threads = 2;
+  return c;
+}
+
+std::map<std::string, torch::Tensor> state_at(RunFolder& run, const std::string& rel) {
+  model::ProtoPNet net(to_model_options(run.model_config()));
+  load_checkpoint(run.absolute(rel), *net, torch::kCPU, nullptr, nullptr);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : net->named_parameters()) out[p.key()] = p.value().detach().clone();
+  for (const auto& b : net->named_buffers()) out[b.key()] = b.value().clone();
+  return out;
+}
+
+TEST(Train, LossFallsAndEveryEpochIsRecorded) {
+  TempDir dir;
+  const auto data = prepared(dir);
+  const auto warm = run_train(small_train(data, dir.path() / "run", "warm", 2));
+  EXPECT_TRUE(warm.created_run);
+  const auto joint = run_train(small_train(data, dir.path() / "run", "joint", 4));
+  ASSERT_EQ(joint.epochs.size(), 4u);
+  EXPECT_LT(joint.epochs.back().train_loss, warm.epochs.front().train_loss * 0.8);
+  EXPECT_GT(joint.epochs.back().eval_accuracy, 0.5);  // chance is 1/3
+
+  RunFolder run = RunFolder::open(dir.path() / "run");
+  const auto stages = run.store().stages();
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_EQ(stages[0].kind, "warm");
+  EXPECT_EQ(stages[1].status, "done");
+  const auto epochs = run.store().epochs();
+  ASSERT_EQ(epochs.size(), 6u);
+  EXPECT_EQ(epochs[0].eval_split, "test");
+  EXPECT_GT(epochs[0].prototype_distance, 0.0);
+  EXPECT_GT(epochs[0].l1, 0.0);
+  // One checkpoint survives per finished stage, and the initial model.
+  EXPECT_EQ(run.store().checkpoints(stages[0].id).size(), 1u);
+  EXPECT_TRUE(run.store().checkpoints(stages[0].id)[0].final);
+
+  const auto info = run_info({(dir.path() / "run").string(), false});
+  EXPECT_EQ(info.epochs.size(), 6u);
+  EXPECT_EQ(info.stages[1].epochs_done, 4);
+}
+
+TEST(Train, WarmLeavesTheBackboneBitIdentical) {
+  TempDir dir;
+  const auto data = prepared(dir);
+  run_train(small_train(data, dir.path() / "run", "warm", 2));
+  RunFolder run = RunFolder::open(dir.path() / "run");
+  const auto before = state_at(run, "checkpoints/init.pt");
+  const auto after = state_at(run, run.store().latest_final_checkpoint()->path);
+  int backbone = 0;
+  for (const auto& [name, t] : before) {
+    if (name.rfind("features.", 0) == 0) {
+      ++backbone;
+      EXPECT_TRUE(torch::equal(t, after.at(name))) << name;  // weights and BatchNorm statistics
+    }
+  }
+  EXPECT_GE(backbone, 3 * 5);  // three conv+BN stages, BN buffers included
+  EXPECT_FALSE(torch::equal(before.at("prototype_vectors"), after.at("prototype_vectors")));
+  EXPECT_FALSE(torch::equal(before.at("add_on_layers.0.weight"), after.at("add_on_layers.0.weight")));
+  EXPECT_TRUE(torch::equal(before.at("last_layer.weight"), after.at("last_layer.weight")));
+}
+
+std::string error_of(const TrainConfig& c) {
+  try {
+    run_train(c);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Train, MismatchedModelOrDataIsRefused) {
+  TempDir dir;
+  const auto data = prepared(dir);
+  run_train(small_train(data, dir.path() / "run", "warm", 1));
+
+  auto c = small_train(data, dir.path() / "run", "joint", 1);
+  c.arch = "vgg11";
+  c.given = {"arch"};
+  std::string msg = error_of(c);
+  EXPECT_NE(msg.find("has --arch small; this command asks for vgg11"), std::string::npos) << msg;
+
+  TempDir other;
+  const auto other_data = prepared(other, 4, 10);
+  msg = error_of(small_train(other_data, dir.path() / "run", "joint", 1));
+  EXPECT_NE(msg.find("differs in its classes"), std::string::npos) << msg;
+
+  c = small_train(data, dir.path() / "run", "joint", 1);
+  c.weights = "whatever.pth";
+  msg = error_of(c);
+  EXPECT_NE(msg.find("--weights applies only when a run is created"), std::string::npos) << msg;
+
+  // Options that agree with the run are fine to repeat.
+  c = small_train(data, dir.path() / "run", "joint", 1);
+  c.given = {"arch", "img-size"};
+  EXPECT_EQ(error_of(c), "");
+}
+
+TEST(Train, ResumeOfAFinishedStageDoesNothing) {
+  TempDir dir;
+  const auto data = prepared(dir);
+  run_train(small_train(data, dir.path() / "run", "warm", 1));
+  auto c = small_train(data, dir.path() / "run", "warm", 1);
+  c.resume = true;
+  const auto r = run_train(c);
+  EXPECT_TRUE(r.already_done);
+  EXPECT_EQ(RunFolder::open(dir.path() / "run").store().stages().size(), 1u);
+}
+
+TEST(RunStore, FreshDatabaseMigratesFromVersionZero) {
+  TempDir dir;
+  const std::string path = dir.file("run.sqlite");
+  { db::Database v1(path, db::Migrations{db::run_migrations()[0]}); }
+  db::RunStore store(path);
+  EXPECT_EQ(store.database().schema_version(), static_cast<int>(db::run_migrations().size()));
+  EXPECT_FALSE(store.run().has_value());
+  store.create_run({"t", "v", "{}", "/d", "{}"});
+  const int64_t s = store.begin_stage("warm", "{}", "checkpoints/init.pt");
+  store.add_checkpoint({0, s, 1, 0, "checkpoints/a.pt", false, ""}, {}, std::nullopt);
+  const auto a = store.checkpoints(s);
+  store.add_checkpoint({0, s, 2, 0, "checkpoints/b.pt", true, ""}, {a[0].id}, std::nullopt);
+  const auto b = store.checkpoints(s);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].path, "checkpoints/b.pt");
+  EXPECT_FALSE(store.latest_final_checkpoint().has_value() && store.latest_final_checkpoint()->path != "checkpoints/b.pt");
+  EXPECT_THROW(store.create_run({"t", "v", "{}", "/d", "{}"}), std::runtime_error);  // one run per database
+}
+
+}  // namespace
+}  // namespace ppnet::pipeline
