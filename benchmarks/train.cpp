@@ -1,0 +1,99 @@
+// Training throughput for the closing notes: a bare backbone forward+backward, one full joint
+// ProtoPNet step (head, losses, Adam), and `ppnet train` itself (data pipeline included) on a
+// small synthetic data set, all at the same architecture, size, batch and thread count.
+// Usage: ppnet_bench_train [arch=vgg16] [img_size=224] [batch=8] [threads=2] [iterations=3]
+#include <torch/torch.h>
+
+#include <chrono>
+#include <iostream>
+
+#include "model/loss.h"
+#include "model/protopnet.h"
+#include "pipeline/commands.h"
+#include "pipeline/runtime.h"
+#include "tests/common/fixtures.h"
+#include "tests/common/test_util.h"
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ppnet;
+  const std::string arch = argc > 1 ? argv[1] : "vgg16";
+  const int img = argc > 2 ? std::stoi(argv[2]) : 224;
+  const int batch = argc > 3 ? std::stoi(argv[3]) : 8;
+  const int threads = argc > 4 ? std::stoi(argv[4]) : 2;
+  const int iterations = argc > 5 ? std::stoi(argv[5]) : 3;
+  pipeline::RuntimeConfig rc;
+  rc.threads = threads;
+  pipeline::start_runtime(rc);
+  const auto x = torch::randn({batch, 3, img, img});
+  const auto y = torch::randint(0, 200, {batch}, torch::kInt64);
+
+  // (a) the bare backbone, forward and backward.
+  auto backbone = model::make_backbone(arch);
+  backbone->train();
+  auto step_bare = [&] {
+    backbone->zero_grad();
+    backbone->forward(x).sum().backward();
+  };
+  step_bare();
+  auto t = Clock::now();
+  for (int i = 0; i < iterations; ++i) step_bare();
+  const double bare = seconds_since(t) / iterations;
+
+  // (b) a joint step of the whole ProtoPNet: forward, loss terms, backward, Adam.
+  model::ProtoPNetOptions o;
+  o.arch = arch;
+  model::ProtoPNet net(o);
+  net->train();
+  net->last_layer()->weight.set_requires_grad(false);
+  std::vector<torch::Tensor> params;
+  for (auto& p : net->parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  torch::optim::Adam adam(params, torch::optim::AdamOptions(1e-4));
+  auto step_joint = [&] {
+    adam.zero_grad();
+    const auto out = net->forward(x);
+    const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net->prototype_class_identity(),
+                                                 net->last_layer()->weight, net->max_distance());
+    model::total_loss(terms, {}).backward();
+    adam.step();
+  };
+  step_joint();
+  t = Clock::now();
+  for (int i = 0; i < iterations; ++i) step_joint();
+  const double joint = seconds_since(t) / iterations;
+
+  std::cout << arch << " " << img << "px batch " << batch << " threads " << threads << "\n"
+            << "  bare backbone forward+backward   " << batch / bare << " images/s (" << bare << " s/batch)\n"
+            << "  ProtoPNet joint step             " << batch / joint << " images/s (" << joint << " s/batch, +"
+            << 100.0 * (joint - bare) / bare << "% over the bare backbone)\n";
+
+  // (c) ppnet train itself, one epoch of each stage on 2 classes × 3 batches of images.
+  test::TempDir dir;
+  test::make_pattern_folder(dir.path() / "images", 2, batch * 3 / 2 * 4 / 3 + 1, img);
+  pipeline::PrepareConfig p;
+  p.folder = (dir.path() / "images").string();
+  p.out = (dir.path() / "data").string();
+  p.copies = 0;
+  p.runtime.threads = threads;
+  pipeline::run_prepare(p);
+  for (const char* stage : {"warm", "joint"}) {
+    pipeline::TrainConfig c;
+    c.stage = stage;
+    c.data = p.out;
+    c.run = (dir.path() / "run").string();
+    c.arch = arch;
+    c.img_size = img;
+    c.epochs = 1;
+    c.batch_size = batch;
+    c.runtime.threads = threads;
+    const auto r = pipeline::run_train(c);
+    std::cout << "  ppnet train --stage " << stage << "        " << r.epochs[0].images_per_second
+              << " images/s (data pipeline included)\n";
+  }
+}
