@@ -28,9 +28,9 @@ const std::vector<CommandInfo>& commands() {
       {"train", "train everything before the last layer, stage warm or joint (resumable)",
        "ppnet train --stage warm|joint --data DATA --run RUN [options]", true},
       {"project", "push each prototype onto its nearest training patch of its own class",
-       "ppnet project --data DATA --run RUN [options]", false},
+       "ppnet project --data DATA --run RUN [options]", true},
       {"last-layer", "optimise the last layer with the features frozen",
-       "ppnet last-layer --data DATA --run RUN [--epochs N] [options]", false},
+       "ppnet last-layer --data DATA --run RUN [--epochs N] [options]", true},
       {"explain", "explain every image of a folder: heatmaps, JSON, an HTML gallery",
        "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]", false},
       {"evaluate", "accuracy and loss terms of a run on a data split",
@@ -276,25 +276,47 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
   }
   if (name == "project") {
     pipeline::ProjectConfig c;
+    bool json = false, no_images = false;
     o.add_options()
-        ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder (its push/ split)")
-        ("run", po::value(&c.run)->value_name("RUN"), "run folder");
+        ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder (its push/ images are searched)")
+        ("run", po::value(&c.run)->value_name("RUN"), "run folder")
+        ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "push batch size")
+        ("no-images", po::bool_switch(&no_images), "record the prototypes without writing their PNGs")
+        ("json", po::bool_switch(&json), "machine-readable report on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
     check_runtime(name, c.runtime);
-    return not_built(name);
+    require(name, vm, {"data", "run"});
+    if (c.batch_size < 1) throw UsageError("--batch-size must be at least 1", name);
+    c.save_images = !no_images;
+    print_report(std::cout, pipeline::run_project(c), json);
+    return 0;
   }
   if (name == "last-layer") {
     pipeline::LastLayerConfig c;
+    bool json = false;
     o.add_options()
         ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
         ("run", po::value(&c.run)->value_name("RUN"), "run folder")
-        ("epochs", po::value(&c.epochs)->default_value(c.epochs)->value_name("N"),
-         "epochs of last-layer optimisation");
+        ("epochs", po::value(&c.epochs)->default_value(c.epochs)->value_name("N"), "epochs of last-layer optimisation")
+        ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "batch size")
+        ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(c.eval_batch_size)->value_name("N"),
+         "batch size of the feature passes")
+        ("lr", po::value(&c.lr)->default_value(c.lr)->value_name("LR"), "Adam learning rate")
+        ("l1", po::value(&c.l1)->default_value(c.l1)->value_name("C"), "coefficient of the off-class L1")
+        ("recompute", po::bool_switch(&c.recompute),
+         "recompute the similarities through the network every epoch instead of caching them")
+        ("resume", po::bool_switch(&c.resume), "continue an interrupted last-layer stage")
+        ("json", po::bool_switch(&json), "machine-readable report on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
     check_runtime(name, c.runtime);
-    return not_built(name);
+    require(name, vm, {"data", "run"});
+    if (c.epochs < 1 || c.batch_size < 1 || c.eval_batch_size < 1) {
+      throw UsageError("--epochs, --batch-size and --eval-batch-size must be at least 1", name);
+    }
+    print_report(std::cout, pipeline::run_last_layer(c), json);
+    return 0;
   }
   if (name == "explain") {
     pipeline::ExplainConfig c;
@@ -327,6 +349,7 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     pipeline::InfoConfig c;
     o.add_options()
         ("run", po::value(&c.run)->value_name("RUN"), "run folder")
+        ("prototypes", po::bool_switch(&c.prototypes), "the latest projection's prototypes instead")
         ("json", po::bool_switch(&c.json), "machine-readable output on stdout");
     if (!parse(info, o, args, vm)) return 0;
     require(name, vm, {"run"});

@@ -96,7 +96,43 @@ void print_report(std::ostream& out, const pipeline::TrainReport& r, bool json) 
   }
 }
 
+namespace {
+nlohmann::json prototypes_json(const pipeline::InfoReport& r) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& p : r.prototypes) {
+    a.push_back({{"prototype", p.prototype}, {"class_index", p.class_index}, {"class_name", p.class_name},
+                 {"image", p.image_path}, {"image_id", p.image_id}, {"cell", {p.cell_h, p.cell_w}},
+                 {"distance_before", p.distance_before}, {"distance_after", p.distance_after},
+                 {"receptive_field_box", p.rf}, {"box", p.box}, {"patch_png", p.patch_png},
+                 {"box_png", p.box_png}, {"heatmap_png", p.heatmap_png}});
+  }
+  return a;
+}
+}  // namespace
+
 void print_report(std::ostream& out, const pipeline::InfoReport& r, bool json) {
+  if (!r.prototypes.empty() || r.projection > 0) {
+    if (json) {
+      out << nlohmann::json{{"run", r.run}, {"projection", r.projection}, {"prototypes", prototypes_json(r)}}.dump(2)
+          << '\n';
+      return;
+    }
+    out << "projection #" << r.projection << " of " << r.run << ": " << r.prototypes.size() << " prototypes\n";
+    char line[512];
+    std::snprintf(line, sizeof line, "%5s  %-24s %-40s %7s %10s %10s  %s\n", "proto", "class", "source image", "cell",
+                  "d before", "d after", "box [x0 y0 x1 y1)");
+    out << line;
+    for (const auto& p : r.prototypes) {
+      const std::string cell = std::to_string(p.cell_h) + "," + std::to_string(p.cell_w);
+      const std::string box = std::to_string(p.box[0]) + " " + std::to_string(p.box[1]) + " " + std::to_string(p.box[2]) +
+                              " " + std::to_string(p.box[3]);
+      std::snprintf(line, sizeof line, "%5lld  %-24s %-40s %7s %10.4f %10.6f  %s\n", static_cast<long long>(p.prototype),
+                    p.class_name.c_str(), p.image_path.c_str(), cell.c_str(), p.distance_before, p.distance_after,
+                    box.c_str());
+      out << line;
+    }
+    return;
+  }
   if (json) {
     nlohmann::json stages = nlohmann::json::array(), epochs = nlohmann::json::array();
     for (const auto& s : r.stages) {
@@ -143,6 +179,56 @@ void print_report(std::ostream& out, const pipeline::InfoReport& r, bool json) {
       out << line;
     }
   }
+}
+
+void print_report(std::ostream& out, const pipeline::ProjectReport& r, bool json) {
+  if (json) {
+    out << nlohmann::json{{"run", r.run},
+                          {"projection", r.projection},
+                          {"prototypes", r.prototypes},
+                          {"projected", r.projected},
+                          {"mean_distance_before", r.mean_distance_before},
+                          {"max_distance_after", r.max_distance_after},
+                          {"images_per_second", r.images_per_second},
+                          {"seconds", r.seconds}}
+                .dump(2)
+        << '\n';
+    return;
+  }
+  out << r.run << ": projection #" << r.projection << ", " << r.projected << " of " << r.prototypes
+      << " prototypes projected in " << r.seconds << " s (" << r.images_per_second << " push images/s)\n"
+      << "  mean distance to the nearest own-class patch before: " << r.mean_distance_before
+      << ", largest re-encoded distance after: " << r.max_distance_after << '\n'
+      << "  pictures in " << r.run << "/prototypes/" << r.projection << "/; 'ppnet info --run " << r.run
+      << " --prototypes' lists them\n";
+}
+
+void print_report(std::ostream& out, const pipeline::LastLayerReport& r, bool json) {
+  const pipeline::EpochSummary last = r.epochs.empty() ? pipeline::EpochSummary{} : r.epochs.back();
+  if (json) {
+    out << nlohmann::json{{"run", r.run},
+                          {"stage_id", r.stage_id},
+                          {"resumed", r.resumed},
+                          {"already_done", r.already_done},
+                          {"epochs", r.epochs.size()},
+                          {"train_accuracy", last.train_accuracy},
+                          {"eval_split", last.eval_split},
+                          {"eval_accuracy", last.eval_accuracy},
+                          {"off_class_sparsity", r.off_class_sparsity},
+                          {"cache_seconds", r.cache_seconds},
+                          {"seconds", r.seconds}}
+                .dump(2)
+        << '\n';
+    return;
+  }
+  if (r.already_done) {
+    out << r.run << ": last-layer stage #" << r.stage_id << " already finished: nothing to do\n";
+    return;
+  }
+  out << r.run << ": last layer #" << r.stage_id << (r.resumed ? " resumed" : "") << ", " << r.epochs.size()
+      << " epochs in " << r.seconds << " s (features " << r.cache_seconds << " s)\n"
+      << "  train accuracy " << last.train_accuracy << ", " << last.eval_split << " accuracy " << last.eval_accuracy
+      << ", off-class weights near zero: " << 100.0 * r.off_class_sparsity << "%\n";
 }
 
 }  // namespace ppnet::cli

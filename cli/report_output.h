@@ -11,5 +11,7 @@ void print_report(std::ostream& out, const pipeline::WeightsReport& report, bool
 void print_report(std::ostream& out, const pipeline::PrepareReport& report, bool json);
 void print_report(std::ostream& out, const pipeline::TrainReport& report, bool json);
 void print_report(std::ostream& out, const pipeline::InfoReport& report, bool json);
+void print_report(std::ostream& out, const pipeline::ProjectReport& report, bool json);
+void print_report(std::ostream& out, const pipeline::LastLayerReport& report, bool json);
 
 }  // namespace ppnet::cli

@@ -168,6 +168,21 @@ CREATE TABLE checkpoints (
   final INTEGER NOT NULL,
   created TEXT NOT NULL) STRICT;
 )sql",
+      // 3: what each projection (a stage of kind 'project') recorded per prototype.
+      R"sql(
+CREATE TABLE prototypes (
+  stage_id INTEGER NOT NULL REFERENCES stages(id),
+  prototype INTEGER NOT NULL,
+  class_index INTEGER NOT NULL,
+  image_path TEXT NOT NULL,
+  image_id TEXT NOT NULL,
+  image_width INTEGER NOT NULL, image_height INTEGER NOT NULL,
+  cell_h INTEGER NOT NULL, cell_w INTEGER NOT NULL,
+  distance_before REAL NOT NULL, distance_after REAL NOT NULL,
+  rf_x0 INTEGER NOT NULL, rf_y0 INTEGER NOT NULL, rf_x1 INTEGER NOT NULL, rf_y1 INTEGER NOT NULL,
+  box_x0 INTEGER NOT NULL, box_y0 INTEGER NOT NULL, box_x1 INTEGER NOT NULL, box_y1 INTEGER NOT NULL,
+  PRIMARY KEY (stage_id, prototype)) STRICT;
+)sql",
   };
   return kMigrations;
 }

@@ -168,4 +168,57 @@ std::vector<EpochRow> RunStore::epochs(std::optional<int64_t> stage_id) {
   return out;
 }
 
+void RunStore::finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows,
+                                 const CheckpointRow& c) {
+  Transaction tx(db_);
+  db_.prepare("DELETE FROM prototypes WHERE stage_id = ?").bind(1, stage_id).run();
+  auto insert = db_.prepare("INSERT INTO prototypes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  for (const auto& r : rows) {
+    insert.bind(1, stage_id).bind(2, r.prototype).bind(3, r.class_index).bind(4, r.image_path).bind(5, r.image_id);
+    insert.bind(6, r.image_width).bind(7, r.image_height).bind(8, r.cell_h).bind(9, r.cell_w);
+    insert.bind(10, r.distance_before).bind(11, r.distance_after);
+    for (int k = 0; k < 4; ++k) insert.bind(12 + k, r.rf[k]).bind(16 + k, r.box[k]);
+    insert.run();
+  }
+  db_.prepare("INSERT OR REPLACE INTO checkpoints (stage_id, epoch, batch, path, final, created) VALUES (?, 0, 0, ?, 1, ?)")
+      .bind(1, stage_id)
+      .bind(2, c.path)
+      .bind(3, utc_now())
+      .run();
+  db_.prepare("UPDATE stages SET status = 'done', finished = ? WHERE id = ?").bind(1, utc_now()).bind(2, stage_id).run();
+  tx.commit();
+}
+
+std::vector<PrototypeRow> RunStore::prototypes(int64_t stage_id) {
+  auto s = db_.prepare("SELECT * FROM prototypes WHERE stage_id = ? ORDER BY prototype");
+  s.bind(1, stage_id);
+  std::vector<PrototypeRow> out;
+  while (s.step()) {
+    PrototypeRow r;
+    r.stage_id = s.column_int(0);
+    r.prototype = s.column_int(1);
+    r.class_index = s.column_int(2);
+    r.image_path = s.column_text(3);
+    r.image_id = s.column_text(4);
+    r.image_width = s.column_int(5);
+    r.image_height = s.column_int(6);
+    r.cell_h = s.column_int(7);
+    r.cell_w = s.column_int(8);
+    r.distance_before = s.column_double(9);
+    r.distance_after = s.column_double(10);
+    for (int k = 0; k < 4; ++k) {
+      r.rf[k] = s.column_int(11 + k);
+      r.box[k] = s.column_int(15 + k);
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::optional<int64_t> RunStore::latest_projection() {
+  auto s = db_.prepare("SELECT id FROM stages WHERE kind = 'project' AND status = 'done' ORDER BY id DESC LIMIT 1");
+  if (!s.step()) return std::nullopt;
+  return s.column_int(0);
+}
+
 }  // namespace ppnet::db

@@ -52,6 +52,21 @@ struct CheckpointRow {
   std::string created;
 };
 
+/// Where projection put one prototype: its source patch and the boxes around it, in pixels
+/// of the source image file ([x0, y0, x1, y1), exclusive ends).
+struct PrototypeRow {
+  int64_t stage_id = 0;  // the projection
+  int64_t prototype = 0;
+  int64_t class_index = 0;
+  std::string image_path;  // relative to the data folder
+  std::string image_id;    // the source id in the data's lists
+  int64_t image_width = 0, image_height = 0;
+  int64_t cell_h = 0, cell_w = 0;
+  double distance_before = 0, distance_after = 0;
+  int64_t rf[4] = {0, 0, 0, 0};
+  int64_t box[4] = {0, 0, 0, 0};  // high-activation box
+};
+
 /// Owns run.sqlite. Every method is one transaction; errors throw std::runtime_error.
 class RunStore {
  public:
@@ -76,6 +91,13 @@ class RunStore {
   std::optional<CheckpointRow> latest_final_checkpoint();
 
   std::vector<EpochRow> epochs(std::optional<int64_t> stage_id = std::nullopt);
+
+  /// Commits a projection: its prototype rows, its final checkpoint and the stage's "done",
+  /// all in one transaction (rows of an earlier attempt at the same stage are replaced).
+  void finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows, const CheckpointRow& checkpoint);
+  std::vector<PrototypeRow> prototypes(int64_t stage_id);
+  /// The most recent finished projection's stage id.
+  std::optional<int64_t> latest_projection();
 
   Database& database() { return db_; }
 

@@ -279,7 +279,7 @@ std::shared_ptr<BackboneImpl> build(const std::string& arch) {
   if (auto it = vgg_configs().find(base); it != vgg_configs().end()) {
     return std::make_shared<VggImpl>(arch, it->second, base != arch);
   }
-  if (arch == "small") return std::make_shared<VggImpl>(arch, std::vector<int>{32, kPool, 64, kPool, 128}, true);
+  if (base == "small") return std::make_shared<VggImpl>(arch, std::vector<int>{32, kPool, 64, kPool, 128}, base != arch);
   if (arch == "resnet18") return ResNetImpl::make<BasicBlockImpl>(arch, {2, 2, 2, 2});
   if (arch == "resnet34") return ResNetImpl::make<BasicBlockImpl>(arch, {3, 4, 6, 3});
   if (arch == "resnet50") return ResNetImpl::make<BottleneckImpl>(arch, {3, 4, 6, 3});
@@ -298,7 +298,7 @@ const std::vector<std::string>& backbone_names() {
   static const std::vector<std::string> kNames = {
       "vgg11",       "vgg11_bn",    "vgg13",       "vgg13_bn",    "vgg16",    "vgg16_bn",
       "vgg19",       "vgg19_bn",    "resnet18",    "resnet34",    "resnet50", "resnet101",
-      "resnet152",   "densenet121", "densenet161", "densenet169", "densenet201", "small"};
+      "resnet152",   "densenet121", "densenet161", "densenet169", "densenet201", "small", "small_bn"};
   return kNames;
 }
 

@@ -90,8 +90,19 @@ struct EpochInfo {
          images_per_second = 0, seconds = 0;
 };
 
+struct PrototypeInfo {
+  int64_t prototype = 0, class_index = 0;
+  std::string class_name, image_path, image_id;
+  int64_t cell_h = 0, cell_w = 0;
+  double distance_before = 0, distance_after = 0;
+  std::vector<int64_t> rf, box;  // [x0, y0, x1, y1) in source-image pixels
+  std::string patch_png, box_png, heatmap_png;  // relative to the run folder; empty if not written
+};
+
 struct InfoReport {
   std::string run;
+  int64_t projection = 0;                // with --prototypes: the projection listed
+  std::vector<PrototypeInfo> prototypes;
   std::string created;
   std::string ppnet_version;
   std::string model_json;
@@ -102,6 +113,35 @@ struct InfoReport {
 
 /// What run.sqlite records about a run.
 InfoReport run_info(const InfoConfig& config);
+
+struct ProjectReport {
+  std::string run;
+  int64_t projection = 0;  // the projection's stage id: its images are in RUN/prototypes/<id>/
+  int64_t prototypes = 0, projected = 0;  // projected: prototypes whose class has push images
+  double mean_distance_before = 0;  // from a prototype to its nearest own-class patch
+  double max_distance_after = 0;    // re-encoded source patch to the projected prototype (≈ 0)
+  double images_per_second = 0;     // push images searched per second
+  double seconds = 0;
+};
+
+/// Replaces every prototype by its nearest latent patch among the push images of its own class
+/// and records where it came from (shared/DESIGN.md §4). The new prototypes and their records
+/// commit together; an interrupted projection leaves the run as it was, and a re-run redoes it.
+ProjectReport run_project(const ProjectConfig& config);
+
+struct LastLayerReport {
+  std::string run;
+  int64_t stage_id = 0;
+  bool resumed = false, already_done = false;
+  std::vector<EpochSummary> epochs;
+  double off_class_sparsity = 0;  // share of off-class weights with |w| < 1e-3
+  double cache_seconds = 0;       // computing the similarity vectors once
+  double seconds = 0;
+};
+
+/// Optimises the last layer alone (CE + l1 · off-class L1) with the features frozen, on
+/// similarity vectors computed once (or every epoch with config.recompute). Resumable.
+LastLayerReport run_last_layer(const LastLayerConfig& config);
 
 /// Loads `config.weights` into a fresh `config.arch` backbone; throws if it does not fit.
 WeightsReport run_weights(const WeightsConfig& config);

@@ -59,12 +59,20 @@ struct TrainConfig {
 
 struct ProjectConfig {
   std::string data, run;
+  int batch_size = 75;
+  bool save_images = true;  // the patch, box and heatmap PNGs of every prototype
   RuntimeConfig runtime;
 };
 
 struct LastLayerConfig {
   std::string data, run;
   int epochs = 20;
+  int batch_size = 80;
+  int eval_batch_size = 100;
+  double lr = 1e-4;
+  double l1 = 1e-4;
+  bool recompute = false;  // recompute similarities through the network every epoch (no cache)
+  bool resume = false;
   RuntimeConfig runtime;
 };
 
@@ -84,6 +92,7 @@ struct EvaluateConfig {
 struct InfoConfig {
   std::string run;
   bool json = false;
+  bool prototypes = false;  // list the latest projection's prototypes
 };
 
 /// `ppnet weights`: check a pretrained weights file against a backbone before training.

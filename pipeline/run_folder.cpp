@@ -90,6 +90,36 @@ void RunFolder::check_data(const fs::path& data, const Manifest& manifest) {
 
 std::string RunFolder::checkpoint_name(const std::string& tag) const { return "checkpoints/" + tag + ".pt"; }
 
+StageStart resolve_stage(RunFolder& run, const std::string& kind, bool resume, const std::string& settings_json,
+                         const std::string& resume_hint) {
+  auto& store = run.store();
+  const auto latest = store.latest_stage();
+  StageStart s;
+  if (latest && latest->status != "done") {
+    if (!resume || latest->kind != kind) {
+      throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " +
+                               run.dir().string() + " did not finish; continue it first" +
+                               (latest->kind == kind ? " with " + resume_hint : std::string()));
+    }
+    s.stage_id = latest->id;
+    s.settings_json = latest->config_json;
+    s.start_checkpoint = latest->start_checkpoint;
+    s.resumed = true;
+    return s;
+  }
+  if (resume && latest && latest->kind == kind) {
+    s.stage_id = latest->id;
+    s.settings_json = latest->config_json;
+    s.already_done = true;
+    return s;
+  }
+  const auto base = store.latest_final_checkpoint();
+  s.start_checkpoint = base ? base->path : run.checkpoint_name("init");
+  s.settings_json = settings_json;
+  s.stage_id = store.begin_stage(kind, settings_json, s.start_checkpoint);
+  return s;
+}
+
 void save_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::optim::Optimizer* optimizer,
                      const TrainingPosition* position) {
   torch::serialize::OutputArchive archive;

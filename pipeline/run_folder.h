@@ -70,6 +70,20 @@ class RunFolder {
   std::unique_ptr<db::RunStore> store_;
 };
 
+/// Where a stage of `kind` starts. An unfinished latest stage of the same kind is resumed when
+/// `resume`, with the settings it recorded; `resume` on a finished one means nothing to do;
+/// otherwise a new stage row is begun from the latest finished stage's final checkpoint.
+/// Throws when another kind of stage is unfinished (it must be resumed first).
+struct StageStart {
+  int64_t stage_id = 0;
+  std::string start_checkpoint;
+  std::string settings_json;
+  bool resumed = false;
+  bool already_done = false;
+};
+StageStart resolve_stage(RunFolder& run, const std::string& kind, bool resume, const std::string& settings_json,
+                         const std::string& resume_hint);
+
 /// Writes model (and optionally optimizer and position) atomically to `path`.
 void save_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model,
                      torch::optim::Optimizer* optimizer, const TrainingPosition* position);

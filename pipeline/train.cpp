@@ -138,30 +138,17 @@ TrainReport run_train(const TrainConfig& c) {
   db::RunStore& store = run.store();
 
   // Which stage this is: a new one, or the interrupted one to resume.
-  const auto latest = store.latest_stage();
-  nlohmann::json settings = stage_settings(c);
-  int64_t stage_id = 0;
-  std::string start_checkpoint;
-  if (latest && latest->status != "done") {
-    if (!c.resume || latest->kind != c.stage) {
-      throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " + c.run +
-                               " did not finish; continue it with 'ppnet train --stage " + latest->kind +
-                               " --resume' first");
-    }
-    stage_id = latest->id;
-    settings = nlohmann::json::parse(latest->config_json);
-    start_checkpoint = latest->start_checkpoint;
-    report.resumed = true;
-  } else if (c.resume && latest && latest->kind == c.stage) {
+  const StageStart stage = resolve_stage(run, c.stage, c.resume, stage_settings(c).dump(),
+                                         "'ppnet train --stage " + c.stage + " --resume'");
+  report.stage_id = stage.stage_id;
+  report.resumed = stage.resumed;
+  if (stage.already_done) {
     report.already_done = true;
-    report.stage_id = latest->id;
     return report;
-  } else {
-    const auto base = store.latest_final_checkpoint();
-    start_checkpoint = base ? base->path : run.checkpoint_name("init");
-    stage_id = store.begin_stage(c.stage, settings.dump(), start_checkpoint);
   }
-  report.stage_id = stage_id;
+  const int64_t stage_id = stage.stage_id;
+  const std::string& start_checkpoint = stage.start_checkpoint;
+  const nlohmann::json settings = nlohmann::json::parse(stage.settings_json);
 
   const int epochs = settings.at("epochs").get<int>();
   const int batch_size = settings.at("batch_size").get<int>();
@@ -342,6 +329,33 @@ InfoReport run_info(const InfoConfig& c) {
   info.ppnet_version = r.ppnet_version;
   info.model_json = r.model_json;
   info.data_path = r.data_path;
+  if (c.prototypes) {
+    const auto projection = run.store().latest_projection();
+    if (!projection) throw std::runtime_error(c.run + ": no projection yet; run 'ppnet project' first");
+    info.projection = *projection;
+    const auto manifest = nlohmann::json::parse(r.data_manifest);
+    for (const auto& p : run.store().prototypes(*projection)) {
+      PrototypeInfo pi;
+      pi.prototype = p.prototype;
+      pi.class_index = p.class_index;
+      pi.class_name = manifest.at("classes").at(static_cast<size_t>(p.class_index)).at("name").get<std::string>();
+      pi.image_path = p.image_path;
+      pi.image_id = p.image_id;
+      pi.cell_h = p.cell_h;
+      pi.cell_w = p.cell_w;
+      pi.distance_before = p.distance_before;
+      pi.distance_after = p.distance_after;
+      pi.rf.assign(p.rf, p.rf + 4);
+      pi.box.assign(p.box, p.box + 4);
+      const std::string stem = "prototypes/" + std::to_string(*projection) + "/" + std::to_string(p.prototype);
+      if (fs::exists(run.dir() / (stem + "-patch.png"))) {
+        pi.patch_png = stem + "-patch.png";
+        pi.box_png = stem + "-box.png";
+        pi.heatmap_png = stem + "-heatmap.png";
+      }
+      info.prototypes.push_back(pi);
+    }
+  }
   const auto epochs = run.store().epochs();
   for (const auto& s : run.store().stages()) {
     StageInfo si{s.id, s.kind, s.status, s.started, s.finished, 0, 0, 0, ""};

@@ -60,8 +60,7 @@ TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
 }
 
 TEST(Cli, CommandsNotBuiltYetSaySoAndFail) {
-  for (const char* args : {"project --data d --run r",
-                           "last-layer --data d --run r", "explain --run r --dir d --out o",
+  for (const char* args : {"explain --run r --dir d --out o",
                            "evaluate --run r --data d"}) {
     const auto r = run_ppnet(args);
     EXPECT_EQ(r.exit_code, 1) << args;

@@ -74,6 +74,56 @@ TEST_F(TrainCli, TrainsAndInfoShowsTheEpochs) {
   EXPECT_TRUE(contains(r.err, "missing --data")) << r.err;
 }
 
+TEST_F(TrainCli, ProjectionKilledLeavesTheRunAsItWasAndARerunCompletes) {
+  const std::string base = "--data " + dir_.file("data") + " --run " + dir_.file("run");
+  ASSERT_EQ(run_ppnet("train --stage warm " + base + " --arch small --img-size 28 --epochs 1 --batch-size 16 --prototype-dim 16").exit_code, 0);
+  const auto before = final_state(dir_.file("run"));
+  std::string final_before;
+  {
+    auto run = pipeline::RunFolder::open(dir_.file("run"));
+    final_before = run.store().latest_final_checkpoint()->path;
+  }
+  // One image per batch keeps the search slow enough to be killed in the middle of it.
+  const int pid = test::spawn_ppnet({"project", "--data", dir_.file("data"), "--run", dir_.file("run"), "--batch-size",
+                                     "1", "--threads", "1"},
+                                    dir_.file("project.log"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto run = pipeline::RunFolder::open(dir_.file("run"));
+    const auto stage = run.store().latest_stage();
+    if (stage && stage->kind == "project") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  kill(pid, SIGKILL);
+  EXPECT_EQ(test::wait_exit(pid), 128 + SIGKILL) << test::read_file(dir_.file("project.log"));
+  {
+    auto run = pipeline::RunFolder::open(dir_.file("run"));
+    EXPECT_EQ(run.store().latest_final_checkpoint()->path, final_before);  // the model is the warm one
+    EXPECT_FALSE(run.store().latest_projection().has_value());
+    EXPECT_EQ(run.store().prototypes(run.store().latest_stage()->id).size(), 0u);
+  }
+  const auto after_kill = final_state(dir_.file("run"));
+  for (const auto& [name, t] : before) EXPECT_TRUE(torch::equal(t, after_kill.at(name))) << name;
+
+  auto r = run_ppnet("project " + base);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "30 of 30 prototypes projected")) << r.out;
+  r = run_ppnet("info --run " + dir_.file("run") + " --prototypes");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "push/class2/")) << r.out;
+  r = run_ppnet("info --run " + dir_.file("run") + " --prototypes --json");
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["prototypes"].size(), 30u);
+  EXPECT_TRUE(fs::exists(dir_.path() / "run" / j["prototypes"][0]["heatmap_png"].get<std::string>()));
+
+  r = run_ppnet("last-layer " + base + " --epochs 3 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["epochs"], 3);
+  r = run_ppnet("last-layer " + base + " --epochs 3 --resume");
+  EXPECT_TRUE(contains(r.out, "already finished")) << r.out;
+}
+
 class TrainKilled : public TrainCli, public ::testing::WithParamInterface<int> {};
 
 TEST_P(TrainKilled, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {

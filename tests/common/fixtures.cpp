@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <random>
 #include <sstream>
 
@@ -100,6 +101,30 @@ void make_pattern_folder(const fs::path& root, int classes, int per_class, int s
       cv::imwrite((dir / name).string(), img);
     }
   }
+}
+
+std::map<std::string, cv::Rect> make_planted_folder(const fs::path& root, int classes, int per_class, int size,
+                                                    int part, unsigned seed) {
+  static const cv::Scalar kColours[] = {{0, 0, 255}, {0, 255, 0}, {255, 0, 0}, {0, 255, 255}, {255, 0, 255}};
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> where(0, size - part);
+  std::map<std::string, cv::Rect> parts;
+  for (int c = 0; c < classes; ++c) {
+    const std::string cls = "class" + std::to_string(c);
+    fs::create_directories(root / cls);
+    for (int k = 0; k < per_class; ++k) {
+      cv::Mat grey(size, size, CV_8UC1), img;
+      cv::randu(grey, 90, 130);
+      cv::cvtColor(grey, img, cv::COLOR_GRAY2BGR);
+      const cv::Rect r(where(rng), where(rng), part, part);
+      img(r).setTo(kColours[c % 5]);
+      char name[32];
+      std::snprintf(name, sizeof name, "img%03d.png", k);
+      cv::imwrite((root / cls / name).string(), img);
+      parts[cls + "/" + name] = r;
+    }
+  }
+  return parts;
 }
 
 std::map<std::string, std::string> snapshot(const fs::path& root) {

@@ -35,6 +35,12 @@ void make_idx_fixture(const std::filesystem::path& dir, int n_train, int n_test,
 void make_pattern_folder(const std::filesystem::path& root, int classes, int per_class, int size = 28,
                          unsigned seed = 7);
 
+/// A folder of class folders in which only a small planted part tells the classes apart:
+/// grey noise everywhere, and a part×part square of the class's colour at a random position.
+/// Returns each image's part rectangle, keyed by its path relative to `root`.
+std::map<std::string, cv::Rect> make_planted_folder(const std::filesystem::path& root, int classes, int per_class,
+                                                    int size = 48, int part = 8, unsigned seed = 11);
+
 /// Every regular file below `root` (relative path → bytes), for byte-for-byte comparisons.
 std::map<std::string, std::string> snapshot(const std::filesystem::path& root);
 

@@ -26,12 +26,12 @@ std::string error_of(torch::nn::Module& m, const TensorMap& weights) {
 
 TEST(StateDict, CopiesEveryTensorAndReportsHeadKeys) {
   torch::manual_seed(1);
-  auto source = make_backbone("small");
+  auto source = make_backbone("small_bn");
   auto weights = state_of(*source);
   weights["fc.weight"] = torch::zeros({10, 128});
   weights["classifier.0.bias"] = torch::zeros({10});
   torch::manual_seed(2);
-  auto target = make_backbone("small");
+  auto target = make_backbone("small_bn");
   const auto report = load_torchvision_state(*target, weights);
   EXPECT_EQ(report.ignored, (std::vector<std::string>{"classifier.0.bias", "fc.weight"}));
   EXPECT_EQ(report.loaded, static_cast<int64_t>(weights.size() - 2));
@@ -41,12 +41,12 @@ TEST(StateDict, CopiesEveryTensorAndReportsHeadKeys) {
 }
 
 TEST(StateDict, AcceptsDataParallelPrefixAndMissingBatchCounters) {
-  auto source = make_backbone("small");
+  auto source = make_backbone("small_bn");
   TensorMap weights;
   for (const auto& [name, t] : state_of(*source)) {
     if (name.find("num_batches_tracked") == std::string::npos) weights["module." + name] = t;
   }
-  auto target = make_backbone("small");
+  auto target = make_backbone("small_bn");
   const auto report = load_torchvision_state(*target, weights);
   EXPECT_EQ(report.defaulted.size(), 3u);  // one per BatchNorm
 }
@@ -73,7 +73,7 @@ TEST(StateDict, RemapsOldDenseNetKeys) {
 }
 
 TEST(StateDict, MissingKeyIsNamedWithItsShape) {
-  auto m = make_backbone("small");
+  auto m = make_backbone("small_bn");
   auto weights = state_of(*m);
   weights.erase("features.4.weight");
   const auto before = state_of(*m);
@@ -84,10 +84,10 @@ TEST(StateDict, MissingKeyIsNamedWithItsShape) {
 
 TEST(StateDict, ShapeMismatchNamesBothShapesAndChangesNothing) {
   torch::manual_seed(7);
-  auto m = make_backbone("small");
+  auto m = make_backbone("small_bn");
   const auto before = state_of(*m);
   torch::manual_seed(8);
-  auto weights = state_of(*make_backbone("small"));
+  auto weights = state_of(*make_backbone("small_bn"));
   weights["features.0.weight"] = torch::zeros({32, 1, 3, 3});
   const std::string msg = error_of(*m, weights);
   EXPECT_NE(msg.find("'features.0.weight' has shape [32, 1, 3, 3] but the model expects [32, 3, 3, 3]"),
@@ -97,7 +97,7 @@ TEST(StateDict, ShapeMismatchNamesBothShapesAndChangesNothing) {
 }
 
 TEST(StateDict, ForeignKeysAreRefused) {
-  auto m = make_backbone("small");
+  auto m = make_backbone("small_bn");
   auto weights = state_of(*m);
   weights["layer9.conv.weight"] = torch::zeros({1});
   const std::string msg = error_of(*m, weights);

@@ -30,7 +30,7 @@ TrainConfig small_train(const fs::path& data, const fs::path& run, const std::st
   c.stage = stage;
   c.data = data.string();
   c.run = run.string();
-  c.arch = "small";
+  c.arch = "small_bn";
   c.img_size = 28;
   c.prototypes_per_class = 2;
   c.prototype_dim = 16;
@@ -116,7 +116,7 @@ TEST(Train, MismatchedModelOrDataIsRefused) {
   c.arch = "vgg11";
   c.given = {"arch"};
   std::string msg = error_of(c);
-  EXPECT_NE(msg.find("has --arch small; this command asks for vgg11"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("has --arch small_bn; this command asks for vgg11"), std::string::npos) << msg;
 
   TempDir other;
   const auto other_data = prepared(other, 4, 10);

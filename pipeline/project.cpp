@@ -1,0 +1,214 @@
+#include <oneapi/tbb/parallel_for.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "model/receptive_field.h"
+#include "pipeline/atomic_file.h"
+#include "pipeline/commands.h"
+#include "pipeline/image_data.h"
+#include "pipeline/interrupt.h"
+#include "pipeline/progress.h"
+#include "pipeline/render.h"
+#include "pipeline/run_folder.h"
+#include "pipeline/runtime.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string png(const cv::Mat& img) {
+  std::vector<uchar> buf;
+  cv::imencode(".png", img, buf);
+  return std::string(buf.begin(), buf.end());
+}
+
+cv::Mat to_mat(const torch::Tensor& map) {  // H×W float tensor → CV_32F
+  const auto m = map.to(torch::kCPU).to(torch::kFloat32).contiguous();
+  return cv::Mat(static_cast<int>(m.size(0)), static_cast<int>(m.size(1)), CV_32F, m.data_ptr<float>()).clone();
+}
+
+}  // namespace
+
+ProjectReport run_project(const ProjectConfig& c) {
+  const auto start = Clock::now();
+  const Runtime rt = start_runtime(c.runtime);
+  const fs::path data(c.data);
+  const Manifest manifest = read_manifest(data);
+  RunFolder run = RunFolder::open(c.run);
+  run.check_data(data, manifest);
+  const ModelConfig m = run.model_config();
+  db::RunStore& store = run.store();
+
+  // A projection is a stage of its own; an unfinished one is simply done again.
+  int64_t stage_id = 0;
+  std::string start_checkpoint;
+  const auto latest = store.latest_stage();
+  if (latest && latest->status != "done") {
+    if (latest->kind != "project") {
+      throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " + c.run +
+                               " did not finish; continue it with --resume first");
+    }
+    stage_id = latest->id;
+    start_checkpoint = latest->start_checkpoint;
+  } else {
+    const auto base = store.latest_final_checkpoint();
+    start_checkpoint = base ? base->path : run.checkpoint_name("init");
+    stage_id = store.begin_stage("project", nlohmann::json{{"batch_size", c.batch_size}}.dump(), start_checkpoint);
+  }
+
+  model::ProtoPNet net(to_model_options(m));
+  load_checkpoint(run.absolute(start_checkpoint), *net, rt.device, nullptr, nullptr);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  InterruptScope interrupt_scope;
+
+  // 1. Search: for every prototype, the nearest latent patch among push images of its class.
+  const auto push = read_list(data, "push");
+  const int64_t P = net->num_prototypes(), D = m.prototype_dim;
+  const auto proto_class = net->prototype_class_identity().argmax(1);  // P
+  auto best_d = torch::full({P}, std::numeric_limits<float>::infinity(), torch::TensorOptions().device(rt.device));
+  auto best_image = torch::full({P}, -1, torch::TensorOptions().dtype(torch::kInt64).device(rt.device));
+  auto best_cell = torch::zeros({P}, torch::TensorOptions().dtype(torch::kInt64).device(rt.device));
+  auto best_z = torch::zeros({P, D}, torch::TensorOptions().device(rt.device));
+  std::vector<int64_t> order(push.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  int64_t grid_w = 0;
+  {
+    BatchLoader loader(data, push, order, m.img_size, c.batch_size, 0);
+    Progress progress("project: search", push.size());
+    Batch b;
+    int64_t offset = 0;
+    while (loader.next(&b)) {
+      const auto x = b.images.to(rt.device), y = b.labels.to(rt.device);
+      const auto act = net->activations(x);
+      const int64_t B = x.size(0), H = act.distances.size(2), W = act.distances.size(3);
+      grid_w = W;
+      // Other classes' images are out of reach: their distances become +inf.
+      const auto own = y.view({B, 1}).eq(proto_class.view({1, P}));                       // B×P
+      const auto d = act.distances.masked_fill(own.logical_not().view({B, P, 1, 1}), INFINITY);
+      const auto flat = d.permute({1, 0, 2, 3}).reshape({P, B * H * W});
+      const auto [val, idx] = flat.min(1);                                                    // P, P
+      const auto better = val < best_d;
+      const auto z = act.latent.permute({0, 2, 3, 1}).reshape({B * H * W, D}).index_select(0, idx);  // P×D
+      best_d = torch::where(better, val, best_d);
+      best_z = torch::where(better.view({P, 1}), z, best_z);
+      best_image = torch::where(better, idx.div(H * W, "floor") + offset, best_image);
+      best_cell = torch::where(better, idx.remainder(H * W), best_cell);
+      offset += B;
+      progress.advance(static_cast<uint64_t>(B));
+      if (InterruptScope::stop_requested()) {
+        throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged: run 'ppnet project' again");
+      }
+    }
+  }
+  const double search_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto found = best_image.ge(0);
+  auto& protos = net->prototype_vectors();
+  protos.copy_(torch::where(found.view({P, 1, 1, 1}), best_z.view({P, D, 1, 1}), protos));
+
+  // 2. Re-encode each source image once with the new prototypes: the distance at the recorded
+  //    cell (≈ 0), the boxes and the pictures.
+  const auto best_image_cpu = best_image.cpu(), best_cell_cpu = best_cell.cpu();
+  const auto best_d_cpu = best_d.cpu().to(torch::kFloat64);
+  const std::vector<int64_t> best_cell_v(best_cell_cpu.data_ptr<int64_t>(), best_cell_cpu.data_ptr<int64_t>() + P);
+  const std::vector<double> best_d_v(best_d_cpu.data_ptr<double>(), best_d_cpu.data_ptr<double>() + P);
+  std::map<int64_t, std::vector<int64_t>> users;  // push index → prototypes projected onto it
+  for (int64_t j = 0; j < P; ++j) {
+    const int64_t i = best_image_cpu.data_ptr<int64_t>()[j];
+    if (i >= 0) users[i].push_back(j);
+  }
+  std::vector<ListEntry> sources;
+  std::vector<int64_t> source_index;
+  for (const auto& [i, _] : users) {
+    sources.push_back(push[static_cast<size_t>(i)]);
+    source_index.push_back(i);
+  }
+  const auto rf = net->receptive_field(m.img_size);
+  const fs::path image_dir = run.dir() / "prototypes" / std::to_string(stage_id);
+  std::vector<db::PrototypeRow> rows;
+  rows.reserve(static_cast<size_t>(P));
+  std::mutex rows_mutex;
+  {
+    std::vector<int64_t> ord(sources.size());
+    for (size_t i = 0; i < ord.size(); ++i) ord[i] = static_cast<int64_t>(i);
+    BatchLoader loader(data, sources, ord, m.img_size, c.batch_size, 0);
+    Progress progress("project: record", sources.size());
+    Batch b;
+    int64_t done = 0;
+    while (loader.next(&b)) {
+      const auto distances = net->activations(b.images.to(rt.device)).distances;
+      const auto sims = model::similarity_from_distance(distances).cpu();
+      const auto dist = distances.cpu();
+      tbb::parallel_for(int64_t{0}, b.images.size(0), [&](int64_t k) {
+        const size_t s = static_cast<size_t>(done + k);
+        const ListEntry& e = sources[s];
+        const cv::Mat original = cv::imread((data / e.path).string(), cv::IMREAD_COLOR);
+        for (int64_t j : users.at(source_index[s])) {
+          db::PrototypeRow r;
+          r.stage_id = stage_id;
+          r.prototype = j;
+          r.class_index = e.class_index;
+          r.image_path = e.path;
+          r.image_id = e.source_id;
+          r.image_width = original.cols;
+          r.image_height = original.rows;
+          const int64_t cell = best_cell_v[static_cast<size_t>(j)];
+          r.cell_h = cell / grid_w;
+          r.cell_w = cell % grid_w;
+          r.distance_before = best_d_v[static_cast<size_t>(j)];
+          r.distance_after = dist[k][j][r.cell_h][r.cell_w].item<double>();
+          const auto cb = model::cell_box(rf, m.img_size, r.cell_h, r.cell_w);
+          const auto rf_box = scale_box({static_cast<int>(cb[0]), static_cast<int>(cb[1]), static_cast<int>(cb[2]),
+                                         static_cast<int>(cb[3])},
+                                        m.img_size, m.img_size, original.cols, original.rows);
+          const cv::Mat sim = to_mat(sims[k][j]);
+          const auto box = high_activation_box(sim, original.cols, original.rows);
+          for (int q = 0; q < 4; ++q) {
+            r.rf[q] = rf_box[static_cast<size_t>(q)];
+            r.box[q] = box[static_cast<size_t>(q)];
+          }
+          if (c.save_images) {
+            const std::string stem = (image_dir / std::to_string(j)).string();
+            write_file_atomic(stem + "-patch.png", png(original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]))));
+            write_file_atomic(stem + "-box.png", png(draw_box(original, box)));
+            write_file_atomic(stem + "-heatmap.png", png(overlay_heatmap(original, sim)));
+          }
+          std::lock_guard<std::mutex> lock(rows_mutex);
+          rows.push_back(r);
+        }
+      });
+      done += b.images.size(0);
+      progress.advance(static_cast<uint64_t>(b.images.size(0)));
+      if (InterruptScope::stop_requested()) {
+        throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged: run 'ppnet project' again");
+      }
+    }
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.prototype < b.prototype; });
+
+  // 3. The projected model and its records become visible together.
+  const std::string rel = run.checkpoint_name("project" + std::to_string(stage_id));
+  save_checkpoint(run.absolute(rel), *net, nullptr, nullptr);
+  store.finish_projection(stage_id, rows, {0, stage_id, 0, 0, rel, true, ""});
+
+  ProjectReport report;
+  report.run = c.run;
+  report.projection = stage_id;
+  report.prototypes = P;
+  report.projected = static_cast<int64_t>(rows.size());
+  for (const auto& r : rows) {
+    report.mean_distance_before += r.distance_before / static_cast<double>(rows.size());
+    report.max_distance_after = std::max(report.max_distance_after, r.distance_after);
+  }
+  report.images_per_second = static_cast<double>(push.size()) / std::max(search_seconds, 1e-9);
+  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return report;
+}
+
+}  // namespace ppnet::pipeline

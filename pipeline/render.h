@@ -1,0 +1,26 @@
+#pragma once
+// Pictures of what a prototype sees: similarity heatmaps, high-activation boxes, patches.
+// Shared by projection and explanation so both draw the same way (shared/DESIGN.md §4).
+
+#include <opencv2/core.hpp>
+
+#include <array>
+
+namespace ppnet::pipeline {
+
+/// The box [x0, y0, x1, y1) (exclusive ends) around the pixels at or above the `percentile`
+/// of `similarity` (a float H×W map) upsampled bicubically to width × height.
+std::array<int, 4> high_activation_box(const cv::Mat& similarity, int width, int height, double percentile = 95.0);
+
+/// `image` (8-bit BGR) blended with the JET-coloured, min-max scaled `similarity` map upsampled
+/// to its size: 0.5 · image + 0.3 · heatmap.
+cv::Mat overlay_heatmap(const cv::Mat& image, const cv::Mat& similarity);
+
+/// A copy of `image` with `box` drawn in yellow (BGR 0,255,255), 2 px.
+cv::Mat draw_box(const cv::Mat& image, const std::array<int, 4>& box);
+
+/// `box` scaled from a width_from × height_from image to a width_to × height_to one.
+std::array<int, 4> scale_box(const std::array<int, 4>& box, int width_from, int height_from, int width_to,
+                             int height_to);
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,167 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "db/run_store.h"
+#include "pipeline/commands.h"
+#include "pipeline/image_data.h"
+#include "pipeline/render.h"
+#include "pipeline/run_folder.h"
+#include "tests/common/fixtures.h"
+#include "tests/common/test_util.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+// warm → joint on a planted-part data set, shared by the tests below (each copies the run).
+class Interpretable : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    parts_ = test::make_planted_folder(dir_->path() / "images", 4, 80);
+    PrepareConfig p;
+    p.folder = (dir_->path() / "images").string();
+    p.out = (dir_->path() / "data").string();
+    p.copies = 0;
+    p.test_fraction = 0.25;
+    run_prepare(p);
+    for (const char* stage : {"warm", "joint"}) {
+      TrainConfig c;
+      c.stage = stage;
+      c.data = p.out;
+      c.run = (dir_->path() / "trained").string();
+      c.arch = "small";
+      c.img_size = 48;
+      // One prototype per class: with a single part per class, further prototypes of a class
+      // have nothing left to learn and end up anywhere.
+      c.prototypes_per_class = 1;
+      c.prototype_dim = 32;
+      c.epochs = std::string(stage) == "warm" ? 4 : 8;
+      c.batch_size = 10;
+      c.runtime.threads = 2;
+      run_train(c);
+    }
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  // A fresh copy of the trained run, so each test starts from the same state.
+  fs::path copy_run(const std::string& name) {
+    const fs::path to = dir_->path() / name;
+    fs::copy(dir_->path() / "trained", to, fs::copy_options::recursive);
+    return to;
+  }
+  fs::path data() const { return dir_->path() / "data"; }
+
+  static TempDir* dir_;
+  static std::map<std::string, cv::Rect> parts_;
+};
+TempDir* Interpretable::dir_ = nullptr;
+std::map<std::string, cv::Rect> Interpretable::parts_;
+
+TEST_F(Interpretable, ProjectionThenLastLayerFindsThePlantedParts) {
+  const fs::path run_dir = copy_run("a");
+  ProjectConfig pc;
+  pc.data = data().string();
+  pc.run = run_dir.string();
+  pc.runtime.threads = 2;
+  const auto pr = run_project(pc);
+  EXPECT_EQ(pr.prototypes, 4);
+  EXPECT_EQ(pr.projected, 4);
+  EXPECT_LT(pr.max_distance_after, 1e-4);
+
+  LastLayerConfig lc;
+  lc.data = data().string();
+  lc.run = run_dir.string();
+  lc.epochs = 10;
+  lc.runtime.threads = 2;
+  const auto lr = run_last_layer(lc);
+  ASSERT_EQ(lr.epochs.size(), 10u);
+  EXPECT_GE(lr.epochs.back().eval_accuracy, 0.8);  // chance: 1/4
+
+  RunFolder run = RunFolder::open(run_dir);
+  const auto rows = run.store().prototypes(pr.projection);
+  ASSERT_EQ(rows.size(), 4u);
+  int inside = 0, in_rf = 0;
+  for (const auto& r : rows) {
+    // Each prototype comes from an image of its own class, and its pictures exist.
+    EXPECT_EQ(r.class_index, r.prototype);
+    EXPECT_NE(r.image_path.find("class" + std::to_string(r.class_index) + "/"), std::string::npos) << r.image_path;
+    for (const char* kind : {"-patch.png", "-box.png", "-heatmap.png"}) {
+      EXPECT_TRUE(fs::exists(run_dir / "prototypes" / std::to_string(pr.projection) / (std::to_string(r.prototype) + kind)));
+    }
+    const std::string key = fs::path(r.image_path).lexically_relative("push").generic_string();
+    const cv::Rect part = parts_.at(key);
+    const cv::Point centre(part.x + part.width / 2, part.y + part.height / 2);
+    auto contains = [&](const int64_t b[4]) { return centre.x >= b[0] && centre.x < b[2] && centre.y >= b[1] && centre.y < b[3]; };
+    inside += contains(r.box) ? 1 : 0;
+    in_rf += contains(r.rf) ? 1 : 0;
+    EXPECT_LT((r.box[2] - r.box[0]) * (r.box[3] - r.box[1]), 48 * 48) << "a box that is the whole image says nothing";
+  }
+  EXPECT_GE(inside, 3) << "of 4 high-activation boxes contain the planted part";  // ≥ 70%
+  EXPECT_GE(in_rf, 3) << "of 4 projected patches (receptive fields) contain the planted part";
+
+  // Re-encoding each recorded source image puts the prototype exactly at the recorded cell.
+  // (The last layer does not touch the prototypes, so the latest model still has them.)
+  auto net = load_latest_model(run, torch::kCPU);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  for (const auto& r : rows) {
+    const auto x = load_image_tensor(data() / r.image_path, 48).unsqueeze(0);
+    const auto d = net->activations(x).distances;
+    EXPECT_LT(d[0][r.prototype][r.cell_h][r.cell_w].item<double>(), 1e-4) << r.prototype;
+    EXPECT_NEAR(d[0][r.prototype][r.cell_h][r.cell_w].item<double>(), r.distance_after, 1e-5);
+  }
+}
+
+TEST_F(Interpretable, CachedLastLayerEqualsRecomputingAndChangesOnlyTheLastLayer) {
+  std::map<bool, torch::Tensor> weights;
+  for (const bool recompute : {false, true}) {
+    const fs::path run_dir = copy_run(recompute ? "recompute" : "cached");
+    ProjectConfig pc;
+    pc.data = data().string();
+    pc.run = run_dir.string();
+    pc.save_images = false;
+    const auto pr = run_project(pc);
+    EXPECT_FALSE(fs::exists(run_dir / "prototypes" / std::to_string(pr.projection) / "0-patch.png"));
+    RunFolder before_run = RunFolder::open(run_dir);
+    auto before = load_latest_model(before_run, torch::kCPU);
+    LastLayerConfig lc;
+    lc.data = data().string();
+    lc.run = run_dir.string();
+    lc.epochs = 4;
+    lc.lr = 1e-2;  // large enough that the weights move visibly
+    lc.recompute = recompute;
+    run_last_layer(lc);
+    RunFolder run = RunFolder::open(run_dir);
+    auto after = load_latest_model(run, torch::kCPU);
+    weights[recompute] = after->last_layer()->weight.detach().clone();
+    auto ap = after->named_parameters();
+    for (const auto& p : before->named_parameters()) {
+      EXPECT_EQ(torch::equal(p.value(), ap[p.key()]), p.key() != "last_layer.weight") << p.key();
+    }
+    auto ab = after->named_buffers();
+    for (const auto& b : before->named_buffers()) EXPECT_TRUE(torch::equal(b.value(), ab[b.key()])) << b.key();
+  }
+  EXPECT_GT((weights[false] - torch::tensor(1.0)).abs().max().item<double>(), 1e-3);
+  EXPECT_TRUE(torch::allclose(weights[false], weights[true], 1e-4, 1e-5))
+      << (weights[false] - weights[true]).abs().max().item<double>();
+}
+
+TEST(Render, HighActivationBoxFollowsThePercentile) {
+  cv::Mat sim = cv::Mat::zeros(4, 4, CV_32F);
+  sim.at<float>(1, 2) = 10.0f;  // one hot cell
+  const auto box = high_activation_box(sim, 40, 40);
+  // The hot cell's bicubic bump lies around columns 20–30, rows 10–20 of the 40×40 image.
+  EXPECT_GE(box[0], 15);
+  EXPECT_LE(box[2], 35);
+  EXPECT_GE(box[1], 5);
+  EXPECT_LE(box[3], 25);
+  EXPECT_LT(box[0], box[2]);
+  const auto scaled = scale_box({10, 10, 20, 20}, 40, 40, 80, 20);
+  EXPECT_EQ(scaled, (std::array<int, 4>{20, 5, 40, 10}));
+}
+
+}  // namespace
+}  // namespace ppnet::pipeline
