@@ -8,3 +8,4 @@ here=$(dirname "$0")
 /usr/bin/python3 "$here/forward.py" vgg16 224 8 2 5
 "$build/benchmarks/ppnet_bench_prepare" 40
 "$build/benchmarks/ppnet_bench_train" vgg16 224 8 2 3
+"$build/benchmarks/ppnet_bench_project" vgg16 224 25 2

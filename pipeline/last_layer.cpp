@@ -35,6 +35,10 @@ std::pair<torch::Tensor, torch::Tensor> min_distances_of(model::ProtoPNetImpl& n
       throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to continue");
     }
   }
+  if (d.empty()) {  // an empty split (a data set without test images, say)
+    return {torch::zeros({0, net.num_prototypes()}, torch::TensorOptions().device(device)),
+            torch::zeros({0}, torch::TensorOptions().dtype(torch::kInt64).device(device))};
+  }
   return {torch::cat(d), torch::cat(y)};
 }
 
@@ -143,9 +147,17 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
       sums[6] += bsz;
     }
     torch::NoGradGuard no_grad;
-    const auto eval_logits = net->last_layer()(model::similarity_from_distance(eval_d));
-    const auto et = model::compute_loss_terms(eval_logits, eval_d, eval_y, identity, weight, net->max_distance());
     db::EpochRow row;
+    if (eval_y.size(0) > 0) {
+      const auto eval_logits = net->last_layer()(model::similarity_from_distance(eval_d));
+      const auto et = model::compute_loss_terms(eval_logits, eval_d, eval_y, identity, weight, net->max_distance());
+      row.eval_cross_entropy = et.cross_entropy.item<double>();
+      row.eval_cluster = et.cluster.item<double>();
+      row.eval_separation = et.separation.item<double>();
+      row.eval_avg_separation = et.avg_separation.item<double>();
+      row.eval_accuracy = static_cast<double>(eval_logits.argmax(1).eq(eval_y).sum().item<int64_t>()) /
+                          static_cast<double>(eval_y.size(0));
+    }
     row.stage_id = stage.stage_id;
     row.epoch = e;
     row.train_loss = sums[0] / sums[6];
@@ -155,13 +167,7 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
     row.train_avg_separation = sums[4] / sums[6];
     row.train_accuracy = sums[5] / sums[6];
     row.eval_split = eval_split;
-    row.eval_cross_entropy = et.cross_entropy.item<double>();
-    row.eval_cluster = et.cluster.item<double>();
-    row.eval_separation = et.separation.item<double>();
-    row.eval_avg_separation = et.avg_separation.item<double>();
-    row.eval_accuracy = static_cast<double>(eval_logits.argmax(1).eq(eval_y).sum().item<int64_t>()) /
-                        static_cast<double>(std::max<int64_t>(1, eval_y.size(0)));
-    row.l1 = et.l1.item<double>();
+    row.l1 = model::off_class_l1(weight, identity).item<double>();
     row.prototype_distance = model::mean_pairwise_prototype_distance(net->prototype_vectors()).item<double>();
     row.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     row.images_per_second = static_cast<double>(n) / std::max(row.seconds, 1e-9);

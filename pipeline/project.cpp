@@ -76,6 +76,7 @@ ProjectReport run_project(const ProjectConfig& c) {
   auto best_image = torch::full({P}, -1, torch::TensorOptions().dtype(torch::kInt64).device(rt.device));
   auto best_cell = torch::zeros({P}, torch::TensorOptions().dtype(torch::kInt64).device(rt.device));
   auto best_z = torch::zeros({P, D}, torch::TensorOptions().device(rt.device));
+  torch::Tensor best_latent;  // P×D×H×W: each prototype's source image, encoded (for its heatmap)
   std::vector<int64_t> order(push.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
   int64_t grid_w = 0;
@@ -98,7 +99,11 @@ ProjectReport run_project(const ProjectConfig& c) {
       const auto z = act.latent.permute({0, 2, 3, 1}).reshape({B * H * W, D}).index_select(0, idx);  // P×D
       best_d = torch::where(better, val, best_d);
       best_z = torch::where(better.view({P, 1}), z, best_z);
-      best_image = torch::where(better, idx.div(H * W, "floor") + offset, best_image);
+      const auto in_batch = idx.div(H * W, "floor");
+      if (!best_latent.defined()) best_latent = torch::zeros({P, D, H, W}, act.latent.options());
+      const auto improved = better.nonzero().view(-1);  // only those prototypes' maps change
+      best_latent.index_copy_(0, improved, act.latent.index_select(0, in_batch.index_select(0, improved)));
+      best_image = torch::where(better, in_batch + offset, best_image);
       best_cell = torch::where(better, idx.remainder(H * W), best_cell);
       offset += B;
       progress.advance(static_cast<uint64_t>(B));
@@ -112,83 +117,74 @@ ProjectReport run_project(const ProjectConfig& c) {
   auto& protos = net->prototype_vectors();
   protos.copy_(torch::where(found.view({P, 1, 1, 1}), best_z.view({P, D, 1, 1}), protos));
 
-  // 2. Re-encode each source image once with the new prototypes: the distance at the recorded
-  //    cell (≈ 0), the boxes and the pictures.
+  // 2. Records and pictures. Each prototype's self-activation comes from the latent map of its
+  //    source image kept during the search, so no image is run through the network twice.
   const auto best_image_cpu = best_image.cpu(), best_cell_cpu = best_cell.cpu();
   const auto best_d_cpu = best_d.cpu().to(torch::kFloat64);
   const std::vector<int64_t> best_cell_v(best_cell_cpu.data_ptr<int64_t>(), best_cell_cpu.data_ptr<int64_t>() + P);
   const std::vector<double> best_d_v(best_d_cpu.data_ptr<double>(), best_d_cpu.data_ptr<double>() + P);
+  torch::Tensor self_d;  // P×H×W, the model's distance formula against the projected prototypes
+  if (best_latent.defined()) {
+    const auto p = protos.view({P, D, 1, 1});
+    self_d = torch::relu((best_latent * best_latent).sum(1) + (-2 * (best_latent * p).sum(1) + (p * p).sum(1))).cpu();
+  }
+  const torch::Tensor self_sim = self_d.defined() ? model::similarity_from_distance(self_d) : torch::Tensor();
   std::map<int64_t, std::vector<int64_t>> users;  // push index → prototypes projected onto it
   for (int64_t j = 0; j < P; ++j) {
     const int64_t i = best_image_cpu.data_ptr<int64_t>()[j];
     if (i >= 0) users[i].push_back(j);
   }
-  std::vector<ListEntry> sources;
-  std::vector<int64_t> source_index;
-  for (const auto& [i, _] : users) {
-    sources.push_back(push[static_cast<size_t>(i)]);
-    source_index.push_back(i);
-  }
+  const std::vector<std::pair<int64_t, std::vector<int64_t>>> sources(users.begin(), users.end());
   const auto rf = net->receptive_field(m.img_size);
   const fs::path image_dir = run.dir() / "prototypes" / std::to_string(stage_id);
   std::vector<db::PrototypeRow> rows;
   rows.reserve(static_cast<size_t>(P));
   std::mutex rows_mutex;
   {
-    std::vector<int64_t> ord(sources.size());
-    for (size_t i = 0; i < ord.size(); ++i) ord[i] = static_cast<int64_t>(i);
-    BatchLoader loader(data, sources, ord, m.img_size, c.batch_size, 0);
     Progress progress("project: record", sources.size());
-    Batch b;
-    int64_t done = 0;
-    while (loader.next(&b)) {
-      const auto distances = net->activations(b.images.to(rt.device)).distances;
-      const auto sims = model::similarity_from_distance(distances).cpu();
-      const auto dist = distances.cpu();
-      tbb::parallel_for(int64_t{0}, b.images.size(0), [&](int64_t k) {
-        const size_t s = static_cast<size_t>(done + k);
-        const ListEntry& e = sources[s];
-        const cv::Mat original = cv::imread((data / e.path).string(), cv::IMREAD_COLOR);
-        for (int64_t j : users.at(source_index[s])) {
-          db::PrototypeRow r;
-          r.stage_id = stage_id;
-          r.prototype = j;
-          r.class_index = e.class_index;
-          r.image_path = e.path;
-          r.image_id = e.source_id;
-          r.image_width = original.cols;
-          r.image_height = original.rows;
-          const int64_t cell = best_cell_v[static_cast<size_t>(j)];
-          r.cell_h = cell / grid_w;
-          r.cell_w = cell % grid_w;
-          r.distance_before = best_d_v[static_cast<size_t>(j)];
-          r.distance_after = dist[k][j][r.cell_h][r.cell_w].item<double>();
-          const auto cb = model::cell_box(rf, m.img_size, r.cell_h, r.cell_w);
-          const auto rf_box = scale_box({static_cast<int>(cb[0]), static_cast<int>(cb[1]), static_cast<int>(cb[2]),
-                                         static_cast<int>(cb[3])},
-                                        m.img_size, m.img_size, original.cols, original.rows);
-          const cv::Mat sim = to_mat(sims[k][j]);
-          const auto box = high_activation_box(sim, original.cols, original.rows);
-          for (int q = 0; q < 4; ++q) {
-            r.rf[q] = rf_box[static_cast<size_t>(q)];
-            r.box[q] = box[static_cast<size_t>(q)];
-          }
-          if (c.save_images) {
-            const std::string stem = (image_dir / std::to_string(j)).string();
-            write_file_atomic(stem + "-patch.png", png(original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]))));
-            write_file_atomic(stem + "-box.png", png(draw_box(original, box)));
-            write_file_atomic(stem + "-heatmap.png", png(overlay_heatmap(original, sim)));
-          }
-          std::lock_guard<std::mutex> lock(rows_mutex);
-          rows.push_back(r);
+    tbb::parallel_for(size_t{0}, sources.size(), [&](size_t s) {
+      if (InterruptScope::stop_requested()) return;
+      const ListEntry& e = push[static_cast<size_t>(sources[s].first)];
+      const cv::Mat original = cv::imread((data / e.path).string(), cv::IMREAD_COLOR);
+      if (original.empty()) throw std::runtime_error((data / e.path).string() + ": no longer readable");
+      for (int64_t j : sources[s].second) {
+        db::PrototypeRow r;
+        r.stage_id = stage_id;
+        r.prototype = j;
+        r.class_index = e.class_index;
+        r.image_path = e.path;
+        r.image_id = e.source_id;
+        r.image_width = original.cols;
+        r.image_height = original.rows;
+        const int64_t cell = best_cell_v[static_cast<size_t>(j)];
+        r.cell_h = cell / grid_w;
+        r.cell_w = cell % grid_w;
+        r.distance_before = best_d_v[static_cast<size_t>(j)];
+        r.distance_after = self_d[j][r.cell_h][r.cell_w].item<double>();
+        const auto cb = model::cell_box(rf, m.img_size, r.cell_h, r.cell_w);
+        const auto rf_box = scale_box({static_cast<int>(cb[0]), static_cast<int>(cb[1]), static_cast<int>(cb[2]),
+                                       static_cast<int>(cb[3])},
+                                      m.img_size, m.img_size, original.cols, original.rows);
+        const cv::Mat sim = to_mat(self_sim[j]);
+        const auto box = high_activation_box(sim, original.cols, original.rows);
+        for (int q = 0; q < 4; ++q) {
+          r.rf[q] = rf_box[static_cast<size_t>(q)];
+          r.box[q] = box[static_cast<size_t>(q)];
         }
-      });
-      done += b.images.size(0);
-      progress.advance(static_cast<uint64_t>(b.images.size(0)));
-      if (InterruptScope::stop_requested()) {
-        throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged: run 'ppnet project' again");
+        if (c.save_images) {
+          const std::string stem = (image_dir / std::to_string(j)).string();
+          write_file_atomic(stem + "-patch.png", png(original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]))));
+          write_file_atomic(stem + "-box.png", png(draw_box(original, box)));
+          write_file_atomic(stem + "-heatmap.png", png(overlay_heatmap(original, sim)));
+        }
+        std::lock_guard<std::mutex> lock(rows_mutex);
+        rows.push_back(r);
       }
-    }
+      progress.advance();
+    });
+  }
+  if (InterruptScope::stop_requested()) {
+    throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged: run 'ppnet project' again");
   }
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.prototype < b.prototype; });
 
