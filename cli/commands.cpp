@@ -18,26 +18,25 @@ struct CommandInfo {
   const char* name;
   const char* summary;
   const char* synopsis;
-  bool built;
 };
 
 const std::vector<CommandInfo>& commands() {
   static const std::vector<CommandInfo> kCommands = {
       {"prepare", "turn raw data (CUB-200-2011, class folders, IDX) into a prepared data folder",
-       "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]", true},
+       "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]"},
       {"train", "train everything before the last layer, stage warm or joint (resumable)",
-       "ppnet train --stage warm|joint --data DATA --run RUN [options]", true},
+       "ppnet train --stage warm|joint --data DATA --run RUN [options]"},
       {"project", "push each prototype onto its nearest training patch of its own class",
-       "ppnet project --data DATA --run RUN [options]", true},
+       "ppnet project --data DATA --run RUN [options]"},
       {"last-layer", "optimise the last layer with the features frozen",
-       "ppnet last-layer --data DATA --run RUN [--epochs N] [options]", true},
+       "ppnet last-layer --data DATA --run RUN [--epochs N] [options]"},
       {"explain", "explain every image of a folder: heatmaps, JSON, an HTML gallery",
-       "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]", false},
+       "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]"},
       {"evaluate", "accuracy and loss terms of a run on a data split",
-       "ppnet evaluate --run RUN --data DATA [--split test|val|train] [--json] [options]", false},
-      {"info", "stages, epochs and metrics recorded in a run", "ppnet info --run RUN [--json]", true},
+       "ppnet evaluate --run RUN --data DATA [--split test|val|train] [--json] [options]"},
+      {"info", "stages, epochs and metrics recorded in a run", "ppnet info --run RUN [--json]"},
       {"weights", "check that a pretrained weights file fits a backbone, before training",
-       "ppnet weights --arch NAME --weights FILE [--json] [options]", true},
+       "ppnet weights --arch NAME --weights FILE [--json] [options]"},
   };
   return kCommands;
 }
@@ -51,7 +50,7 @@ void print_usage(std::ostream& out) {
   for (const auto& c : commands()) {
     std::string name = c.name;
     name.resize(12, ' ');
-    out << "  " << name << c.summary << (c.built ? "" : " [not built yet]") << '\n';
+    out << "  " << name << c.summary << '\n';
   }
   out << "\nOptions:\n"
          "  -h, --help     show this help\n"
@@ -113,7 +112,6 @@ bool parse(const CommandInfo& info, const po::options_description& opts,
   }
   if (vm["help"].as<bool>()) {
     std::cout << info.summary << "\n\nUsage: " << info.synopsis << "\n" << all << '\n';
-    if (!info.built) std::cout << "(ppnet " << PPNET_VERSION << " does not run this command yet.)\n";
     return false;
   }
   if (vm.count("config")) {
@@ -144,12 +142,6 @@ void require(const std::string& cmd, const po::variables_map& vm,
   for (const auto& n : names) {
     if (!vm.count(n) || vm[n].defaulted()) throw UsageError("missing --" + n, cmd);
   }
-}
-
-int not_built(const std::string& cmd) {
-  std::cerr << "ppnet " << cmd << ": not built yet in ppnet " << PPNET_VERSION
-            << "; see the README for what this version can do.\n";
-  return 1;
 }
 
 const CommandInfo& info_of(const std::string& name) {
@@ -320,15 +312,43 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
   }
   if (name == "explain") {
     pipeline::ExplainConfig c;
+    std::string shard = "0/1";
     o.add_options()
         ("run", po::value(&c.run)->value_name("RUN"), "run folder of a projected model")
-        ("dir", po::value(&c.dir)->value_name("IMGS"), "folder of images to explain (recursive)")
+        ("dir", po::value(&c.dir)->value_name("IMGS"),
+         "folder of images to explain, recursively (jpg, jpeg, png, bmp, tif, tiff, webp)")
         ("out", po::value(&c.out)->value_name("OUT"), "folder to write the explanations to")
-        ("top-k", po::value(&c.top_k)->default_value(c.top_k)->value_name("N"), "prototypes shown per image");
+        ("top-k", po::value(&c.top_k)->default_value(c.top_k)->value_name("N"), "prototypes shown per image")
+        ("top-classes", po::value(&c.top_classes)->default_value(c.top_classes)->value_name("N"),
+         "classes listed with their logits")
+        ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "images per forward pass")
+        ("shard", po::value(&shard)->default_value(shard)->value_name("I/N"),
+         "explain only the I-th of N disjoint parts of the folder (0-based)")
+        ("force", po::bool_switch(&c.force), "replace explanations made by a different command")
+        ("json", po::bool_switch(&c.json), "machine-readable report on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
     check_runtime(name, c.runtime);
-    return not_built(name);
+    require(name, vm, {"run", "dir", "out"});
+    static const std::regex kShard("([0-9]+)/([0-9]+)");
+    std::smatch sm;
+    if (!std::regex_match(shard, sm, kShard) || std::stoi(sm[2]) < 1 || std::stoi(sm[1]) >= std::stoi(sm[2])) {
+      throw UsageError("--shard '" + shard + "': expected I/N with 0 <= I < N", name);
+    }
+    c.shard_index = std::stoi(sm[1]);
+    c.shard_count = std::stoi(sm[2]);
+    if (c.top_k < 1 || c.top_classes < 1 || c.batch_size < 1) {
+      throw UsageError("--top-k, --top-classes and --batch-size must be at least 1", name);
+    }
+    const auto report = pipeline::run_explain(c);
+    for (const auto& f : report.failed) std::cerr << "ppnet explain: failed: " << f << '\n';
+    print_report(std::cout, report, c.json);
+    if (!report.failed.empty()) {
+      std::cerr << "ppnet explain: " << report.failed.size() << " of " << report.images
+                << " images could not be explained; the rest are in " << c.out << '\n';
+      return 1;
+    }
+    return 0;
   }
   if (name == "evaluate") {
     pipeline::EvaluateConfig c;
@@ -336,6 +356,10 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
         ("run", po::value(&c.run)->value_name("RUN"), "run folder")
         ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
         ("split", po::value(&c.split)->default_value(c.split)->value_name("SPLIT"), "test, val or train")
+        ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "batch size")
+        ("confusion-csv", po::value(&c.confusion_csv)->value_name("FILE"), "also write the confusion matrix as CSV")
+        ("predictions-csv", po::value(&c.predictions_csv)->value_name("FILE"),
+         "also write each image's label and prediction as CSV")
         ("json", po::bool_switch(&c.json), "machine-readable output on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
@@ -343,7 +367,10 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     if (c.split != "test" && c.split != "val" && c.split != "train") {
       throw UsageError("--split '" + c.split + "': expected test, val or train", name);
     }
-    return not_built(name);
+    require(name, vm, {"run", "data"});
+    if (c.batch_size < 1) throw UsageError("--batch-size must be at least 1", name);
+    print_report(std::cout, pipeline::run_evaluate(c), c.json);
+    return 0;
   }
   if (name == "info") {
     pipeline::InfoConfig c;

@@ -231,4 +231,54 @@ void print_report(std::ostream& out, const pipeline::LastLayerReport& r, bool js
       << ", off-class weights near zero: " << 100.0 * r.off_class_sparsity << "%\n";
 }
 
+void print_report(std::ostream& out, const pipeline::EvaluateReport& r, bool json) {
+  if (json) {
+    out << nlohmann::json{{"run", r.run},
+                          {"split", r.split},
+                          {"checkpoint", r.checkpoint},
+                          {"images", r.images},
+                          {"accuracy", r.accuracy},
+                          {"top5_accuracy", r.top5_accuracy},
+                          {"class_names", r.class_names},
+                          {"per_class_accuracy", r.per_class_accuracy},
+                          {"confusion", r.confusion},
+                          {"prototypes", r.prototypes},
+                          {"off_class_sparsity", r.off_class_sparsity},
+                          {"own_class_strongest", r.own_class_strongest},
+                          {"images_per_second", r.images_per_second},
+                          {"seconds", r.seconds}}
+                .dump(2)
+        << '\n';
+    return;
+  }
+  char line[256];
+  std::snprintf(line, sizeof line, "%s on %s (%lld images): accuracy %.4f, top-5 %.4f\n", r.run.c_str(), r.split.c_str(),
+                static_cast<long long>(r.images), r.accuracy, r.top5_accuracy);
+  out << line;
+  std::snprintf(line, sizeof line,
+                "  %lld prototypes; off-class weights near zero %.1f%%; prototypes strongest for their own class %.1f%%\n",
+                static_cast<long long>(r.prototypes), 100 * r.off_class_sparsity, 100 * r.own_class_strongest);
+  out << line << "  per class:\n";
+  for (size_t k = 0; k < r.class_names.size(); ++k) {
+    std::snprintf(line, sizeof line, "    %-32s %.4f\n", r.class_names[k].c_str(), r.per_class_accuracy[k]);
+    out << line;
+  }
+}
+
+void print_report(std::ostream& out, const pipeline::ExplainReport& r, bool json) {
+  if (json) {
+    out << nlohmann::json{{"out", r.out},           {"images", r.images},
+                          {"explained", r.explained}, {"kept", r.kept},
+                          {"failed", r.failed},     {"images_per_second", r.images_per_second},
+                          {"seconds", r.seconds}}
+                .dump(2)
+        << '\n';
+    return;
+  }
+  out << r.out << ": explained " << r.explained << " of " << r.images << " images in " << r.seconds << " s ("
+      << r.images_per_second << " images/s)";
+  if (r.kept) out << "; " << r.kept << " kept from an earlier run";
+  out << "\n  open " << r.out << "/index.html\n";
+}
+
 }  // namespace ppnet::cli

@@ -13,5 +13,7 @@ void print_report(std::ostream& out, const pipeline::TrainReport& report, bool j
 void print_report(std::ostream& out, const pipeline::InfoReport& report, bool json);
 void print_report(std::ostream& out, const pipeline::ProjectReport& report, bool json);
 void print_report(std::ostream& out, const pipeline::LastLayerReport& report, bool json);
+void print_report(std::ostream& out, const pipeline::EvaluateReport& report, bool json);
+void print_report(std::ostream& out, const pipeline::ExplainReport& report, bool json);
 
 }  // namespace ppnet::cli

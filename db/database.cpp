@@ -183,6 +183,18 @@ CREATE TABLE prototypes (
   box_x0 INTEGER NOT NULL, box_y0 INTEGER NOT NULL, box_x1 INTEGER NOT NULL, box_y1 INTEGER NOT NULL,
   PRIMARY KEY (stage_id, prototype)) STRICT;
 )sql",
+      // 4: evaluations of the run's model on a split (the report shows the latest).
+      R"sql(
+CREATE TABLE evaluations (
+  id INTEGER PRIMARY KEY,
+  created TEXT NOT NULL,
+  checkpoint TEXT NOT NULL,
+  split TEXT NOT NULL,
+  images INTEGER NOT NULL,
+  accuracy REAL NOT NULL,
+  top5_accuracy REAL NOT NULL,
+  details_json TEXT NOT NULL) STRICT;
+)sql",
   };
   return kMigrations;
 }

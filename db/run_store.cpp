@@ -221,4 +221,28 @@ std::optional<int64_t> RunStore::latest_projection() {
   return s.column_int(0);
 }
 
+void RunStore::add_evaluation(const EvaluationRow& e) {
+  db_.prepare("INSERT INTO evaluations (created, checkpoint, split, images, accuracy, top5_accuracy, details_json) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .bind(1, utc_now())
+      .bind(2, e.checkpoint)
+      .bind(3, e.split)
+      .bind(4, e.images)
+      .bind(5, e.accuracy)
+      .bind(6, e.top5_accuracy)
+      .bind(7, e.details_json)
+      .run();
+}
+
+std::vector<EvaluationRow> RunStore::evaluations() {
+  auto s = db_.prepare("SELECT id, created, checkpoint, split, images, accuracy, top5_accuracy, details_json "
+                       "FROM evaluations ORDER BY id");
+  std::vector<EvaluationRow> out;
+  while (s.step()) {
+    out.push_back({s.column_int(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_int(4),
+                   s.column_double(5), s.column_double(6), s.column_text(7)});
+  }
+  return out;
+}
+
 }  // namespace ppnet::db

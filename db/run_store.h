@@ -67,6 +67,16 @@ struct PrototypeRow {
   int64_t box[4] = {0, 0, 0, 0};  // high-activation box
 };
 
+struct EvaluationRow {
+  int64_t id = 0;
+  std::string created;
+  std::string checkpoint;  // the model evaluated
+  std::string split;
+  int64_t images = 0;
+  double accuracy = 0, top5_accuracy = 0;
+  std::string details_json;  // per-class accuracy, confusion matrix, last-layer statistics
+};
+
 /// Owns run.sqlite. Every method is one transaction; errors throw std::runtime_error.
 class RunStore {
  public:
@@ -98,6 +108,9 @@ class RunStore {
   std::vector<PrototypeRow> prototypes(int64_t stage_id);
   /// The most recent finished projection's stage id.
   std::optional<int64_t> latest_projection();
+
+  void add_evaluation(const EvaluationRow& row);
+  std::vector<EvaluationRow> evaluations();
 
   Database& database() { return db_; }
 

@@ -143,6 +143,32 @@ struct LastLayerReport {
 /// similarity vectors computed once (or every epoch with config.recompute). Resumable.
 LastLayerReport run_last_layer(const LastLayerConfig& config);
 
+struct EvaluateReport {
+  std::string run, split, checkpoint;
+  int64_t images = 0;
+  double accuracy = 0, top5_accuracy = 0;
+  std::vector<std::string> class_names;
+  std::vector<double> per_class_accuracy;
+  std::vector<std::vector<int64_t>> confusion;  // [true class][predicted class]
+  int64_t prototypes = 0;
+  double off_class_sparsity = 0;       // share of off-class last-layer weights with |w| < 1e-3
+  double own_class_strongest = 0;      // share of prototypes whose largest weight goes to their class
+  double images_per_second = 0, seconds = 0;
+};
+
+/// Evaluates the run's latest model on a split of the data; records the result in run.sqlite.
+EvaluateReport run_evaluate(const EvaluateConfig& config);
+
+struct ExplainReport {
+  std::string out;
+  int64_t images = 0, explained = 0, kept = 0;  // kept: finished by an earlier run
+  std::vector<std::string> failed;              // "path: reason"
+  double images_per_second = 0, seconds = 0;
+};
+
+/// Explains every image under config.dir into config.out (shared/DESIGN.md §5).
+ExplainReport run_explain(const ExplainConfig& config);
+
 /// Loads `config.weights` into a fresh `config.arch` backbone; throws if it does not fit.
 WeightsReport run_weights(const WeightsConfig& config);
 

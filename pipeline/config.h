@@ -79,12 +79,20 @@ struct LastLayerConfig {
 struct ExplainConfig {
   std::string run, dir, out;
   int top_k = 10;
+  int top_classes = 3;
+  int batch_size = 16;
+  int shard_index = 0, shard_count = 1;  // --shard I/N
+  bool force = false;
+  bool json = false;
   RuntimeConfig runtime;
 };
 
 struct EvaluateConfig {
   std::string run, data;
   std::string split = "test";
+  int batch_size = 100;
+  std::string confusion_csv;   // also write the confusion matrix here
+  std::string predictions_csv; // also write one line per image: path, label, predicted, logit
   bool json = false;
   RuntimeConfig runtime;
 };

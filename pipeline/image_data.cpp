@@ -37,7 +37,7 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
 }
 
 BatchLoader::BatchLoader(fs::path data, std::vector<ListEntry> entries, std::vector<int64_t> order, int size,
-                         int batch_size, int64_t first_batch, int prefetch)
+                         int batch_size, int64_t first_batch, int prefetch, bool tolerate_errors)
     : data_(std::move(data)),
       entries_(std::move(entries)),
       order_(std::move(order)),
@@ -45,7 +45,8 @@ BatchLoader::BatchLoader(fs::path data, std::vector<ListEntry> entries, std::vec
       batch_size_(batch_size),
       first_batch_(first_batch),
       batches_((static_cast<int64_t>(order_.size()) + batch_size - 1) / batch_size),
-      prefetch_(static_cast<size_t>(std::max(1, prefetch))) {
+      prefetch_(static_cast<size_t>(std::max(1, prefetch))),
+      tolerate_errors_(tolerate_errors) {
   worker_ = std::thread([this] { produce(); });
 }
 
@@ -67,10 +68,20 @@ void BatchLoader::produce() {
       batch.index = b;
       batch.images = torch::empty({end - begin, 3, size_, size_});
       batch.labels = torch::empty({end - begin}, torch::kInt64);
+      if (tolerate_errors_) batch.errors.assign(static_cast<size_t>(end - begin), "");
       tbb::parallel_for(begin, end, [&](int64_t i) {
         const ListEntry& e = entries_[static_cast<size_t>(order_[static_cast<size_t>(i)])];
-        batch.images[i - begin].copy_(load_image_tensor(data_ / e.path, size_));
         batch.labels[i - begin] = static_cast<int64_t>(e.class_index);
+        if (!tolerate_errors_) {
+          batch.images[i - begin].copy_(load_image_tensor(data_ / e.path, size_));
+          return;
+        }
+        try {
+          batch.images[i - begin].copy_(load_image_tensor(data_ / e.path, size_));
+        } catch (const std::exception& ex) {
+          batch.images[i - begin].zero_();
+          batch.errors[static_cast<size_t>(i - begin)] = ex.what();
+        }
       });
       std::unique_lock<std::mutex> lock(mutex_);
       changed_.wait(lock, [&] { return stop_ || ready_.size() < prefetch_; });

@@ -29,15 +29,17 @@ struct Batch {
   torch::Tensor images;  // B×3×size×size float (CPU)
   torch::Tensor labels;  // B int64
   int64_t index = 0;     // batch number within the epoch
+  std::vector<std::string> errors;  // with tolerate_errors: per image, "" or why it failed
 };
 
 /// Streams batches of `entries` (paths relative to `data`) in `order`, starting at batch
 /// `first_batch`. A background thread decodes up to `prefetch` batches ahead (each batch's
-/// images in parallel). Errors surface from next().
+/// images in parallel). Errors surface from next(), unless `tolerate_errors`: then an
+/// unreadable image becomes zeros and its reason goes to Batch::errors.
 class BatchLoader {
  public:
   BatchLoader(std::filesystem::path data, std::vector<ListEntry> entries, std::vector<int64_t> order,
-              int size, int batch_size, int64_t first_batch, int prefetch = 3);
+              int size, int batch_size, int64_t first_batch, int prefetch = 3, bool tolerate_errors = false);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -54,6 +56,7 @@ class BatchLoader {
   int size_, batch_size_;
   int64_t first_batch_, batches_;
   size_t prefetch_;
+  bool tolerate_errors_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<Batch> ready_;

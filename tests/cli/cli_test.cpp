@@ -59,16 +59,6 @@ TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
   }
 }
 
-TEST(Cli, CommandsNotBuiltYetSaySoAndFail) {
-  for (const char* args : {"explain --run r --dir d --out o",
-                           "evaluate --run r --data d"}) {
-    const auto r = run_ppnet(args);
-    EXPECT_EQ(r.exit_code, 1) << args;
-    EXPECT_TRUE(contains(r.err, "not built yet")) << args << ": " << r.err;
-    EXPECT_EQ(r.out, "") << args;
-  }
-}
-
 TEST(Cli, UsageMistakesExitTwoWithAHint) {
   struct Case {
     const char* args;

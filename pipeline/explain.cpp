@@ -1,0 +1,397 @@
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_group.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <set>
+#include <sstream>
+
+#include "pipeline/atomic_file.h"
+#include "pipeline/commands.h"
+#include "pipeline/image_data.h"
+#include "pipeline/interrupt.h"
+#include "pipeline/progress.h"
+#include "pipeline/render.h"
+#include "pipeline/run_folder.h"
+#include "pipeline/runtime.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+bool is_image(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  static const std::set<std::string> kExts = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"};
+  return kExts.count(ext) > 0;
+}
+
+std::string html(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    switch (ch) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += ch;
+    }
+  }
+  return out;
+}
+
+// Percent-encodes each byte of a relative path except unreserved characters and '/'.
+std::string url(const std::string& path) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char ch : path) {
+    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '/') {
+      out += static_cast<char>(ch);
+    } else {
+      out += '%';
+      out += kHex[ch >> 4];
+      out += kHex[ch & 15];
+    }
+  }
+  return out;
+}
+
+std::string png(const cv::Mat& img) {
+  std::vector<uchar> buf;
+  cv::imencode(".png", img, buf);
+  return std::string(buf.begin(), buf.end());
+}
+
+cv::Mat to_mat(const torch::Tensor& map) {
+  const auto m = map.to(torch::kCPU).to(torch::kFloat32).contiguous();
+  return cv::Mat(static_cast<int>(m.size(0)), static_cast<int>(m.size(1)), CV_32F, m.data_ptr<float>()).clone();
+}
+
+// `img` scaled to fit a side×side tile, centred on white.
+cv::Mat tile(const cv::Mat& img, int side) {
+  cv::Mat out(side, side, CV_8UC3, cv::Scalar(255, 255, 255));
+  if (img.empty()) return out;
+  const double s = std::min(static_cast<double>(side) / img.cols, static_cast<double>(side) / img.rows);
+  cv::Mat r;
+  cv::resize(img, r, cv::Size(std::max(1, static_cast<int>(img.cols * s)), std::max(1, static_cast<int>(img.rows * s))), 0, 0,
+             cv::INTER_AREA);
+  r.copyTo(out(cv::Rect((side - r.cols) / 2, (side - r.rows) / 2, r.cols, r.rows)));
+  return out;
+}
+
+cv::Mat text_panel(const std::vector<std::string>& lines, int width, int height) {
+  cv::Mat out(height, width, CV_8UC3, cv::Scalar(255, 255, 255));
+  for (size_t i = 0; i < lines.size(); ++i) {
+    cv::putText(out, lines[i], cv::Point(8, 22 + 22 * static_cast<int>(i)), cv::FONT_HERSHEY_SIMPLEX, 0.5,
+                cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+  }
+  return out;
+}
+
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+
+struct Context {
+  ExplainConfig config;
+  fs::path dir, out, run_dir, data_dir;
+  int64_t projection = 0;
+  int img_size = 0;
+  std::vector<std::string> class_names;
+  std::map<int64_t, db::PrototypeRow> sources;
+};
+
+// Everything about one image: pictures, explanation.json (last) and its page.
+void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor& logits, const torch::Tensor& distances,
+                 const torch::Tensor& weight, const torch::Tensor& proto_class) {
+  const ExplainConfig& c = ctx.config;
+  const cv::Mat original = cv::imread((ctx.dir / rel).string(), cv::IMREAD_COLOR);
+  if (original.empty()) throw std::runtime_error((ctx.dir / rel).string() + ": not a readable image");
+  const fs::path folder = ctx.out / rel;
+  const int W0 = original.cols, H0 = original.rows;
+  const int64_t C = logits.size(0);
+
+  cv::Mat model_input;
+  cv::resize(original, model_input, cv::Size(ctx.img_size, ctx.img_size), 0, 0, cv::INTER_LINEAR);
+  write_file_atomic(folder / "input.png", png(model_input));
+
+  const auto min_d = std::get<0>(distances.flatten(1).min(1));  // P
+  const auto sim = model::similarity_from_distance(min_d);
+  const int64_t predicted = logits.argmax().item<int64_t>();
+  json j;
+  j["image"] = rel;
+  j["predicted"] = {{"class_index", predicted}, {"class_name", ctx.class_names[static_cast<size_t>(predicted)]},
+                    {"logit", logits[predicted].item<double>()}};
+  const auto top_classes = std::get<1>(logits.topk(std::min<int64_t>(c.top_classes, C)));
+  j["top_classes"] = json::array();
+  for (int64_t k = 0; k < top_classes.size(0); ++k) {
+    const int64_t cls = top_classes[k].item<int64_t>();
+    j["top_classes"].push_back({{"class_index", cls}, {"class_name", ctx.class_names[static_cast<size_t>(cls)]},
+                                {"logit", logits[cls].item<double>()}});
+  }
+  const auto top = std::get<1>(sim.topk(std::min<int64_t>(c.top_k, sim.size(0))));
+  j["prototypes"] = json::array();
+  std::vector<cv::Mat> rows;
+  rows.push_back(text_panel({"predicted: " + ctx.class_names[static_cast<size_t>(predicted)] + "  (logit " +
+                                 fmt(logits[predicted].item<double>()) + ")",
+                             "this part of the image | looks like | that prototypical part"},
+                            3 * 160 + 420, 56));
+  for (int64_t r = 0; r < top.size(0); ++r) {
+    const int64_t p = top[r].item<int64_t>();
+    const int64_t cls = proto_class[p].item<int64_t>();
+    const auto dmap = distances[p];
+    const int64_t cell = std::get<1>(dmap.flatten().min(0)).item<int64_t>();
+    const cv::Mat smap = to_mat(model::similarity_from_distance(dmap));
+    const auto box = high_activation_box(smap, W0, H0);
+    const double s = sim[p].item<double>(), w = weight[predicted][p].item<double>();
+    char stem[32];
+    std::snprintf(stem, sizeof stem, "%02lld", static_cast<long long>(r + 1));
+    const cv::Mat heat = overlay_heatmap(original, smap);
+    const cv::Mat boxed = draw_box(original, box);
+    const cv::Mat patch = original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]));
+    write_file_atomic(folder / (std::string(stem) + "-heatmap.png"), png(heat));
+    write_file_atomic(folder / (std::string(stem) + "-box.png"), png(boxed));
+    write_file_atomic(folder / (std::string(stem) + "-patch.png"), png(patch));
+    json source = nullptr;
+    cv::Mat source_patch;
+    if (auto it = ctx.sources.find(p); it != ctx.sources.end()) {
+      const auto& row = it->second;
+      source = {{"image", row.image_path}, {"image_id", row.image_id}, {"cell", {row.cell_h, row.cell_w}},
+                {"box", {row.box[0], row.box[1], row.box[2], row.box[3]}}};
+      const fs::path saved = ctx.run_dir / "prototypes" / std::to_string(ctx.projection) / (std::to_string(p) + "-patch.png");
+      source_patch = cv::imread(saved.string(), cv::IMREAD_COLOR);
+      if (source_patch.empty()) {  // projected with --no-images: crop it from the data
+        const cv::Mat src = cv::imread((ctx.data_dir / row.image_path).string(), cv::IMREAD_COLOR);
+        if (!src.empty() && row.box[2] <= src.cols && row.box[3] <= src.rows) {
+          source_patch = src(cv::Rect(static_cast<int>(row.box[0]), static_cast<int>(row.box[1]),
+                                      static_cast<int>(row.box[2] - row.box[0]), static_cast<int>(row.box[3] - row.box[1])))
+                             .clone();
+        }
+      }
+      if (!source_patch.empty()) write_file_atomic(folder / (std::string(stem) + "-prototype.png"), png(source_patch));
+    }
+    j["prototypes"].push_back({{"rank", r + 1},
+                               {"index", p},
+                               {"class_index", cls},
+                               {"class_name", ctx.class_names[static_cast<size_t>(cls)]},
+                               {"similarity", s},
+                               {"weight", w},
+                               {"contribution", s * w},
+                               {"cell", {cell / dmap.size(1), cell % dmap.size(1)}},
+                               {"box", {box[0], box[1], box[2], box[3]}},
+                               {"heatmap", std::string(stem) + "-heatmap.png"},
+                               {"box_image", std::string(stem) + "-box.png"},
+                               {"patch", std::string(stem) + "-patch.png"},
+                               {"prototype_patch", source_patch.empty() ? json(nullptr) : json(std::string(stem) + "-prototype.png")},
+                               {"source", source}});
+    std::vector<cv::Mat> parts = {tile(boxed, 160), tile(heat, 160), tile(source_patch, 160),
+                                  text_panel({"#" + std::to_string(r + 1) + " prototype " + std::to_string(p) + " (" +
+                                                  ctx.class_names[static_cast<size_t>(cls)] + ")",
+                                              "similarity " + fmt(s) + " x weight " + fmt(w), "= contribution " + fmt(s * w)},
+                                             420, 160)};
+    cv::Mat row;
+    cv::hconcat(parts, row);
+    rows.push_back(row);
+  }
+  cv::Mat composite;
+  cv::vconcat(rows, composite);
+  write_file_atomic(folder / "composite.png", png(composite));
+
+  // The page of this image.
+  std::ostringstream page;
+  std::string up;
+  for (size_t k = 0; k < static_cast<size_t>(std::count(rel.begin(), rel.end(), '/')) + 1; ++k) up += "../";
+  page << "<!doctype html><meta charset=\"utf-8\"><title>" << html(rel) << "</title>"
+       << "<style>body{font-family:sans-serif}td{padding:4px;vertical-align:middle}img{max-height:160px}</style>"
+       << "<p><a href=\"" << up << "index.html\">all images</a></p><h1>" << html(rel) << "</h1>"
+       << "<p><img src=\"input.png\"> predicted <b>" << html(ctx.class_names[static_cast<size_t>(predicted)])
+       << "</b> (logit " << fmt(logits[predicted].item<double>()) << ")</p><h2>Top classes</h2><ul>";
+  for (const auto& tc : j["top_classes"]) {
+    page << "<li>" << html(tc["class_name"].get<std::string>()) << ": " << fmt(tc["logit"].get<double>()) << "</li>";
+  }
+  page << "</ul><h2>This part of the image looks like that prototypical part</h2><table>"
+       << "<tr><th>#</th><th>image, box</th><th>heatmap</th><th>patch</th><th>prototype</th><th>numbers</th></tr>";
+  for (const auto& pj : j["prototypes"]) {
+    page << "<tr><td>" << pj["rank"] << "</td><td><img src=\"" << pj["box_image"].get<std::string>() << "\"></td><td><img src=\"" << pj["heatmap"].get<std::string>() << "\"></td><td><img src=\""
+         << pj["patch"].get<std::string>() << "\"></td><td>";
+    if (!pj["prototype_patch"].is_null()) page << "<img src=\"" << pj["prototype_patch"].get<std::string>() << "\">";
+    page << "</td><td>prototype " << pj["index"] << " of " << html(pj["class_name"].get<std::string>())
+         << "<br>similarity " << fmt(pj["similarity"]) << " × weight " << fmt(pj["weight"]) << " = "
+         << fmt(pj["contribution"]) << "</td></tr>";
+  }
+  page << "</table><p><img src=\"composite.png\" style=\"max-height:none\"></p>"
+       << "<p><a href=\"explanation.json\">explanation.json</a></p>";
+  write_file_atomic(folder / "index.html", page.str());
+  write_file_atomic(folder / "explanation.json", j.dump(1) + "\n");  // last: marks the image done
+}
+
+}  // namespace
+
+ExplainReport run_explain(const ExplainConfig& c) {
+  const auto start = std::chrono::steady_clock::now();
+  const Runtime rt = start_runtime(c.runtime);
+  RunFolder run = RunFolder::open(c.run);
+  const ModelConfig m = run.model_config();
+  db::RunStore& store = run.store();
+
+  Context ctx;
+  ctx.config = c;
+  ctx.dir = c.dir;
+  ctx.out = c.out;
+  ctx.run_dir = run.dir();
+  ctx.img_size = m.img_size;
+  const auto projection = store.latest_projection();
+  if (!projection) {
+    throw std::runtime_error("run " + c.run + " has not been projected, so its prototypes have no source patches; run "
+                             "'ppnet project --data DATA --run " + c.run + "' first");
+  }
+  for (const auto& s : store.stages()) {
+    if (s.id > *projection && s.status == "done" && (s.kind == "warm" || s.kind == "joint")) {
+      throw std::runtime_error("stage " + s.kind + " #" + std::to_string(s.id) + " changed the prototypes after projection #" +
+                               std::to_string(*projection) + "; run 'ppnet project' (and 'ppnet last-layer') again");
+    }
+  }
+  ctx.projection = *projection;
+  for (const auto& row : store.prototypes(*projection)) ctx.sources[row.prototype] = row;
+  const auto run_row = *store.run();
+  ctx.data_dir = run_row.data_path;
+  const json manifest = json::parse(run_row.data_manifest);
+  for (const auto& cls : manifest.at("classes")) ctx.class_names.push_back(cls.at("name").get<std::string>());
+
+  if (!fs::is_directory(c.dir)) throw std::runtime_error(c.dir + ": not a folder");
+  std::vector<std::string> images;
+  for (auto it = fs::recursive_directory_iterator(c.dir, fs::directory_options::skip_permission_denied);
+       it != fs::recursive_directory_iterator(); ++it) {
+    if (it->is_regular_file() && is_image(it->path()) && it->path().filename().string()[0] != '.') {
+      images.push_back(fs::relative(it->path(), c.dir).generic_string());
+    }
+  }
+  std::sort(images.begin(), images.end());
+  std::vector<std::string> mine;
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (static_cast<int>(i % static_cast<size_t>(c.shard_count)) == c.shard_index) mine.push_back(images[i]);
+  }
+
+  // The output folder: resumed when made by the same command, replaced with --force.
+  const json record = {{"run", fs::absolute(c.run).lexically_normal().string()},
+                       {"dir", fs::absolute(c.dir).lexically_normal().string()},
+                       {"projection", *projection},
+                       {"checkpoint", store.latest_final_checkpoint()->path},
+                       {"top_k", c.top_k},
+                       {"top_classes", c.top_classes},
+                       {"shard", std::to_string(c.shard_index) + "/" + std::to_string(c.shard_count)}};
+  const fs::path marker = ctx.out / ".explain.json";
+  if (fs::exists(ctx.out)) {
+    if (!fs::exists(marker)) {
+      if (fs::directory_iterator(ctx.out) != fs::directory_iterator()) {
+        throw std::runtime_error(c.out + ": exists, is not empty and was not made by ppnet explain; choose another --out");
+      }
+    } else {
+      std::ifstream in(marker);
+      const json before = json::parse(in, nullptr, false);
+      if (before != record) {
+        if (!c.force) {
+          throw std::runtime_error(c.out + " holds explanations made by a different command (other run, model, folder "
+                                   "or options); use --force to replace them, or another --out");
+        }
+        fs::remove_all(ctx.out);
+      }
+    }
+  }
+  fs::create_directories(ctx.out);
+  write_file_atomic(marker, record.dump(1));
+  remove_temporary_files(ctx.out);
+
+  ExplainReport report;
+  report.out = c.out;
+  report.images = static_cast<int64_t>(mine.size());
+  std::vector<ListEntry> todo;
+  for (const auto& rel : mine) {
+    if (fs::exists(ctx.out / rel / "explanation.json")) {
+      ++report.kept;
+    } else {
+      todo.push_back({rel, 0, rel});
+    }
+  }
+
+  auto net = load_latest_model(run, rt.device);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto weight = net->last_layer()->weight.detach().cpu();
+  const auto proto_class = net->prototype_class_identity().argmax(1).cpu();
+  InterruptScope interrupt_scope;
+  std::mutex failed_mutex;
+  {
+    std::vector<int64_t> order(todo.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    BatchLoader loader(ctx.dir, todo, order, m.img_size, c.batch_size, 0, 2, /*tolerate_errors=*/true);
+    Progress progress("explain", todo.size());
+    tbb::task_group rendering;  // renders batch b while the network runs batch b + 1
+    Batch b;
+    while (loader.next(&b)) {
+      const auto act = net->activations(b.images.to(rt.device));
+      const auto logits = net->last_layer()(model::similarity_from_distance(std::get<0>(act.distances.flatten(2).min(2)))).cpu();
+      const auto distances = act.distances.cpu();
+      rendering.wait();
+      const int64_t first = b.index * c.batch_size;
+      const auto errors = b.errors;
+      rendering.run([&, logits, distances, errors, first] {
+        tbb::parallel_for(size_t{0}, errors.size(), [&](size_t k) {
+          const std::string& rel = todo[static_cast<size_t>(first) + k].path;
+          try {
+            if (!errors[k].empty()) throw std::runtime_error(errors[k]);
+            explain_one(ctx, rel, logits[static_cast<int64_t>(k)], distances[static_cast<int64_t>(k)], weight, proto_class);
+            std::lock_guard<std::mutex> lock(failed_mutex);
+            ++report.explained;
+          } catch (const std::exception& e) {
+            std::lock_guard<std::mutex> lock(failed_mutex);
+            report.failed.push_back(e.what());
+          }
+          progress.advance();
+        });
+      });
+      if (InterruptScope::stop_requested()) break;
+    }
+    rendering.wait();
+  }
+  if (InterruptScope::stop_requested()) {
+    throw Interrupted(InterruptScope::signal_number(),
+                      "interrupted; finished images are kept: run the same command again to resume");
+  }
+  std::sort(report.failed.begin(), report.failed.end());
+
+  // The batch: explanations.jsonl and the gallery, from the per-image files, one at a time.
+  std::ostringstream jsonl, gallery;
+  gallery << "<!doctype html><meta charset=\"utf-8\"><title>ppnet explanations</title>"
+          << "<style>body{font-family:sans-serif}.card{display:inline-block;width:180px;margin:6px;vertical-align:top;"
+             "font-size:12px}.card img{width:160px;height:160px;object-fit:contain}</style>"
+          << "<h1>Explanations</h1><p>run " << html(c.run) << ", projection #" << *projection << "</p>";
+  int64_t listed = 0;
+  for (const auto& rel : mine) {
+    std::ifstream in(ctx.out / rel / "explanation.json");
+    if (!in) continue;
+    const json j = json::parse(in);
+    jsonl << j.dump() << '\n';
+    gallery << "<div class=\"card\"><a href=\"" << url(rel + "/index.html") << "\"><img src=\"" << url(rel + "/input.png")
+            << "\" alt=\"\"><br>" << html(rel) << "</a><br>" << html(j["predicted"]["class_name"].get<std::string>())
+            << "</div>";
+    ++listed;
+  }
+  gallery << "<p>" << listed << " images</p>";
+  write_file_atomic(ctx.out / "explanations.jsonl", jsonl.str());
+  write_file_atomic(ctx.out / "index.html", gallery.str());
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.images_per_second = static_cast<double>(report.explained) / std::max(report.seconds, 1e-9);
+  return report;
+}
+
+}  // namespace ppnet::pipeline
