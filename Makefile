@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench clean
+.PHONY: all deps configure build test bench demo clean
 
 all: build
 
@@ -21,6 +21,12 @@ build: deps configure
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+# The main job end to end on Fashion-MNIST (Debian's dataset-fashion-mnist): prepare, train
+# warm and joint, project, last layer, evaluate, explain a sample, report. Resumes when re-run.
+demo: build
+	scripts/install-deps.sh --demo
+	$(MAKE) -f Makefile.data demo
 
 bench: build
 	benchmarks/run.sh $(BUILD_DIR)

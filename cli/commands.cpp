@@ -35,6 +35,8 @@ const std::vector<CommandInfo>& commands() {
       {"evaluate", "accuracy and loss terms of a run on a data split",
        "ppnet evaluate --run RUN --data DATA [--split test|val|train] [--json] [options]"},
       {"info", "stages, epochs and metrics recorded in a run", "ppnet info --run RUN [--json]"},
+      {"report", "one self-contained HTML page: training curves, evaluation, prototypes",
+       "ppnet report --run RUN [--out FILE]"},
       {"weights", "check that a pretrained weights file fits a backbone, before training",
        "ppnet weights --arch NAME --weights FILE [--json] [options]"},
   };
@@ -381,6 +383,18 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     if (!parse(info, o, args, vm)) return 0;
     require(name, vm, {"run"});
     print_report(std::cout, pipeline::run_info(c), c.json);
+    return 0;
+  }
+  if (name == "report") {
+    pipeline::ReportConfig c;
+    o.add_options()
+        ("run", po::value(&c.run)->value_name("RUN"), "run folder")
+        ("out", po::value(&c.out)->value_name("FILE"), "where to write the page (default RUN/report.html)");
+    if (!parse(info, o, args, vm)) return 0;
+    require(name, vm, {"run"});
+    const auto r = pipeline::run_report(c);
+    if (r.accuracy >= 0) std::cout << r.split << " accuracy " << r.accuracy << '\n';
+    std::cout << "report: " << r.path << '\n';
     return 0;
   }
   // weights

@@ -169,6 +169,16 @@ struct ExplainReport {
 /// Explains every image under config.dir into config.out (shared/DESIGN.md §5).
 ExplainReport run_explain(const ExplainConfig& config);
 
+struct ReportResult {
+  std::string path;
+  double accuracy = -1;  // of the latest evaluation; -1 when there is none
+  std::string split;
+};
+
+/// Writes one self-contained HTML page about a run: training curves (SVG), the latest
+/// evaluation, and the prototype gallery grouped by class.
+ReportResult run_report(const ReportConfig& config);
+
 /// Loads `config.weights` into a fresh `config.arch` backbone; throws if it does not fit.
 WeightsReport run_weights(const WeightsConfig& config);
 

@@ -103,6 +103,11 @@ struct InfoConfig {
   bool prototypes = false;  // list the latest projection's prototypes
 };
 
+struct ReportConfig {
+  std::string run;
+  std::string out;  // default: RUN/report.html
+};
+
 /// `ppnet weights`: check a pretrained weights file against a backbone before training.
 struct WeightsConfig {
   std::string arch;

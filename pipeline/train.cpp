@@ -54,7 +54,7 @@ void refuse_model_changes(const TrainConfig& c, const ModelConfig& m, const fs::
   check("prototypes-per-class", std::to_string(c.prototypes_per_class), std::to_string(m.prototypes_per_class));
   check("prototype-dim", std::to_string(c.prototype_dim), std::to_string(m.prototype_dim));
   check("add-on", c.add_on, m.add_on);
-  if (!c.weights.empty()) {
+  if (!c.weights.empty() && !c.resume) {  // (with --resume they were loaded when the run was created)
     throw std::runtime_error("--weights applies only when a run is created; run " + run.string() + " exists");
   }
 }

@@ -13,6 +13,11 @@ packages=(
   python3 python3-torch python3-torchvision
 )
 
+# --demo: also the data set of the demo.
+if [ "${1:-}" = "--demo" ]; then
+  packages=(dataset-fashion-mnist)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then

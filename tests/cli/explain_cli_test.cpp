@@ -124,6 +124,17 @@ TEST_F(ExplainCli, ExplanationsAgreeWithEvaluateAndPointAtTheParts) {
   EXPECT_EQ(lines, 60);
   EXPECT_GE(on_part, 42) << "of 60 top-prototype boxes lie on the planted part";  // ≥ 70%
   expect_links_resolve(dir_->path() / "out");
+
+  // The run report: one page with the curves, the evaluation just made and the prototypes.
+  r = run_ppnet("report --run " + dir_->file("run"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "test accuracy")) << r.out;
+  const std::string page = test::read_file(dir_->file("run/report.html"));
+  for (const char* part : {"<svg", "polyline", "warm #1", "joint #2", "<h3>class3</h3>", "data:image/png;base64,",
+                           "<b>accuracy "}) {
+    EXPECT_TRUE(contains(page, part)) << part;
+  }
+  EXPECT_FALSE(contains(page, "src=\"prototypes/"));  // self-contained: no links to files
 }
 
 TEST_F(ExplainCli, OddNamesCorruptFilesEmptyFoldersAndResumes) {
