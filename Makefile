@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench demo clean
+.PHONY: all deps configure build test bench bench-stages demo clean
 
 all: build
 
@@ -30,6 +30,10 @@ demo: build
 
 bench: build
 	benchmarks/run.sh $(BUILD_DIR)
+
+# Every stage's images/s and peak memory on a fixed synthetic workload, as a table.
+bench-stages: build
+	/usr/bin/python3 tests/benchmarks/stages.py $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR)

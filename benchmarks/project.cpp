@@ -84,6 +84,18 @@ int main(int argc, char** argv) {
                 << static_cast<double>(classes * images_per_class) / r.seconds << " images/s (search alone "
                 << r.images_per_second << ")\n";
     }
+    if (classes == 5) {  // explain the same images with the projected model, top-k 10
+      pipeline::ExplainConfig e;
+      e.run = run.string();
+      e.dir = (fs::path(data) / "push").string();
+      e.out = (dir.path() / "explained").string();
+      e.top_k = 10;
+      e.batch_size = batch;
+      e.runtime.threads = threads;
+      const auto r = pipeline::run_explain(e);
+      std::cout << "  explain, top-k 10, " << r.explained << " images            " << r.images_per_second
+                << " images/s (everything written)\n";
+    }
   }
   // Last layer: 20 epochs, similarity cache versus recomputing the network every epoch.
   const auto data = make_data(dir, "ll", 2, 8, img, threads);

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Augmentation throughput of ppnet prepare at 1 and 2 threads, then forward throughput of the vgg16 ProtoPNet at 224 px, batch 8, 2 threads: ppnet (C++) and
-# the same model in Python torch, one after the other on this machine. Prints figures only.
+# Every benchmark, one after the other on this machine; figures only, never assertions.
+#   forward:  vgg16 ProtoPNet at 224 px, batch 8, 2 threads, in ppnet and in Python torch
+#   prepare:  augmentation throughput at 1 and 2 threads
+#   train:    bare backbone forward+backward, a joint step, ppnet train warm and joint
+#   project:  push with and without pictures (50 and 2000 prototypes), explain, last-layer cache
+#   explain:  peak memory for 100 and 1,000 images (needs the demo's run)
 set -euo pipefail
 build=${1:-build}
 here=$(dirname "$0")
@@ -9,3 +13,4 @@ here=$(dirname "$0")
 "$build/benchmarks/ppnet_bench_prepare" 40
 "$build/benchmarks/ppnet_bench_train" vgg16 224 8 2 3
 "$build/benchmarks/ppnet_bench_project" vgg16 224 25 2
+if [ -d runs/fashion-mnist ]; then benchmarks/explain_memory.sh "$build"; fi

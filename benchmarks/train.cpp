@@ -32,8 +32,17 @@ int main(int argc, char** argv) {
   const auto x = torch::randn({batch, 3, img, img});
   const auto y = torch::randint(0, 200, {batch}, torch::kInt64);
 
-  // (a) the bare backbone, forward and backward.
+  // (a) the bare backbone: forward alone (no grad), then forward and backward.
   auto backbone = model::make_backbone(arch);
+  double bare_forward = 0;
+  {
+    torch::NoGradGuard no_grad;
+    backbone->eval();
+    backbone->forward(x);
+    const auto t0 = Clock::now();
+    for (int i = 0; i < iterations; ++i) backbone->forward(x);
+    bare_forward = seconds_since(t0) / iterations;
+  }
   backbone->train();
   auto step_bare = [&] {
     backbone->zero_grad();
@@ -69,6 +78,7 @@ int main(int argc, char** argv) {
   const double joint = seconds_since(t) / iterations;
 
   std::cout << arch << " " << img << "px batch " << batch << " threads " << threads << "\n"
+            << "  bare backbone forward (no grad)  " << batch / bare_forward << " images/s\n"
             << "  bare backbone forward+backward   " << batch / bare << " images/s (" << bare << " s/batch)\n"
             << "  ProtoPNet joint step             " << batch / joint << " images/s (" << joint << " s/batch, +"
             << 100.0 * (joint - bare) / bare << "% over the bare backbone)\n";

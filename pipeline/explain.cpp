@@ -19,19 +19,13 @@
 #include "pipeline/render.h"
 #include "pipeline/run_folder.h"
 #include "pipeline/runtime.h"
+#include "pipeline/sources.h"
 
 namespace ppnet::pipeline {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-bool is_image(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
-  static const std::set<std::string> kExts = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"};
-  return kExts.count(ext) > 0;
-}
 
 std::string html(const std::string& s) {
   std::string out;
@@ -61,17 +55,6 @@ std::string url(const std::string& path) {
     }
   }
   return out;
-}
-
-std::string png(const cv::Mat& img) {
-  std::vector<uchar> buf;
-  cv::imencode(".png", img, buf);
-  return std::string(buf.begin(), buf.end());
-}
-
-cv::Mat to_mat(const torch::Tensor& map) {
-  const auto m = map.to(torch::kCPU).to(torch::kFloat32).contiguous();
-  return cv::Mat(static_cast<int>(m.size(0)), static_cast<int>(m.size(1)), CV_32F, m.data_ptr<float>()).clone();
 }
 
 // `img` scaled to fit a side×side tile, centred on white.
@@ -122,7 +105,7 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
 
   cv::Mat model_input;
   cv::resize(original, model_input, cv::Size(ctx.img_size, ctx.img_size), 0, 0, cv::INTER_LINEAR);
-  write_file_atomic(folder / "input.png", png(model_input));
+  write_file_atomic(folder / "input.png", encode_png(model_input));
 
   const auto min_d = std::get<0>(distances.flatten(1).min(1));  // P
   const auto sim = model::similarity_from_distance(min_d);
@@ -150,7 +133,7 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
     const int64_t cls = proto_class[p].item<int64_t>();
     const auto dmap = distances[p];
     const int64_t cell = std::get<1>(dmap.flatten().min(0)).item<int64_t>();
-    const cv::Mat smap = to_mat(model::similarity_from_distance(dmap));
+    const cv::Mat smap = tensor_to_mat(model::similarity_from_distance(dmap));
     const auto box = high_activation_box(smap, W0, H0);
     const double s = sim[p].item<double>(), w = weight[predicted][p].item<double>();
     char stem[32];
@@ -158,9 +141,9 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
     const cv::Mat heat = overlay_heatmap(original, smap);
     const cv::Mat boxed = draw_box(original, box);
     const cv::Mat patch = original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]));
-    write_file_atomic(folder / (std::string(stem) + "-heatmap.png"), png(heat));
-    write_file_atomic(folder / (std::string(stem) + "-box.png"), png(boxed));
-    write_file_atomic(folder / (std::string(stem) + "-patch.png"), png(patch));
+    write_file_atomic(folder / (std::string(stem) + "-heatmap.png"), encode_png(heat));
+    write_file_atomic(folder / (std::string(stem) + "-box.png"), encode_png(boxed));
+    write_file_atomic(folder / (std::string(stem) + "-patch.png"), encode_png(patch));
     json source = nullptr;
     cv::Mat source_patch;
     if (auto it = ctx.sources.find(p); it != ctx.sources.end()) {
@@ -177,7 +160,7 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
                              .clone();
         }
       }
-      if (!source_patch.empty()) write_file_atomic(folder / (std::string(stem) + "-prototype.png"), png(source_patch));
+      if (!source_patch.empty()) write_file_atomic(folder / (std::string(stem) + "-prototype.png"), encode_png(source_patch));
     }
     j["prototypes"].push_back({{"rank", r + 1},
                                {"index", p},
@@ -204,7 +187,7 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
   }
   cv::Mat composite;
   cv::vconcat(rows, composite);
-  write_file_atomic(folder / "composite.png", png(composite));
+  write_file_atomic(folder / "composite.png", encode_png(composite));
 
   // The page of this image.
   std::ostringstream page;
@@ -271,7 +254,7 @@ ExplainReport run_explain(const ExplainConfig& c) {
   std::vector<std::string> images;
   for (auto it = fs::recursive_directory_iterator(c.dir, fs::directory_options::skip_permission_denied);
        it != fs::recursive_directory_iterator(); ++it) {
-    if (it->is_regular_file() && is_image(it->path()) && it->path().filename().string()[0] != '.') {
+    if (it->is_regular_file() && is_image_file(it->path()) && it->path().filename().string()[0] != '.') {
       images.push_back(fs::relative(it->path(), c.dir).generic_string());
     }
   }

@@ -28,6 +28,11 @@ torch::Tensor load_image_tensor(const fs::path& path, int size) {
   return (t - mean) / stdev;
 }
 
+cv::Mat tensor_to_mat(const torch::Tensor& map) {
+  const auto m = map.to(torch::kCPU).to(torch::kFloat32).contiguous();
+  return cv::Mat(static_cast<int>(m.size(0)), static_cast<int>(m.size(1)), CV_32F, m.data_ptr<float>()).clone();
+}
+
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
   std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;

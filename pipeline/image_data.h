@@ -4,6 +4,8 @@
 
 #include <torch/types.h>
 
+#include <opencv2/core.hpp>
+
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -24,6 +26,9 @@ inline constexpr float kImageStd[3] = {0.229f, 0.224f, 0.225f};
 /// Decodes `path` into a 3×size×size float tensor: RGB (grey is replicated), bilinear resize,
 /// [0,1] then ImageNet-normalised. Throws std::runtime_error naming the file when unreadable.
 torch::Tensor load_image_tensor(const std::filesystem::path& path, int size);
+
+/// A H×W tensor (any device, any floating dtype) as a CV_32F matrix, for rendering.
+cv::Mat tensor_to_mat(const torch::Tensor& map);
 
 struct Batch {
   torch::Tensor images;  // B×3×size×size float (CPU)

@@ -22,17 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::string png(const cv::Mat& img) {
-  std::vector<uchar> buf;
-  cv::imencode(".png", img, buf);
-  return std::string(buf.begin(), buf.end());
-}
-
-cv::Mat to_mat(const torch::Tensor& map) {  // H×W float tensor → CV_32F
-  const auto m = map.to(torch::kCPU).to(torch::kFloat32).contiguous();
-  return cv::Mat(static_cast<int>(m.size(0)), static_cast<int>(m.size(1)), CV_32F, m.data_ptr<float>()).clone();
-}
-
 }  // namespace
 
 ProjectReport run_project(const ProjectConfig& c) {
@@ -165,7 +154,7 @@ ProjectReport run_project(const ProjectConfig& c) {
         const auto rf_box = scale_box({static_cast<int>(cb[0]), static_cast<int>(cb[1]), static_cast<int>(cb[2]),
                                        static_cast<int>(cb[3])},
                                       m.img_size, m.img_size, original.cols, original.rows);
-        const cv::Mat sim = to_mat(self_sim[j]);
+        const cv::Mat sim = tensor_to_mat(self_sim[j]);
         const auto box = high_activation_box(sim, original.cols, original.rows);
         for (int q = 0; q < 4; ++q) {
           r.rf[q] = rf_box[static_cast<size_t>(q)];
@@ -173,9 +162,9 @@ ProjectReport run_project(const ProjectConfig& c) {
         }
         if (c.save_images) {
           const std::string stem = (image_dir / std::to_string(j)).string();
-          write_file_atomic(stem + "-patch.png", png(original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]))));
-          write_file_atomic(stem + "-box.png", png(draw_box(original, box)));
-          write_file_atomic(stem + "-heatmap.png", png(overlay_heatmap(original, sim)));
+          write_file_atomic(stem + "-patch.png", encode_png(original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]))));
+          write_file_atomic(stem + "-box.png", encode_png(draw_box(original, box)));
+          write_file_atomic(stem + "-heatmap.png", encode_png(overlay_heatmap(original, sim)));
         }
         std::lock_guard<std::mutex> lock(rows_mutex);
         rows.push_back(r);

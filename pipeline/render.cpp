@@ -1,5 +1,6 @@
 #include "pipeline/render.h"
 
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
@@ -48,6 +49,12 @@ cv::Mat draw_box(const cv::Mat& image, const std::array<int, 4>& box) {
   cv::Mat out = image.clone();
   cv::rectangle(out, cv::Point(box[0], box[1]), cv::Point(box[2] - 1, box[3] - 1), cv::Scalar(0, 255, 255), 2);
   return out;
+}
+
+std::string encode_png(const cv::Mat& image) {
+  std::vector<uchar> buf;
+  cv::imencode(".png", image, buf);
+  return std::string(buf.begin(), buf.end());
 }
 
 std::array<int, 4> scale_box(const std::array<int, 4>& box, int wf, int hf, int wt, int ht) {

@@ -5,6 +5,7 @@
 #include <opencv2/core.hpp>
 
 #include <array>
+#include <string>
 
 namespace ppnet::pipeline {
 
@@ -18,6 +19,9 @@ cv::Mat overlay_heatmap(const cv::Mat& image, const cv::Mat& similarity);
 
 /// A copy of `image` with `box` drawn in yellow (BGR 0,255,255), 2 px.
 cv::Mat draw_box(const cv::Mat& image, const std::array<int, 4>& box);
+
+/// PNG bytes of an 8-bit image.
+std::string encode_png(const cv::Mat& image);
 
 /// `box` scaled from a width_from × height_from image to a width_to × height_to one.
 std::array<int, 4> scale_box(const std::array<int, 4>& box, int width_from, int height_from, int width_to,

@@ -86,13 +86,6 @@ double to_double(const fs::path& path, const Line& l, size_t i) {
   return v;
 }
 
-bool is_image_file(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  static const std::set<std::string> kExts = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"};
-  return kExts.count(ext) > 0;
-}
-
 // JPEG stays JPEG (no second generation of PNG bloat); everything else becomes PNG.
 std::string output_ext(const fs::path& p) {
   std::string ext = p.extension().string();
@@ -159,6 +152,13 @@ const std::vector<std::string> kFashionNames = {"T-shirt/top", "Trouser", "Pullo
                                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
 }  // namespace
+
+bool is_image_file(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  static const std::set<std::string> kExts = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"};
+  return kExts.count(ext) > 0;
+}
 
 std::string safe_name(const std::string& name) {
   std::string out = name;

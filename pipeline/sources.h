@@ -57,6 +57,9 @@ cv::Mat load_source_image(const SourceSet& set, const SourceImage& image);
 /// clipped to the image. Empty when the box lies outside the image.
 cv::Rect cub_crop(const double box[4], int width, int height);
 
+/// True for the image extensions ppnet reads: jpg, jpeg, png, bmp, tif, tiff, webp (any case).
+bool is_image_file(const std::filesystem::path& path);
+
 /// A class name made safe as a folder name: characters other than letters, digits, '.', '-'
 /// and '_' become '_'.
 std::string safe_name(const std::string& name);
