@@ -48,11 +48,12 @@ std::string base64(const std::vector<uchar>& in) {
 }
 
 // An image file as a small inline thumbnail (the report is one self-contained file).
-std::string thumbnail(const fs::path& file, int side = 96) {
+std::string thumbnail(const fs::path& file, int side = 80) {
   cv::Mat img = cv::imread(file.string(), cv::IMREAD_COLOR);
   if (img.empty()) return "";
-  const double s = std::min(1.0, static_cast<double>(side) / std::max(img.cols, img.rows));
-  if (s < 1.0) cv::resize(img, img, cv::Size(), s, s, cv::INTER_AREA);
+  // Scaled to `side` pixels on its longer edge: small images (28 px) grow, with visible pixels.
+  const double s = static_cast<double>(side) / std::max(img.cols, img.rows);
+  cv::resize(img, img, cv::Size(), s, s, s < 1.0 ? cv::INTER_AREA : cv::INTER_NEAREST);
   std::vector<uchar> buf;
   cv::imencode(".png", img, buf);
   return "<img src=\"data:image/png;base64," + base64(buf) + "\" alt=\"\">";
@@ -78,10 +79,11 @@ std::string chart(const std::string& title, const std::vector<std::pair<std::str
   s << "<rect x=\"" << kL << "\" y=\"" << kT << "\" width=\"" << kW - kL - kR << "\" height=\"" << kH - kT - kB
     << "\" fill=\"none\" stroke=\"#ccc\"/>"
     << "<text x=\"2\" y=\"" << Y(hi) + 4 << "\">" << hi << "</text><text x=\"2\" y=\"" << Y(lo) << "\">" << lo << "</text>";
-  for (const auto& [at, name] : stages) {
+  for (size_t b = 0; b < stages.size(); ++b) {  // labels alternate in height so that neighbours do not overlap
+    const auto& [at, name] = stages[b];
     s << "<line x1=\"" << X(at) << "\" x2=\"" << X(at) << "\" y1=\"" << kT << "\" y2=\"" << kH - kB
-      << "\" stroke=\"#bbb\" stroke-dasharray=\"3,3\"/><text x=\"" << X(at) + 2 << "\" y=\"" << kH - 14 << "\">" << esc(name)
-      << "</text>";
+      << "\" stroke=\"#bbb\" stroke-dasharray=\"3,3\"/><text x=\"" << X(at) + 2 << "\" y=\""
+      << kT + 12 + 12 * static_cast<double>(b % 2) << "\" fill=\"#777\">" << esc(name) << "</text>";
   }
   static const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"};
   size_t k = 0;
