@@ -20,10 +20,10 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   const auto start = std::chrono::steady_clock::now();
   const Runtime rt = start_runtime(c.runtime);
   const fs::path data(c.data);
-  const Manifest manifest = read_manifest(data);
-  RunFolder run = RunFolder::open(c.run);
-  run.check_data(data, manifest);
-  const ModelConfig m = run.model_config();
+  RunWithData opened = open_run_with_data(c.run, data);
+  RunFolder& run = opened.run;
+  const Manifest& manifest = opened.manifest;
+  const ModelConfig& m = opened.model;
   const auto final_checkpoint = run.store().latest_final_checkpoint();
   auto net = load_latest_model(run, rt.device);
   net->eval();

@@ -54,10 +54,10 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
   const auto start = Clock::now();
   const Runtime rt = start_runtime(c.runtime);
   const fs::path data(c.data);
-  const Manifest manifest = read_manifest(data);
-  RunFolder run = RunFolder::open(c.run);
-  run.check_data(data, manifest);
-  const ModelConfig m = run.model_config();
+  RunWithData opened = open_run_with_data(c.run, data);
+  RunFolder& run = opened.run;
+  const Manifest& manifest = opened.manifest;
+  const ModelConfig& m = opened.model;
   db::RunStore& store = run.store();
 
   const nlohmann::json requested = {{"epochs", c.epochs}, {"batch_size", c.batch_size},

@@ -28,10 +28,9 @@ ProjectReport run_project(const ProjectConfig& c) {
   const auto start = Clock::now();
   const Runtime rt = start_runtime(c.runtime);
   const fs::path data(c.data);
-  const Manifest manifest = read_manifest(data);
-  RunFolder run = RunFolder::open(c.run);
-  run.check_data(data, manifest);
-  const ModelConfig m = run.model_config();
+  RunWithData opened = open_run_with_data(c.run, data);
+  RunFolder& run = opened.run;
+  const ModelConfig& m = opened.model;
   db::RunStore& store = run.store();
 
   // A projection is a stage of its own; an unfinished one is simply done again.

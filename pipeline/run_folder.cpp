@@ -90,6 +90,14 @@ void RunFolder::check_data(const fs::path& data, const Manifest& manifest) {
 
 std::string RunFolder::checkpoint_name(const std::string& tag) const { return "checkpoints/" + tag + ".pt"; }
 
+RunWithData open_run_with_data(const fs::path& run_dir, const fs::path& data) {
+  Manifest manifest = read_manifest(data);
+  RunFolder run = RunFolder::open(run_dir);
+  run.check_data(data, manifest);
+  ModelConfig model = run.model_config();
+  return {std::move(run), std::move(manifest), std::move(model)};
+}
+
 StageStart resolve_stage(RunFolder& run, const std::string& kind, bool resume, const std::string& settings_json,
                          const std::string& resume_hint) {
   auto& store = run.store();

@@ -70,6 +70,15 @@ class RunFolder {
   std::unique_ptr<db::RunStore> store_;
 };
 
+/// An existing run opened for a command that reads `data`: the data's manifest has been checked
+/// against the one the run was created with (RunFolder::check_data).
+struct RunWithData {
+  RunFolder run;
+  Manifest manifest;
+  ModelConfig model;
+};
+RunWithData open_run_with_data(const std::filesystem::path& run_dir, const std::filesystem::path& data);
+
 /// Where a stage of `kind` starts. An unfinished latest stage of the same kind is resumed when
 /// `resume`, with the settings it recorded; `resume` on a finished one means nothing to do;
 /// otherwise a new stage row is begun from the latest finished stage's final checkpoint.
