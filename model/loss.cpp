@@ -8,6 +8,12 @@ torch::Tensor off_class_l1(const torch::Tensor& last_weight, const torch::Tensor
   return (last_weight * (1 - class_identity.t())).abs().sum();
 }
 
+torch::Tensor off_class_sparsity(const torch::Tensor& last_weight, const torch::Tensor& class_identity,
+                                 double threshold) {
+  const auto off = 1 - class_identity.t();
+  return ((last_weight.abs() < threshold).to(off.scalar_type()) * off).sum() / off.sum().clamp_min(1);
+}
+
 LossTerms compute_loss_terms(const torch::Tensor& logits, const torch::Tensor& min_distances,
                              const torch::Tensor& labels, const torch::Tensor& class_identity,
                              const torch::Tensor& last_weight, double max_distance) {

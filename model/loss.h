@@ -31,6 +31,11 @@ LossTerms compute_loss_terms(const torch::Tensor& logits, const torch::Tensor& m
 /// Σ|w| over weights from a prototype to a class other than its own.
 torch::Tensor off_class_l1(const torch::Tensor& last_weight, const torch::Tensor& class_identity);
 
+/// Share (0-dim tensor) of off-class last-layer weights with |w| < threshold: how sparse the
+/// connections from prototypes to classes other than their own have become.
+torch::Tensor off_class_sparsity(const torch::Tensor& last_weight, const torch::Tensor& class_identity,
+                                 double threshold = 1e-3);
+
 /// Σ coefficient × term (avg_separation is reported, not optimised).
 torch::Tensor total_loss(const LossTerms& terms, const LossCoefficients& coefficients);
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "model/loss.h"
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
 #include "pipeline/image_data.h"
@@ -44,9 +45,7 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   predictions << "path,label,predicted,logit\n";
   int64_t top1 = 0, top5 = 0;
   {
-    std::vector<int64_t> order(list.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-    BatchLoader loader(data, list, order, m.img_size, c.batch_size, 0);
+    BatchLoader loader(data, list, sequential_order(list.size()), m.img_size, c.batch_size, 0);
     Progress progress("evaluate " + c.split, list.size());
     Batch b;
     while (loader.next(&b)) {
@@ -75,9 +74,8 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   }
   const auto w = net->last_layer()->weight.cpu();
   const auto identity = net->prototype_class_identity().cpu();
-  const auto off = 1 - identity.t();
   r.prototypes = net->num_prototypes();
-  r.off_class_sparsity = ((w.abs() < 1e-3).to(torch::kFloat32) * off).sum().item<double>() / std::max(1.0, off.sum().item<double>());
+  r.off_class_sparsity = model::off_class_sparsity(w, identity).item<double>();
   r.own_class_strongest = w.argmax(0).eq(identity.argmax(1)).to(torch::kFloat32).mean().item<double>();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.images_per_second = static_cast<double>(r.images) / std::max(r.seconds, 1e-9);

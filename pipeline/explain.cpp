@@ -8,11 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <set>
 #include <sstream>
 
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
+#include "pipeline/html.h"
 #include "pipeline/image_data.h"
 #include "pipeline/interrupt.h"
 #include "pipeline/progress.h"
@@ -26,36 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string html(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += ch;
-    }
-  }
-  return out;
-}
-
-// Percent-encodes each byte of a relative path except unreserved characters and '/'.
-std::string url(const std::string& path) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char ch : path) {
-    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '/') {
-      out += static_cast<char>(ch);
-    } else {
-      out += '%';
-      out += kHex[ch >> 4];
-      out += kHex[ch & 15];
-    }
-  }
-  return out;
-}
 
 // `img` scaled to fit a side×side tile, centred on white.
 cv::Mat tile(const cv::Mat& img, int side) {
@@ -193,13 +163,13 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
   std::ostringstream page;
   std::string up;
   for (size_t k = 0; k < static_cast<size_t>(std::count(rel.begin(), rel.end(), '/')) + 1; ++k) up += "../";
-  page << "<!doctype html><meta charset=\"utf-8\"><title>" << html(rel) << "</title>"
+  page << "<!doctype html><meta charset=\"utf-8\"><title>" << html_escape(rel) << "</title>"
        << "<style>body{font-family:sans-serif}td{padding:4px;vertical-align:middle}img{max-height:160px}</style>"
-       << "<p><a href=\"" << up << "index.html\">all images</a></p><h1>" << html(rel) << "</h1>"
-       << "<p><img src=\"input.png\"> predicted <b>" << html(ctx.class_names[static_cast<size_t>(predicted)])
+       << "<p><a href=\"" << up << "index.html\">all images</a></p><h1>" << html_escape(rel) << "</h1>"
+       << "<p><img src=\"input.png\"> predicted <b>" << html_escape(ctx.class_names[static_cast<size_t>(predicted)])
        << "</b> (logit " << fmt(logits[predicted].item<double>()) << ")</p><h2>Top classes</h2><ul>";
   for (const auto& tc : j["top_classes"]) {
-    page << "<li>" << html(tc["class_name"].get<std::string>()) << ": " << fmt(tc["logit"].get<double>()) << "</li>";
+    page << "<li>" << html_escape(tc["class_name"].get<std::string>()) << ": " << fmt(tc["logit"].get<double>()) << "</li>";
   }
   page << "</ul><h2>This part of the image looks like that prototypical part</h2><table>"
        << "<tr><th>#</th><th>image, box</th><th>heatmap</th><th>patch</th><th>prototype</th><th>numbers</th></tr>";
@@ -207,7 +177,7 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
     page << "<tr><td>" << pj["rank"] << "</td><td><img src=\"" << pj["box_image"].get<std::string>() << "\"></td><td><img src=\"" << pj["heatmap"].get<std::string>() << "\"></td><td><img src=\""
          << pj["patch"].get<std::string>() << "\"></td><td>";
     if (!pj["prototype_patch"].is_null()) page << "<img src=\"" << pj["prototype_patch"].get<std::string>() << "\">";
-    page << "</td><td>prototype " << pj["index"] << " of " << html(pj["class_name"].get<std::string>())
+    page << "</td><td>prototype " << pj["index"] << " of " << html_escape(pj["class_name"].get<std::string>())
          << "<br>similarity " << fmt(pj["similarity"]) << " × weight " << fmt(pj["weight"]) << " = "
          << fmt(pj["contribution"]) << "</td></tr>";
   }
@@ -314,9 +284,7 @@ ExplainReport run_explain(const ExplainConfig& c) {
   InterruptScope interrupt_scope;
   std::mutex failed_mutex;
   {
-    std::vector<int64_t> order(todo.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-    BatchLoader loader(ctx.dir, todo, order, m.img_size, c.batch_size, 0, 2, /*tolerate_errors=*/true);
+    BatchLoader loader(ctx.dir, todo, sequential_order(todo.size()), m.img_size, c.batch_size, 0, 2, /*tolerate_errors=*/true);
     Progress progress("explain", todo.size());
     tbb::task_group rendering;  // renders batch b while the network runs batch b + 1
     Batch b;
@@ -357,15 +325,15 @@ ExplainReport run_explain(const ExplainConfig& c) {
   gallery << "<!doctype html><meta charset=\"utf-8\"><title>ppnet explanations</title>"
           << "<style>body{font-family:sans-serif}.card{display:inline-block;width:180px;margin:6px;vertical-align:top;"
              "font-size:12px}.card img{width:160px;height:160px;object-fit:contain}</style>"
-          << "<h1>Explanations</h1><p>run " << html(c.run) << ", projection #" << *projection << "</p>";
+          << "<h1>Explanations</h1><p>run " << html_escape(c.run) << ", projection #" << *projection << "</p>";
   int64_t listed = 0;
   for (const auto& rel : mine) {
     std::ifstream in(ctx.out / rel / "explanation.json");
     if (!in) continue;
     const json j = json::parse(in);
     jsonl << j.dump() << '\n';
-    gallery << "<div class=\"card\"><a href=\"" << url(rel + "/index.html") << "\"><img src=\"" << url(rel + "/input.png")
-            << "\" alt=\"\"><br>" << html(rel) << "</a><br>" << html(j["predicted"]["class_name"].get<std::string>())
+    gallery << "<div class=\"card\"><a href=\"" << url_path(rel + "/index.html") << "\"><img src=\"" << url_path(rel + "/input.png")
+            << "\" alt=\"\"><br>" << html_escape(rel) << "</a><br>" << html_escape(j["predicted"]["class_name"].get<std::string>())
             << "</div>";
     ++listed;
   }

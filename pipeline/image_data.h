@@ -70,6 +70,9 @@ class BatchLoader {
   std::thread worker_;
 };
 
+/// 0, 1, …, n−1: the order of a pass that is not shuffled (evaluation, projection, explanation).
+std::vector<int64_t> sequential_order(size_t n);
+
 /// The permutation of [0, n) that epoch `epoch` of a run with `seed` visits: a function of
 /// those numbers alone, so a resumed run sees the same batches.
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch);

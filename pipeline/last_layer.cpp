@@ -42,12 +42,6 @@ std::pair<torch::Tensor, torch::Tensor> min_distances_of(model::ProtoPNetImpl& n
   return {torch::cat(d), torch::cat(y)};
 }
 
-std::vector<int64_t> identity_order(size_t n) {
-  std::vector<int64_t> o(n);
-  for (size_t i = 0; i < n; ++i) o[i] = static_cast<int64_t>(i);
-  return o;
-}
-
 }  // namespace
 
 LastLayerReport run_last_layer(const LastLayerConfig& c) {
@@ -104,11 +98,11 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
   const std::string eval_split = manifest.counts.count("val") ? "val" : "test";
   const auto eval_list = read_list(data, eval_split);
   const auto cache_start = Clock::now();
-  const auto [eval_d, eval_y] = min_distances_of(*net, data, eval_list, identity_order(eval_list.size()), m.img_size,
+  const auto [eval_d, eval_y] = min_distances_of(*net, data, eval_list, sequential_order(eval_list.size()), m.img_size,
                                                  s.at("eval_batch_size").get<int>(), rt.device, "");
   torch::Tensor train_d, train_y;
   if (!recompute) {
-    std::tie(train_d, train_y) = min_distances_of(*net, data, train_list, identity_order(train_list.size()), m.img_size,
+    std::tie(train_d, train_y) = min_distances_of(*net, data, train_list, sequential_order(train_list.size()), m.img_size,
                                                   s.at("eval_batch_size").get<int>(), rt.device, "last-layer: features");
   }
   report.cache_seconds = std::chrono::duration<double>(Clock::now() - cache_start).count();
@@ -172,24 +166,7 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
     row.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     row.images_per_second = static_cast<double>(n) / std::max(row.seconds, 1e-9);
     pos.epoch = e + 1;
-    char tag[64];
-    std::snprintf(tag, sizeof tag, "stage%lld-e%03lld-b00000", static_cast<long long>(stage.stage_id),
-                  static_cast<long long>(pos.epoch));
-    const std::string rel = run.checkpoint_name(tag);
-    save_checkpoint(run.absolute(rel), *net, &optimizer, &pos);
-    std::vector<int64_t> old_ids;
-    std::vector<std::string> old_paths;
-    for (const auto& ck : store.checkpoints(stage.stage_id)) {
-      if (!ck.final && ck.path != rel) {
-        old_ids.push_back(ck.id);
-        old_paths.push_back(ck.path);
-      }
-    }
-    store.add_checkpoint({0, stage.stage_id, pos.epoch, 0, rel, pos.epoch == epochs, ""}, old_ids, row);
-    for (const auto& p : old_paths) {
-      std::error_code ec;
-      fs::remove(run.absolute(p), ec);
-    }
+    save_stage_checkpoint(run, *net, optimizer, pos, pos.epoch == epochs, row);
     std::fprintf(stderr, "last-layer epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.2f s\n",
                  static_cast<long long>(e + 1), epochs, row.train_loss, row.train_accuracy, eval_split.c_str(),
                  row.eval_accuracy, row.seconds);
@@ -200,12 +177,7 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
     }
   }
   store.set_stage_status(stage.stage_id, "done");
-  {
-    torch::NoGradGuard no_grad;
-    const auto off = 1 - identity.t();
-    report.off_class_sparsity =
-        ((weight.abs() < 1e-3).to(torch::kFloat32) * off).sum().item<double>() / std::max(1.0, off.sum().item<double>());
-  }
+  report.off_class_sparsity = model::off_class_sparsity(weight.detach(), identity).item<double>();
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
 }

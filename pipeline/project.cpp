@@ -65,11 +65,9 @@ ProjectReport run_project(const ProjectConfig& c) {
   auto best_cell = torch::zeros({P}, torch::TensorOptions().dtype(torch::kInt64).device(rt.device));
   auto best_z = torch::zeros({P, D}, torch::TensorOptions().device(rt.device));
   torch::Tensor best_latent;  // P×D×H×W: each prototype's source image, encoded (for its heatmap)
-  std::vector<int64_t> order(push.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
   int64_t grid_w = 0;
   {
-    BatchLoader loader(data, push, order, m.img_size, c.batch_size, 0);
+    BatchLoader loader(data, push, sequential_order(push.size()), m.img_size, c.batch_size, 0);
     Progress progress("project: search", push.size());
     Batch b;
     int64_t offset = 0;

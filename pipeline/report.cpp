@@ -8,6 +8,7 @@
 
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
+#include "pipeline/html.h"
 #include "pipeline/run_folder.h"
 
 namespace ppnet::pipeline {
@@ -15,18 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string esc(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '&') out += "&amp;";
-    else if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
-  }
-  return out;
-}
 
 std::string base64(const std::vector<uchar>& in) {
   static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -71,7 +60,7 @@ std::string chart(const std::string& title, const std::vector<std::pair<std::str
   }
   std::ostringstream s;
   s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kW << "\" height=\"" << kH << "\" font-size=\"11\">"
-    << "<text x=\"" << kL << "\" y=\"14\" font-weight=\"bold\">" << esc(title) << "</text>";
+    << "<text x=\"" << kL << "\" y=\"14\" font-weight=\"bold\">" << html_escape(title) << "</text>";
   if (n == 0) return s.str() + "<text x=\"60\" y=\"100\">no epochs yet</text></svg>";
   if (hi - lo < 1e-12) hi = lo + 1;
   auto X = [&](size_t i) { return kL + (kW - kL - kR) * (n > 1 ? static_cast<double>(i) / (n - 1) : 0.5); };
@@ -83,7 +72,7 @@ std::string chart(const std::string& title, const std::vector<std::pair<std::str
     const auto& [at, name] = stages[b];
     s << "<line x1=\"" << X(at) << "\" x2=\"" << X(at) << "\" y1=\"" << kT << "\" y2=\"" << kH - kB
       << "\" stroke=\"#bbb\" stroke-dasharray=\"3,3\"/><text x=\"" << X(at) + 2 << "\" y=\""
-      << kT + 12 + 12 * static_cast<double>(b % 2) << "\" fill=\"#777\">" << esc(name) << "</text>";
+      << kT + 12 + 12 * static_cast<double>(b % 2) << "\" fill=\"#777\">" << html_escape(name) << "</text>";
   }
   static const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"};
   size_t k = 0;
@@ -91,7 +80,7 @@ std::string chart(const std::string& title, const std::vector<std::pair<std::str
     s << "<polyline fill=\"none\" stroke-width=\"1.5\" stroke=\"" << kColours[k % 5] << "\" points=\"";
     for (size_t i = 0; i < ys.size(); ++i) s << X(i) << ',' << Y(ys[i]) << ' ';
     s << "\"/><text x=\"" << kL + 8 + 110 * k << "\" y=\"" << kH - 2 << "\" fill=\"" << kColours[k % 5] << "\">"
-      << esc(name) << "</text>";
+      << html_escape(name) << "</text>";
     ++k;
   }
   return s.str() + "</svg>";
@@ -108,12 +97,12 @@ ReportResult run_report(const ReportConfig& c) {
   for (const auto& cls : manifest.at("classes")) class_names.push_back(cls.at("name").get<std::string>());
 
   std::ostringstream h;
-  h << "<!doctype html><meta charset=\"utf-8\"><title>ppnet run " << esc(c.run) << "</title><style>"
+  h << "<!doctype html><meta charset=\"utf-8\"><title>ppnet run " << html_escape(c.run) << "</title><style>"
     << "body{font-family:sans-serif;margin:20px}table{border-collapse:collapse}td,th{border:1px solid #ddd;"
        "padding:3px 6px;font-size:12px}.p{display:inline-block;margin:4px;text-align:center;font-size:11px}"
        "svg{margin:6px;border:1px solid #eee}</style>"
-    << "<h1>Run " << esc(c.run) << "</h1><p>model " << esc(r.model_json) << "<br>data " << esc(r.data_path)
-    << "<br>created " << esc(r.created) << " by " << esc(r.ppnet_version) << "</p>";
+    << "<h1>Run " << html_escape(c.run) << "</h1><p>model " << html_escape(r.model_json) << "<br>data " << html_escape(r.data_path)
+    << "<br>created " << html_escape(r.created) << " by " << html_escape(r.ppnet_version) << "</p>";
 
   // Training curves across every stage, one point per epoch.
   const auto stages = store.stages();
@@ -141,7 +130,7 @@ ReportResult run_report(const ReportConfig& c) {
   for (const auto& s : stages) {
     int64_t n = 0;
     for (const auto& e : epochs) n += e.stage_id == s.id;
-    h << "<tr><td>" << esc(kind_of[s.id]) << "</td><td>" << s.status << "</td><td>" << n << "</td><td>" << s.started
+    h << "<tr><td>" << html_escape(kind_of[s.id]) << "</td><td>" << s.status << "</td><td>" << n << "</td><td>" << s.started
       << "</td><td>" << s.finished << "</td></tr>";
   }
   h << "</table>";
@@ -150,23 +139,23 @@ ReportResult run_report(const ReportConfig& c) {
   const auto evals = store.evaluations();
   h << "<h2>Evaluation</h2>";
   if (evals.empty()) {
-    h << "<p>none yet: <code>ppnet evaluate --run " << esc(c.run) << " --data DATA</code></p>";
+    h << "<p>none yet: <code>ppnet evaluate --run " << html_escape(c.run) << " --data DATA</code></p>";
   } else {
     const auto& e = evals.back();
     const json d = json::parse(e.details_json);
-    h << "<p>" << esc(e.split) << " split, " << e.images << " images, model " << esc(e.checkpoint) << " (" << e.created
+    h << "<p>" << html_escape(e.split) << " split, " << e.images << " images, model " << html_escape(e.checkpoint) << " (" << e.created
       << "): <b>accuracy " << e.accuracy << "</b>, top-5 " << e.top5_accuracy << "; " << d["prototypes"]
       << " prototypes, off-class weights near zero " << 100 * d["off_class_sparsity"].get<double>()
       << "%, prototypes strongest for their own class " << 100 * d["own_class_strongest"].get<double>() << "%</p>";
     if (class_names.size() <= 50) {
       const auto confusion = d["confusion"];
       h << "<table><tr><th>true \\ predicted</th>";
-      for (const auto& n : class_names) h << "<th>" << esc(n) << "</th>";
+      for (const auto& n : class_names) h << "<th>" << html_escape(n) << "</th>";
       h << "<th>accuracy</th></tr>";
       for (size_t i = 0; i < class_names.size(); ++i) {
         int64_t total = 0;
         for (const auto& v : confusion[i]) total += v.get<int64_t>();
-        h << "<tr><th>" << esc(class_names[i]) << "</th>";
+        h << "<tr><th>" << html_escape(class_names[i]) << "</th>";
         for (const auto& v : confusion[i]) {
           const double f = total ? static_cast<double>(v.get<int64_t>()) / static_cast<double>(total) : 0.0;
           h << "<td style=\"background:rgba(31,119,180," << f << ")\">" << v << "</td>";
@@ -181,18 +170,18 @@ ReportResult run_report(const ReportConfig& c) {
   h << "<h2>Prototypes</h2>";
   const auto projection = store.latest_projection();
   if (!projection) {
-    h << "<p>not projected yet: <code>ppnet project --run " << esc(c.run) << " --data DATA</code></p>";
+    h << "<p>not projected yet: <code>ppnet project --run " << html_escape(c.run) << " --data DATA</code></p>";
   } else {
     const fs::path pics = run.dir() / "prototypes" / std::to_string(*projection);
     std::map<int64_t, std::vector<db::PrototypeRow>> by_class;
     for (const auto& p : store.prototypes(*projection)) by_class[p.class_index].push_back(p);
     h << "<p>projection #" << *projection << ": source patch and its self-activation per prototype</p>";
     for (const auto& [cls, rows] : by_class) {
-      h << "<h3>" << esc(class_names.at(static_cast<size_t>(cls))) << "</h3>";
+      h << "<h3>" << html_escape(class_names.at(static_cast<size_t>(cls))) << "</h3>";
       for (const auto& p : rows) {
         h << "<div class=\"p\">" << thumbnail(pics / (std::to_string(p.prototype) + "-patch.png"))
           << thumbnail(pics / (std::to_string(p.prototype) + "-heatmap.png")) << "<br>#" << p.prototype << " "
-          << esc(p.image_path) << "</div>";
+          << html_escape(p.image_path) << "</div>";
       }
     }
   }

@@ -148,6 +148,28 @@ void save_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::o
   write_file_atomic(path, os.str());
 }
 
+void save_stage_checkpoint(RunFolder& run, model::ProtoPNetImpl& model, torch::optim::Optimizer& optimizer,
+                           const TrainingPosition& position, bool final, const std::optional<db::EpochRow>& epoch_row) {
+  char tag[64];
+  std::snprintf(tag, sizeof tag, "stage%lld-e%03lld-b%05lld", static_cast<long long>(position.stage_id),
+                static_cast<long long>(position.epoch), static_cast<long long>(position.batch));
+  const std::string rel = run.checkpoint_name(tag);
+  save_checkpoint(run.absolute(rel), model, &optimizer, &position);
+  std::vector<int64_t> old_ids;
+  std::vector<std::string> old_paths;
+  for (const auto& ck : run.store().checkpoints(position.stage_id)) {
+    if (!ck.final && ck.path != rel) {
+      old_ids.push_back(ck.id);
+      old_paths.push_back(ck.path);
+    }
+  }
+  run.store().add_checkpoint({0, position.stage_id, position.epoch, position.batch, rel, final, ""}, old_ids, epoch_row);
+  for (const auto& p : old_paths) {
+    std::error_code ec;
+    fs::remove(run.absolute(p), ec);
+  }
+}
+
 void load_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::Device device,
                      torch::optim::Optimizer* optimizer, TrainingPosition* position) {
   try {

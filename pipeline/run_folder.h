@@ -96,6 +96,13 @@ StageStart resolve_stage(RunFolder& run, const std::string& kind, bool resume, c
 /// Writes model (and optionally optimizer and position) atomically to `path`.
 void save_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model,
                      torch::optim::Optimizer* optimizer, const TrainingPosition* position);
+/// Saves a training stage's checkpoint at `position` (model, optimizer, position) and registers
+/// it, with the epoch's metrics when given. The stage's earlier non-final checkpoints are forgotten
+/// in the same transaction and their files removed after the commit, so a stage keeps only its
+/// latest and its final checkpoint.
+void save_stage_checkpoint(RunFolder& run, model::ProtoPNetImpl& model, torch::optim::Optimizer& optimizer,
+                           const TrainingPosition& position, bool final, const std::optional<db::EpochRow>& epoch_row);
+
 /// Loads what save_checkpoint wrote into `model` (on `device`) and, when given, `optimizer` and
 /// `position`. Throws std::runtime_error naming the file when it does not fit.
 void load_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model, torch::Device device,

@@ -80,9 +80,7 @@ Sums evaluate(model::ProtoPNetImpl& net, const fs::path& data, const std::vector
   torch::NoGradGuard no_grad;
   const bool was_training = net.is_training();
   net.eval();
-  std::vector<int64_t> order(list.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-  BatchLoader loader(data, list, order, img_size, batch_size, 0);
+  BatchLoader loader(data, list, sequential_order(list.size()), img_size, batch_size, 0);
   Sums sums;
   Batch b;
   while (loader.next(&b)) {
@@ -201,29 +199,6 @@ TrainReport run_train(const TrainConfig& c) {
   const int64_t batches = (static_cast<int64_t>(train_list.size()) + batch_size - 1) / batch_size;
   const bool tty = ::isatty(2) == 1;
 
-  // Writes a checkpoint at `pos`; earlier non-final checkpoints of the stage are forgotten in
-  // the same transaction that registers it, and their files removed after the commit.
-  auto checkpoint = [&](bool final, const std::optional<db::EpochRow>& row) {
-    char tag[64];
-    std::snprintf(tag, sizeof tag, "stage%lld-e%03lld-b%05lld", static_cast<long long>(stage_id),
-                  static_cast<long long>(pos.epoch), static_cast<long long>(pos.batch));
-    const std::string rel = run.checkpoint_name(tag);
-    save_checkpoint(run.absolute(rel), *net, &optimizer, &pos);
-    std::vector<db::CheckpointRow> old;
-    std::vector<int64_t> old_ids;
-    for (const auto& ck : store.checkpoints(stage_id)) {
-      if (!ck.final && ck.path != rel) {
-        old.push_back(ck);
-        old_ids.push_back(ck.id);
-      }
-    }
-    store.add_checkpoint({0, stage_id, pos.epoch, pos.batch, rel, final, ""}, old_ids, row);
-    for (const auto& ck : old) {
-      std::error_code ec;
-      fs::remove(run.absolute(ck.path), ec);
-    }
-  };
-
   while (pos.epoch < epochs) {
     const auto epoch_start = Clock::now();
     const int64_t e = pos.epoch;
@@ -268,14 +243,14 @@ TrainReport run_train(const TrainConfig& c) {
         std::fflush(stderr);
       }
       if (InterruptScope::stop_requested()) {
-        if (pos.batch < batches) checkpoint(false, std::nullopt);
+        if (pos.batch < batches) save_stage_checkpoint(run, *net, optimizer, pos, false, std::nullopt);
         store.set_stage_status(stage_id, "interrupted");
         if (tty) std::fputc('\n', stderr);
         throw Interrupted(InterruptScope::signal_number(),
                           "interrupted; checkpoint saved: 'ppnet train --stage " + c.stage + " --resume' continues");
       }
       if (checkpoint_every > 0 && pos.batch % checkpoint_every == 0 && pos.batch < batches) {
-        checkpoint(false, std::nullopt);
+        save_stage_checkpoint(run, *net, optimizer, pos, false, std::nullopt);
       }
     }
     if (tty) std::fputc('\n', stderr);
@@ -308,7 +283,7 @@ TrainReport run_train(const TrainConfig& c) {
     pos.epoch = e + 1;
     pos.batch = 0;
     pos.sums.assign(7, 0.0);
-    checkpoint(pos.epoch == epochs, row);
+    save_stage_checkpoint(run, *net, optimizer, pos, pos.epoch == epochs, row);
     std::fprintf(stderr, "%s epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.1f img/s, %.1f s\n",
                  c.stage.c_str(), static_cast<long long>(e + 1), epochs, row.train_loss, row.train_accuracy,
                  eval_split.c_str(), row.eval_accuracy, row.images_per_second, row.seconds);
