@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
     pipeline::LastLayerConfig c;
     c.data = data.string();
     c.run = run.string();
+    c.solver = "adam";  // epochs through the cache: what recomputing is compared with
     c.epochs = 20;
     c.batch_size = 8;
     c.eval_batch_size = batch;

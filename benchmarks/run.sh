@@ -5,6 +5,8 @@
 #   train:    bare backbone forward+backward, a joint step, ppnet train warm and joint
 #   project:  push with and without pictures (50 and 2000 prototypes), explain, last-layer cache
 #   explain:  peak memory for 100 and 1,000 images (needs the demo's run)
+#   last layer: prox against 20 Adam epochs on the demo's cache (needs the demo's run)
+# forward also times trained weights (denormal floats), with and without flushing them.
 set -euo pipefail
 build=${1:-build}
 here=$(dirname "$0")
@@ -13,4 +15,7 @@ here=$(dirname "$0")
 "$build/benchmarks/ppnet_bench_prepare" 40
 "$build/benchmarks/ppnet_bench_train" vgg16 224 8 2 3
 "$build/benchmarks/ppnet_bench_project" vgg16 224 25 2
-if [ -d runs/fashion-mnist ]; then benchmarks/explain_memory.sh "$build"; fi
+if [ -d runs/fashion-mnist ]; then
+  benchmarks/explain_memory.sh "$build"
+  "$build/benchmarks/ppnet_bench_last_layer" runs/fashion-mnist data/fashion-mnist 2
+fi

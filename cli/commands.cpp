@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <boost/program_options.hpp>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <regex>
@@ -29,7 +30,7 @@ const std::vector<CommandInfo>& commands() {
       {"project", "push each prototype onto its nearest training patch of its own class",
        "ppnet project --data DATA --run RUN [options]"},
       {"last-layer", "optimise the last layer with the features frozen",
-       "ppnet last-layer --data DATA --run RUN [--epochs N] [options]"},
+       "ppnet last-layer --data DATA --run RUN [--solver prox|adam] [options]"},
       {"explain", "explain every image of a folder: heatmaps, JSON, an HTML gallery",
        "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]"},
       {"evaluate", "accuracy and loss terms of a run on a data split",
@@ -83,7 +84,10 @@ void add_runtime(po::options_description& o, pipeline::RuntimeConfig& rt) {
        "LibTorch threads (0: all cores)")
       ("device", po::value<std::string>(&rt.device)->default_value("cpu")->value_name("DEV"),
        "cpu, cuda or cuda:N")
-      ("seed", po::value<uint64_t>(&rt.seed)->default_value(1)->value_name("S"), "random seed");
+      ("seed", po::value<uint64_t>(&rt.seed)->default_value(1)->value_name("S"), "random seed")
+      ("keep-denormals", po::bool_switch(&rt.keep_denormals),
+       "compute tiny (denormal) floats exactly instead of as zero: several times slower on x86 "
+       "with trained weights; only to measure what flushing them saves");
 }
 
 void check_runtime(const std::string& cmd, const pipeline::RuntimeConfig& rt) {
@@ -228,17 +232,22 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
         ("add-on", po::value(&c.add_on)->default_value(c.add_on)->value_name("TYPE"), "regular or bottleneck (new runs)")
         ("weights", po::value(&c.weights)->value_name("FILE"),
          "pretrained backbone weights, .safetensors or torch.save .pth (new runs)")
-        ("epochs", po::value(&c.epochs)->default_value(0, "warm 5, joint 10")->value_name("N"), "epochs of this stage")
+        ("epochs", po::value<int>()->value_name("N"),
+         "epochs of this stage (0 skips it); default warm 5, joint 10 with --weights, warm 0, joint 12 from scratch")
         ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "training batch size")
         ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(c.eval_batch_size)->value_name("N"),
          "evaluation batch size")
-        ("lr-backbone", po::value(&c.lr_backbone)->default_value(c.lr_backbone)->value_name("LR"), "joint: backbone learning rate")
+        ("lr-backbone", po::value<double>()->value_name("LR"),
+         "joint: backbone learning rate (default 1e-4 with --weights, 1e-3 from scratch)")
         ("lr-add-on", po::value(&c.lr_add_on)->default_value(c.lr_add_on)->value_name("LR"), "add-on layers learning rate")
         ("lr-prototypes", po::value(&c.lr_prototypes)->default_value(c.lr_prototypes)->value_name("LR"), "prototypes learning rate")
         ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay)->value_name("WD"),
          "weight decay of backbone and add-on layers")
-        ("lr-step", po::value(&c.lr_step)->default_value(c.lr_step)->value_name("N"), "joint: StepLR step in epochs")
-        ("lr-gamma", po::value(&c.lr_gamma)->default_value(c.lr_gamma)->value_name("G"), "joint: StepLR factor")
+        ("lr-schedule", po::value<std::string>()->value_name("NAME"),
+         "joint: step (StepLR: --lr-step, --lr-gamma) or cosine (decay to 0 over the stage); "
+         "default step with --weights, cosine from scratch")
+        ("lr-step", po::value(&c.lr_step)->default_value(c.lr_step)->value_name("N"), "joint, step: StepLR step in epochs")
+        ("lr-gamma", po::value(&c.lr_gamma)->default_value(c.lr_gamma)->value_name("G"), "joint, step: StepLR factor")
         ("cross-entropy", po::value(&c.cross_entropy)->default_value(c.cross_entropy)->value_name("C"), "loss coefficient")
         ("cluster", po::value(&c.cluster)->default_value(c.cluster)->value_name("C"), "loss coefficient")
         ("separation", po::value(&c.separation)->default_value(c.separation)->value_name("C"), "loss coefficient")
@@ -261,7 +270,24 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
                                  {"prototype-dim", c.prototype_dim}, {"lr-step", c.lr_step}}) {
       if (v < 1) throw UsageError(std::string("--") + opt + " must be at least 1", name);
     }
-    if (c.epochs < 0 || c.checkpoint_every < 0) throw UsageError("--epochs and --checkpoint-every must be 0 or more", name);
+    if (vm.count("epochs")) c.epochs = vm["epochs"].as<int>();
+    if (vm.count("lr-backbone")) c.lr_backbone = vm["lr-backbone"].as<double>();
+    if (vm.count("lr-schedule")) c.lr_schedule = vm["lr-schedule"].as<std::string>();
+    if (c.epochs.value_or(0) < 0 || c.checkpoint_every < 0) {
+      throw UsageError("--epochs and --checkpoint-every must be 0 or more", name);
+    }
+    if (c.lr_schedule && *c.lr_schedule != "step" && *c.lr_schedule != "cosine") {
+      throw UsageError("--lr-schedule '" + *c.lr_schedule + "': expected step or cosine", name);
+    }
+    for (const auto& [opt, v] : {std::pair<const char*, double>{"lr-backbone", c.lr_backbone.value_or(1.0)},
+                                 {"lr-add-on", c.lr_add_on}, {"lr-prototypes", c.lr_prototypes}, {"lr-gamma", c.lr_gamma}}) {
+      if (!std::isfinite(v) || v <= 0) throw UsageError(std::string("--") + opt + " must be a finite number > 0", name);
+    }
+    for (const auto& [opt, v] : {std::pair<const char*, double>{"weight-decay", c.weight_decay}, {"l1", c.l1},
+                                 {"cross-entropy", c.cross_entropy}, {"cluster", c.cluster}, {"separation", c.separation}}) {
+      if (!std::isfinite(v)) throw UsageError(std::string("--") + opt + " must be a finite number", name);
+    }
+    if (c.weight_decay < 0) throw UsageError("--weight-decay must be 0 or more", name);
     for (const char* opt : {"arch", "img-size", "prototypes-per-class", "prototype-dim", "add-on"}) {
       if (vm.count(opt) && !vm[opt].defaulted()) c.given.insert(opt);
     }
@@ -292,22 +318,41 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     o.add_options()
         ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
         ("run", po::value(&c.run)->value_name("RUN"), "run folder")
-        ("epochs", po::value(&c.epochs)->default_value(c.epochs)->value_name("N"), "epochs of last-layer optimisation")
-        ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "batch size")
+        ("solver", po::value(&c.solver)->default_value(c.solver)->value_name("NAME"),
+         "prox: full-batch proximal gradient (FISTA) to the convex optimum; adam: the reference's epochs")
+        ("l1", po::value(&c.l1)->default_value(c.l1)->value_name("C"), "coefficient of the off-class L1")
+        ("max-iterations", po::value(&c.max_iterations)->default_value(c.max_iterations)->value_name("N"),
+         "prox: iteration limit")
+        ("tolerance", po::value(&c.tolerance)->default_value(c.tolerance)->value_name("T"),
+         "prox: stop once the optimality residual is at most T")
+        ("epochs", po::value(&c.epochs)->default_value(c.epochs)->value_name("N"), "adam: epochs")
+        ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "adam: batch size")
+        ("lr", po::value(&c.lr)->default_value(c.lr)->value_name("LR"), "adam: learning rate")
+        ("recompute", po::bool_switch(&c.recompute),
+         "adam: recompute the similarities through the network every epoch instead of caching them")
         ("eval-batch-size", po::value(&c.eval_batch_size)->default_value(c.eval_batch_size)->value_name("N"),
          "batch size of the feature passes")
-        ("lr", po::value(&c.lr)->default_value(c.lr)->value_name("LR"), "Adam learning rate")
-        ("l1", po::value(&c.l1)->default_value(c.l1)->value_name("C"), "coefficient of the off-class L1")
-        ("recompute", po::bool_switch(&c.recompute),
-         "recompute the similarities through the network every epoch instead of caching them")
         ("resume", po::bool_switch(&c.resume), "continue an interrupted last-layer stage")
         ("json", po::bool_switch(&json), "machine-readable report on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
     check_runtime(name, c.runtime);
     require(name, vm, {"data", "run"});
-    if (c.epochs < 1 || c.batch_size < 1 || c.eval_batch_size < 1) {
-      throw UsageError("--epochs, --batch-size and --eval-batch-size must be at least 1", name);
+    if (c.solver != "prox" && c.solver != "adam") {
+      throw UsageError("--solver '" + c.solver + "': expected prox or adam", name);
+    }
+    if (c.epochs < 1 || c.batch_size < 1 || c.eval_batch_size < 1 || c.max_iterations < 1) {
+      throw UsageError("--epochs, --batch-size, --eval-batch-size and --max-iterations must be at least 1", name);
+    }
+    if (!std::isfinite(c.l1) || c.l1 < 0) throw UsageError("--l1 must be a finite number ≥ 0", name);
+    if (!std::isfinite(c.lr) || c.lr <= 0) throw UsageError("--lr must be a finite number > 0", name);
+    if (!std::isfinite(c.tolerance) || c.tolerance <= 0) throw UsageError("--tolerance must be a finite number > 0", name);
+    if (c.solver == "prox") {
+      for (const char* opt : {"epochs", "batch-size", "lr", "recompute"}) {
+        if (vm.count(opt) && !vm[opt].defaulted()) {
+          throw UsageError(std::string("--") + opt + " applies to --solver adam (the solver is prox)", name);
+        }
+      }
     }
     print_report(std::cout, pipeline::run_last_layer(c), json);
     return 0;

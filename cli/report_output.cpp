@@ -210,7 +210,15 @@ void print_report(std::ostream& out, const pipeline::LastLayerReport& r, bool js
                           {"stage_id", r.stage_id},
                           {"resumed", r.resumed},
                           {"already_done", r.already_done},
+                          {"solver", r.solver},
                           {"epochs", r.epochs.size()},
+                          {"iterations", r.iterations},
+                          {"converged", r.converged},
+                          {"initial_objective", r.initial_objective},
+                          {"objective", r.objective},
+                          {"residual", r.residual},
+                          {"off_class_zero", r.off_class_zero},
+                          {"solve_seconds", r.solve_seconds},
                           {"train_accuracy", last.train_accuracy},
                           {"eval_split", last.eval_split},
                           {"eval_accuracy", last.eval_accuracy},
@@ -225,10 +233,20 @@ void print_report(std::ostream& out, const pipeline::LastLayerReport& r, bool js
     out << r.run << ": last-layer stage #" << r.stage_id << " already finished: nothing to do\n";
     return;
   }
-  out << r.run << ": last layer #" << r.stage_id << (r.resumed ? " resumed" : "") << ", " << r.epochs.size()
-      << " epochs in " << r.seconds << " s (features " << r.cache_seconds << " s)\n"
-      << "  train accuracy " << last.train_accuracy << ", " << last.eval_split << " accuracy " << last.eval_accuracy
-      << ", off-class weights near zero: " << 100.0 * r.off_class_sparsity << "%\n";
+  out << r.run << ": last layer #" << r.stage_id << (r.resumed ? " resumed" : "") << ", ";
+  if (r.solver == "prox") {
+    out << "prox, " << r.iterations << " iterations" << (r.converged ? "" : " (not converged)");
+  } else {
+    out << "adam, " << r.epochs.size() << " epochs";
+  }
+  out << " in " << r.seconds << " s (features " << r.cache_seconds << " s, solver " << r.solve_seconds << " s)\n";
+  if (r.objective >= 0) {
+    out << "  objective " << r.initial_objective << " -> " << r.objective << ", optimality residual " << r.residual
+        << '\n';
+  }
+  out << "  train accuracy " << last.train_accuracy << ", " << last.eval_split << " accuracy " << last.eval_accuracy
+      << "; off-class weights exactly zero " << 100.0 * r.off_class_zero << "%, near zero (|w| < 1e-3) "
+      << 100.0 * r.off_class_sparsity << "%\n";
 }
 
 void print_report(std::ostream& out, const pipeline::EvaluateReport& r, bool json) {

@@ -133,14 +133,25 @@ struct LastLayerReport {
   std::string run;
   int64_t stage_id = 0;
   bool resumed = false, already_done = false;
+  std::string solver;             // "prox" or "adam"
   std::vector<EpochSummary> epochs;
+  // The convex objective F = mean CE + l1 · Σ|off-class w| on the cached training similarities,
+  // before and after, and its first-order optimality residual (0 at the optimum); -1 with
+  // --recompute, where there is no cache.
+  double initial_objective = -1, objective = -1, residual = -1;
+  int64_t iterations = 0;         // prox
+  bool converged = false;         // prox: residual ≤ tolerance
   double off_class_sparsity = 0;  // share of off-class weights with |w| < 1e-3
+  double off_class_zero = 0;      // share of off-class weights exactly 0
   double cache_seconds = 0;       // computing the similarity vectors once
+  double solve_seconds = 0;       // the optimisation itself
   double seconds = 0;
 };
 
 /// Optimises the last layer alone (CE + l1 · off-class L1) with the features frozen, on
-/// similarity vectors computed once (or every epoch with config.recompute). Resumable.
+/// similarity vectors computed once: to the optimum by the proximal solver
+/// (model/last_layer_solver.h), or by the reference's Adam epochs (which can also recompute the
+/// similarities every epoch). Resumable.
 LastLayerReport run_last_layer(const LastLayerConfig& config);
 
 struct EvaluateReport {

@@ -3,6 +3,7 @@
 // Defaults here are the reference implementation's (shared/DESIGN.md §3).
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -12,6 +13,7 @@ struct RuntimeConfig {
   int threads = 0;             // LibTorch intra-op threads; 0 = all cores
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
   uint64_t seed = 1;
+  bool keep_denormals = false;  // compute denormal floats exactly (slow); only to measure what flushing saves
 };
 
 struct PrepareConfig {
@@ -41,15 +43,18 @@ struct TrainConfig {
   std::string add_on = "regular";
   std::set<std::string> given;  // model options given explicitly (cli fills it)
   std::string weights;          // pretrained backbone, when the run is created
-  // The stage (recorded with it; --resume continues with the recorded values).
-  int epochs = 0;  // 0: the stage's default (warm 5, joint 10)
+  // The stage (recorded with it; --resume continues with the recorded values). Defaults are the
+  // reference's. The three left unset depend on the run: the reference's values with a
+  // pretrained backbone, the from-scratch recipe otherwise (pipeline/train.cpp, README).
+  std::optional<int> epochs;               // 0 skips the stage
+  std::optional<double> lr_backbone;       // joint
+  std::optional<std::string> lr_schedule;  // joint: "step" (StepLR) or "cosine" (to 0 over the stage)
   int batch_size = 80;
   int eval_batch_size = 100;
-  double lr_backbone = 1e-4;
   double lr_add_on = 3e-3;
   double lr_prototypes = 3e-3;
   double weight_decay = 1e-3;  // backbone and add-on layers
-  int lr_step = 5;             // joint: StepLR step size in epochs
+  int lr_step = 5;             // joint, step: StepLR step size in epochs
   double lr_gamma = 0.1;
   double cross_entropy = 1.0, cluster = 0.8, separation = -0.08, l1 = 1e-4;
   int checkpoint_every = 0;  // also checkpoint every N batches (0: only at epoch ends)
@@ -66,7 +71,10 @@ struct ProjectConfig {
 
 struct LastLayerConfig {
   std::string data, run;
-  int epochs = 20;
+  std::string solver = "prox";   // "prox": full-batch FISTA to the optimum; "adam": the reference's epochs
+  int64_t max_iterations = 10000;  // prox: iteration limit
+  double tolerance = 1e-5;         // prox: stop at this optimality residual
+  int epochs = 20;                 // adam (and its --lr, --batch-size, --recompute)
   int batch_size = 80;
   int eval_batch_size = 100;
   double lr = 1e-4;

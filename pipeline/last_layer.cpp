@@ -1,8 +1,13 @@
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
+#include <limits>
 #include <nlohmann/json.hpp>
 
+#include "model/last_layer_solver.h"
 #include "model/loss.h"
 #include "pipeline/commands.h"
 #include "pipeline/image_data.h"
@@ -42,6 +47,62 @@ std::pair<torch::Tensor, torch::Tensor> min_distances_of(model::ProtoPNetImpl& n
   return {torch::cat(d), torch::cat(y)};
 }
 
+// Training-set metrics of the current last layer on the whole cached matrix at once: what an
+// epoch row records for a solver that works full batch.
+db::EpochRow full_batch_row(model::ProtoPNetImpl& net, const torch::Tensor& d, const torch::Tensor& y,
+                            const model::LossCoefficients& coef) {
+  torch::NoGradGuard no_grad;
+  const auto& weight = net.last_layer()->weight;
+  const auto logits = net.last_layer()(model::similarity_from_distance(d));
+  const auto t = model::compute_loss_terms(logits, d, y, net.prototype_class_identity(), weight, net.max_distance());
+  db::EpochRow row;
+  row.train_loss = model::total_loss(t, coef).item<double>();
+  row.train_cross_entropy = t.cross_entropy.item<double>();
+  row.train_cluster = t.cluster.item<double>();
+  row.train_separation = t.separation.item<double>();
+  row.train_avg_separation = t.avg_separation.item<double>();
+  row.train_accuracy = y.size(0) ? logits.argmax(1).eq(y).sum().item<double>() / static_cast<double>(y.size(0)) : 0.0;
+  return row;
+}
+
+// Fills the evaluation fields of `row` from the cached evaluation split.
+void add_evaluation(db::EpochRow& row, model::ProtoPNetImpl& net, const torch::Tensor& d, const torch::Tensor& y,
+                    const std::string& split) {
+  torch::NoGradGuard no_grad;
+  row.eval_split = split;
+  if (y.size(0) == 0) return;
+  const auto& weight = net.last_layer()->weight;
+  const auto logits = net.last_layer()(model::similarity_from_distance(d));
+  const auto t = model::compute_loss_terms(logits, d, y, net.prototype_class_identity(), weight, net.max_distance());
+  row.eval_cross_entropy = t.cross_entropy.item<double>();
+  row.eval_cluster = t.cluster.item<double>();
+  row.eval_separation = t.separation.item<double>();
+  row.eval_avg_separation = t.avg_separation.item<double>();
+  row.eval_accuracy = logits.argmax(1).eq(y).sum().item<double>() / static_cast<double>(y.size(0));
+}
+
+// One progress line every half second on a terminal, every 10 s otherwise.
+class SolverProgress {
+ public:
+  bool due() {
+    const auto now = Clock::now();
+    if (now - last_ < (tty_ ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10000))) return false;
+    last_ = now;
+    return true;
+  }
+  void line(const std::string& text) {
+    std::fprintf(stderr, "%s%s%s", tty_ ? "\r" : "", text.c_str(), tty_ ? "   " : "\n");
+    std::fflush(stderr);
+  }
+  ~SolverProgress() {
+    if (tty_) std::fputc('\n', stderr);
+  }
+
+ private:
+  bool tty_ = ::isatty(2) == 1;
+  Clock::time_point last_ = Clock::now() - std::chrono::hours(1);
+};
+
 }  // namespace
 
 LastLayerReport run_last_layer(const LastLayerConfig& c) {
@@ -54,9 +115,10 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
   const ModelConfig& m = opened.model;
   db::RunStore& store = run.store();
 
-  const nlohmann::json requested = {{"epochs", c.epochs}, {"batch_size", c.batch_size},
-                                    {"eval_batch_size", c.eval_batch_size}, {"lr", c.lr},
-                                    {"l1", c.l1}, {"recompute", c.recompute}, {"seed", c.runtime.seed}};
+  const nlohmann::json requested = {{"solver", c.solver}, {"epochs", c.epochs}, {"batch_size", c.batch_size},
+                                    {"eval_batch_size", c.eval_batch_size}, {"lr", c.lr}, {"l1", c.l1},
+                                    {"max_iterations", c.max_iterations}, {"tolerance", c.tolerance},
+                                    {"recompute", c.recompute}, {"seed", c.runtime.seed}};
   const StageStart stage = resolve_stage(run, "last_layer", c.resume, requested.dump(), "'ppnet last-layer --resume'");
   LastLayerReport report;
   report.run = c.run;
@@ -67,8 +129,10 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
     return report;
   }
   const auto s = nlohmann::json::parse(stage.settings_json);
-  const int epochs = s.at("epochs").get<int>(), batch_size = s.at("batch_size").get<int>();
-  const bool recompute = s.at("recompute").get<bool>();
+  report.solver = s.value("solver", std::string("adam"));  // stages recorded before --solver were Adam's
+  const bool prox = report.solver == "prox";
+  const int epochs = prox ? 1 : s.at("epochs").get<int>(), batch_size = s.at("batch_size").get<int>();
+  const bool recompute = !prox && s.at("recompute").get<bool>();
   const double l1 = s.at("l1").get<double>();
   const uint64_t seed = s.at("seed").get<uint64_t>();
   const model::LossCoefficients coef{1.0, 0.0, 0.0, l1};
@@ -78,6 +142,7 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
   for (auto& p : net->parameters()) p.set_requires_grad(false);
   auto& weight = net->last_layer()->weight;
   weight.set_requires_grad(true);
+  // The proximal solver keeps no state between runs: its optimizer here stays empty.
   torch::optim::Adam optimizer(std::vector<torch::Tensor>{weight}, torch::optim::AdamOptions(s.at("lr").get<double>()));
   TrainingPosition pos;
   pos.stage_id = stage.stage_id;
@@ -108,8 +173,59 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
   report.cache_seconds = std::chrono::duration<double>(Clock::now() - cache_start).count();
   const auto& identity = net->prototype_class_identity();
   const int64_t n = static_cast<int64_t>(train_list.size());
+  const auto solve_start = Clock::now();
+  if (!recompute) {
+    report.initial_objective =
+        model::last_layer_objective(model::similarity_from_distance(train_d), train_y, identity, weight, l1).objective;
+  }
 
-  while (pos.epoch < epochs) {
+  if (prox) {
+    model::ProxOptions options;
+    options.max_iterations = s.at("max_iterations").get<int64_t>();
+    options.tolerance = s.at("tolerance").get<double>();
+    SolverProgress progress;
+    double last_residual = -1;
+    const auto result = model::solve_last_layer_prox(
+        model::similarity_from_distance(train_d), train_y, identity, weight, l1, options,
+        [&](const model::ProxProgress& p) {
+          if (p.residual >= 0) last_residual = p.residual;
+          if (progress.due()) {
+            char text[160];
+            std::snprintf(text, sizeof text, "last-layer prox: iteration %lld objective %.8f residual %.2e",
+                          static_cast<long long>(p.iteration), p.objective, last_residual);
+            progress.line(text);
+          }
+          return !InterruptScope::stop_requested();
+        });
+    if (result.stopped) {
+      store.set_stage_status(stage.stage_id, "interrupted");
+      throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to solve again");
+    }
+    {
+      torch::NoGradGuard no_grad;
+      weight.copy_(result.weight);
+    }
+    report.iterations = result.iterations;
+    report.converged = result.converged;
+    db::EpochRow row = full_batch_row(*net, train_d, train_y, coef);
+    add_evaluation(row, *net, eval_d, eval_y, eval_split);
+    row.stage_id = stage.stage_id;
+    row.epoch = 0;
+    row.l1 = model::off_class_l1(weight, identity).item<double>();
+    row.prototype_distance = model::mean_pairwise_prototype_distance(net->prototype_vectors()).item<double>();
+    row.seconds = std::chrono::duration<double>(Clock::now() - solve_start).count();
+    row.images_per_second = static_cast<double>(n) * static_cast<double>(result.iterations) / std::max(row.seconds, 1e-9);
+    pos.epoch = 1;
+    save_stage_checkpoint(run, *net, optimizer, pos, true, row);
+    std::fprintf(stderr, "last-layer prox: %lld iterations, objective %.8f → %.8f, residual %.2e%s | %s acc %.4f | %.2f s\n",
+                 static_cast<long long>(result.iterations), result.initial.objective, result.final.objective,
+                 result.final.residual, result.converged ? "" : " (not converged: raise --max-iterations)",
+                 eval_split.c_str(), row.eval_accuracy, row.seconds);
+    report.epochs.push_back({0, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
+                             row.seconds, eval_split});
+  }
+
+  while (!prox && pos.epoch < epochs) {
     const auto epoch_start = Clock::now();
     const int64_t e = pos.epoch;
     const auto order = epoch_order(n, seed * 1000003 + static_cast<uint64_t>(stage.stage_id), e);
@@ -142,16 +258,7 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
     }
     torch::NoGradGuard no_grad;
     db::EpochRow row;
-    if (eval_y.size(0) > 0) {
-      const auto eval_logits = net->last_layer()(model::similarity_from_distance(eval_d));
-      const auto et = model::compute_loss_terms(eval_logits, eval_d, eval_y, identity, weight, net->max_distance());
-      row.eval_cross_entropy = et.cross_entropy.item<double>();
-      row.eval_cluster = et.cluster.item<double>();
-      row.eval_separation = et.separation.item<double>();
-      row.eval_avg_separation = et.avg_separation.item<double>();
-      row.eval_accuracy = static_cast<double>(eval_logits.argmax(1).eq(eval_y).sum().item<int64_t>()) /
-                          static_cast<double>(eval_y.size(0));
-    }
+    add_evaluation(row, *net, eval_d, eval_y, eval_split);
     row.stage_id = stage.stage_id;
     row.epoch = e;
     row.train_loss = sums[0] / sums[6];
@@ -160,7 +267,6 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
     row.train_separation = sums[3] / sums[6];
     row.train_avg_separation = sums[4] / sums[6];
     row.train_accuracy = sums[5] / sums[6];
-    row.eval_split = eval_split;
     row.l1 = model::off_class_l1(weight, identity).item<double>();
     row.prototype_distance = model::mean_pairwise_prototype_distance(net->prototype_vectors()).item<double>();
     row.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
@@ -177,7 +283,14 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
     }
   }
   store.set_stage_status(stage.stage_id, "done");
+  report.solve_seconds = std::chrono::duration<double>(Clock::now() - solve_start).count();
+  if (!recompute) {
+    const auto final = model::last_layer_objective(model::similarity_from_distance(train_d), train_y, identity, weight, l1);
+    report.objective = final.objective;
+    report.residual = final.residual;
+  }
   report.off_class_sparsity = model::off_class_sparsity(weight.detach(), identity).item<double>();
+  report.off_class_zero = model::off_class_sparsity(weight.detach(), identity, std::numeric_limits<float>::min()).item<double>();
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
 }

@@ -17,7 +17,8 @@ std::string model_config_json(const ModelConfig& m) {
                         {"num_classes", m.num_classes},
                         {"prototypes_per_class", m.prototypes_per_class},
                         {"prototype_dim", m.prototype_dim},
-                        {"add_on", m.add_on}}
+                        {"add_on", m.add_on},
+                        {"pretrained", m.pretrained}}
       .dump();
 }
 
@@ -31,6 +32,7 @@ ModelConfig model_config_from_json(const std::string& json) {
     m.prototypes_per_class = j.at("prototypes_per_class").get<int>();
     m.prototype_dim = j.at("prototype_dim").get<int>();
     m.add_on = j.at("add_on").get<std::string>();
+    m.pretrained = j.value("pretrained", false);  // absent in runs made before 0.2
     return m;
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string("model configuration in run.sqlite: ") + e.what());

@@ -27,6 +27,7 @@ struct ModelConfig {
   int prototypes_per_class = 10;
   int prototype_dim = 128;
   std::string add_on = "regular";
+  bool pretrained = false;  // created with --weights: training defaults are the reference's
 };
 
 std::string model_config_json(const ModelConfig& m);

@@ -12,9 +12,10 @@ struct Runtime {
   int threads = 1;
 };
 
-/// Sets the intra-op thread count (0 = all cores), seeds LibTorch's generators and parses the
-/// device. Throws std::runtime_error when the device is malformed or CUDA is asked for but
-/// unavailable in this build.
+/// Sets the intra-op thread count (0 = all cores), flushes denormal floats to zero on every
+/// computing thread unless config.keep_denormals (pipeline/float_mode.h), seeds LibTorch's
+/// generators and parses the device. Throws std::runtime_error when the device is malformed or
+/// CUDA is asked for but unavailable in this build.
 Runtime start_runtime(const RuntimeConfig& config);
 
 }  // namespace ppnet::pipeline

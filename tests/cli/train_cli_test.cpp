@@ -117,11 +117,29 @@ TEST_F(TrainCli, ProjectionKilledLeavesTheRunAsItWasAndARerunCompletes) {
   ASSERT_EQ(j["prototypes"].size(), 30u);
   EXPECT_TRUE(fs::exists(dir_.path() / "run" / j["prototypes"][0]["heatmap_png"].get<std::string>()));
 
-  r = run_ppnet("last-layer " + base + " --epochs 3 --json");
+  r = run_ppnet("last-layer " + base + " --epochs 3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--epochs applies to --solver adam")) << r.err;
+  r = run_ppnet("last-layer " + base + " --solver adam --epochs 3 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(nlohmann::json::parse(r.out)["epochs"], 3);
-  r = run_ppnet("last-layer " + base + " --epochs 3 --resume");
+  auto ll = nlohmann::json::parse(r.out);
+  EXPECT_EQ(ll["epochs"], 3);
+  EXPECT_EQ(ll["solver"], "adam");
+  r = run_ppnet("last-layer " + base + " --solver adam --epochs 3 --resume");
   EXPECT_TRUE(contains(r.out, "already finished")) << r.out;
+  // The proximal solver, on from Adam's result: converged, lower, with exact zeros reported.
+  r = run_ppnet("last-layer " + base + " --l1 0.01 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ll = nlohmann::json::parse(r.out);
+  EXPECT_EQ(ll["solver"], "prox");
+  EXPECT_TRUE(ll["converged"].get<bool>()) << r.out;
+  EXPECT_LE(ll["residual"].get<double>(), 1e-5);
+  EXPECT_LT(ll["objective"].get<double>(), ll["initial_objective"].get<double>());
+  EXPECT_GT(ll["off_class_zero"].get<double>(), 0.0) << r.out;
+  for (const char* bad : {"--l1 nan", "--tolerance 0", "--solver lbfgs", "--max-iterations 0"}) {
+    r = run_ppnet("last-layer " + base + " " + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad;
+  }
 }
 
 class TrainKilled : public TrainCli, public ::testing::WithParamInterface<int> {};

@@ -168,6 +168,55 @@ def head_case(kind, dim, classes=3, per_class=2, batch=5, channels=128, grid=4):
 head_case("regular", dim=32)
 head_case("bottleneck", dim=16)
 
+# ---------------------------------------------------------------- the last layer's convex problem
+# F(W) = mean CE(S Wᵀ, y) + λ Σ_off |W|, solved here by this script's own full-batch proximal
+# gradient (FISTA, fixed step 1/L with L the bound ½‖S‖₂²/N on the Hessian, restarts), run to
+# a residual far below ppnet's tolerance.
+def last_layer_case(name, lam, n=240, classes=3, per_class=4):
+    g = torch.Generator().manual_seed(11)
+    p = classes * per_class
+    identity = torch.zeros(p, classes, dtype=torch.float64)
+    identity[torch.arange(p), torch.arange(p) // per_class] = 1
+    labels = torch.randint(0, classes, (n,), generator=g)
+    # Distances as a trained model's: own-class prototypes nearer, with much overlap.
+    d = torch.rand(n, p, generator=g, dtype=torch.float64) * 6
+    d -= 2.5 * identity[:, labels].t() * torch.rand(n, p, generator=g, dtype=torch.float64)
+    s = torch.log((d.clamp_min(0) + 1) / (d.clamp_min(0) + 1e-4))
+    off = 1 - identity.t()
+    w0 = identity.t() - 0.5 * off
+    onehot = F.one_hot(labels, classes).double()
+    lip = 0.5 * torch.linalg.matrix_norm(s, 2).item() ** 2 / n
+
+    def grad(w):
+        return (torch.softmax(s @ w.t(), 1) - onehot).t() @ s / n
+
+    def objective(w):
+        return F.cross_entropy(s @ w.t(), labels).item() + lam * (w * off).abs().sum().item()
+
+    def prox(v, tau):
+        return torch.where(off > 0, torch.sign(v) * (v.abs() - tau).clamp_min(0), v)
+
+    x, y, t, fx = w0.clone(), w0.clone(), 1.0, objective(w0)
+    for _ in range(20000):
+        z = prox(y - grad(y) / lip, lam / lip)
+        fz = objective(z)
+        if fz > fx:
+            y, t = x.clone(), 1.0
+            continue
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        y = z + (t - 1) / t_next * (z - x)
+        x, t, fx = z, t_next, fz
+    save_safetensors({"similarities": s.float(), "labels": labels, "identity": identity.float(),
+                      "initial_weight": w0.float(), "weight": x, "lambda": torch.tensor([lam], dtype=torch.float64),
+                      "objective": torch.tensor([fx], dtype=torch.float64),
+                      "initial_objective": torch.tensor([objective(w0)], dtype=torch.float64)},
+                     os.path.join(OUT, f"last_layer_{name}.safetensors"))
+
+
+last_layer_case("reference_l1", 1e-4)
+last_layer_case("sparse", 6e-3)
+
+
 # ---------------------------------------------------------------- files to refuse
 torch.save({"w": torch.zeros(2)}, os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)
 torch.save(collections.Counter(a=1), os.path.join(OUT, "counter.pth"))

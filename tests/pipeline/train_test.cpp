@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include "db/run_store.h"
+#include "model/protopnet.h"
 #include "pipeline/commands.h"
 #include "pipeline/run_folder.h"
 #include "tests/common/fixtures.h"
@@ -162,6 +165,69 @@ TEST(RunStore, FreshDatabaseMigratesFromVersionZero) {
   EXPECT_EQ(b[0].path, "checkpoints/b.pt");
   EXPECT_FALSE(store.latest_final_checkpoint().has_value() && store.latest_final_checkpoint()->path != "checkpoints/b.pt");
   EXPECT_THROW(store.create_run({"t", "v", "{}", "/d", "{}"}), std::runtime_error);  // one run per database
+}
+
+}  // namespace
+}  // namespace ppnet::pipeline
+
+namespace ppnet::pipeline {
+namespace {
+
+nlohmann::json stage_config(RunFolder& run, size_t index) {
+  return nlohmann::json::parse(run.store().stages().at(index).config_json);
+}
+
+TEST(TrainRecipe, FromScratchSkipsWarmAndTrainsJointWithACosineDecay) {
+  TempDir dir;
+  const auto data = prepared(dir);
+  TrainConfig warm = small_train(data, dir.path() / "run", "warm", 0);
+  warm.epochs.reset();  // the recipe decides
+  const auto w = run_train(warm);
+  EXPECT_TRUE(w.epochs.empty());
+  TrainConfig joint = small_train(data, dir.path() / "run", "joint", 0);
+  joint.epochs.reset();
+  const auto j = run_train(joint);
+  ASSERT_EQ(j.epochs.size(), 12u);
+  EXPECT_GT(j.epochs.back().eval_accuracy, 0.5);  // chance is 1/3
+
+  RunFolder run = RunFolder::open(dir.path() / "run");
+  EXPECT_FALSE(run.model_config().pretrained);
+  EXPECT_EQ(run.store().stages().at(0).status, "done");
+  EXPECT_EQ(stage_config(run, 0)["epochs"], 0);
+  const auto settings = stage_config(run, 1);
+  EXPECT_EQ(settings["lr_backbone"], 1e-3);
+  EXPECT_EQ(settings["lr_schedule"], "cosine");
+  EXPECT_EQ(settings["lr_add_on"], 3e-3);  // the rest stays the reference's
+}
+
+TEST(TrainRecipe, PretrainedRunsKeepTheReferenceDefaultsAndGivenValuesWin) {
+  TempDir dir;
+  const auto data = prepared(dir);
+  // A backbone file of the small_bn architecture, as a user would supply one.
+  model::ProtoPNetOptions o;
+  o.arch = "small_bn";
+  o.num_classes = 3;
+  model::ProtoPNet donor(o);
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& p : donor->backbone().named_parameters()) tensors[p.key()] = p.value().detach();
+  for (const auto& b : donor->backbone().named_buffers()) tensors[b.key()] = b.value();
+  test::write_safetensors(dir.file("small_bn.safetensors"), tensors);
+
+  TrainConfig warm = small_train(data, dir.path() / "run", "warm", 1);
+  warm.weights = dir.file("small_bn.safetensors");
+  run_train(warm);
+  TrainConfig joint = small_train(data, dir.path() / "run", "joint", 0);
+  joint.epochs.reset();
+  joint.lr_schedule = "cosine";  // given: wins over the recipe
+  const auto j = run_train(joint);
+  EXPECT_EQ(j.epochs.size(), 10u);
+
+  RunFolder run = RunFolder::open(dir.path() / "run");
+  EXPECT_TRUE(run.model_config().pretrained);
+  const auto settings = stage_config(run, 1);
+  EXPECT_EQ(settings["lr_backbone"], 1e-4);
+  EXPECT_EQ(settings["lr_schedule"], "cosine");
+  EXPECT_EQ(settings["lr_step"], 5);
 }
 
 }  // namespace

@@ -1,0 +1,62 @@
+#pragma once
+// The last layer as the convex problem of the paper (§2.2, "convex optimization of last layer").
+//
+// With the features frozen, every training image is a fixed similarity vector s_i (P values),
+// and fitting the last layer W (C×P) is
+//     F(W) = (1/N) Σ_i CE(W s_i, y_i) + λ · Σ_{c ≠ class(j)} |W_cj|,
+// a smooth convex term plus an L1 term on the off-class weights only. A proximal method solves
+// it exactly, off-class weights that the optimum sets to zero become exactly 0.
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+
+namespace ppnet::model {
+
+struct LastLayerObjective {
+  double objective = 0;      // F(W)
+  double cross_entropy = 0;  // its mean cross-entropy part
+  double l1 = 0;             // Σ |off-class W| (unscaled)
+  double residual = 0;       // first-order optimality residual (below)
+};
+
+/// F(W) and its parts for similarities N×P, labels N (int64), class_identity P×C, weight C×P
+/// and the L1 coefficient λ ≥ 0. residual is the largest violation of the optimality
+/// conditions: |∂f/∂W| for own-class weights; |∂f/∂W + λ·sign W| for non-zero off-class
+/// weights; max(0, |∂f/∂W| − λ) for zero ones. 0 exactly at the minimiser. Computed in float64.
+LastLayerObjective last_layer_objective(const torch::Tensor& similarities, const torch::Tensor& labels,
+                                        const torch::Tensor& class_identity, const torch::Tensor& weight,
+                                        double l1);
+
+struct ProxOptions {
+  int64_t max_iterations = 10000;
+  double tolerance = 1e-5;  // stop once the optimality residual is at most this
+};
+
+struct ProxProgress {
+  int64_t iteration = 0;
+  double objective = 0;
+  double residual = -1;  // computed every few iterations; -1 when not at this one
+};
+
+struct ProxResult {
+  torch::Tensor weight;  // C×P, dtype and device of the initial weight
+  LastLayerObjective initial, final;
+  int64_t iterations = 0;
+  int64_t backtracks = 0;  // line-search steps that had to shrink the step
+  bool converged = false;  // residual ≤ tolerance
+  bool stopped = false;    // the callback asked to stop
+};
+
+/// Minimises F from `initial_weight` by FISTA (Beck & Teboulle 2009) with backtracking line
+/// search on the Lipschitz constant and function-value restarts (monotone), soft-thresholding
+/// the off-class weights. Full batch, float64 on the device of the inputs. `on_progress`, if
+/// given, is called every iteration; returning false stops early (result.stopped). Throws
+/// std::invalid_argument on mismatched shapes or a negative λ.
+ProxResult solve_last_layer_prox(const torch::Tensor& similarities, const torch::Tensor& labels,
+                                 const torch::Tensor& class_identity, const torch::Tensor& initial_weight,
+                                 double l1, const ProxOptions& options,
+                                 const std::function<bool(const ProxProgress&)>& on_progress = {});
+
+}  // namespace ppnet::model

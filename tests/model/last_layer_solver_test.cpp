@@ -1,0 +1,134 @@
+#include "model/last_layer_solver.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "model/loss.h"
+#include "model/protopnet.h"
+
+namespace ppnet::model {
+namespace {
+
+struct Case {
+  torch::Tensor similarities, labels, identity, weight;
+};
+
+// Similarities of a trained-like model: 3 classes × 4 prototypes, own-class prototypes nearer.
+Case make_case(int64_t n = 300, int64_t classes = 3, int64_t per_class = 4) {
+  torch::manual_seed(5);
+  const int64_t p = classes * per_class;
+  Case c;
+  c.identity = torch::zeros({p, classes});
+  for (int64_t j = 0; j < p; ++j) c.identity[j][j / per_class] = 1;
+  c.labels = torch::randint(classes, {n}, torch::kInt64);
+  auto d = torch::rand({n, p}) * 6 - 2.5 * c.identity.index_select(1, c.labels).t() * torch::rand({n, p});
+  c.similarities = similarity_from_distance(d.clamp_min(0));
+  c.weight = c.identity.t() - 0.5 * (1 - c.identity.t());
+  return c;
+}
+
+// The optimality conditions, checked with a gradient from autograd (not the solver's own).
+double kkt_violation(const Case& c, const torch::Tensor& w, double l1) {
+  auto v = w.to(torch::kFloat64).detach().clone().set_requires_grad(true);
+  const auto ce = torch::nn::functional::cross_entropy(c.similarities.to(torch::kFloat64).mm(v.t()), c.labels);
+  const auto g = torch::autograd::grad({ce}, {v})[0];
+  const auto off = 1 - c.identity.t().to(torch::kFloat64);
+  double worst = 0;
+  for (int64_t i = 0; i < w.size(0); ++i) {
+    for (int64_t j = 0; j < w.size(1); ++j) {
+      const double gij = g[i][j].item<double>(), wij = v[i][j].item<double>();
+      double violation;
+      if (off[i][j].item<double>() == 0) {
+        violation = std::abs(gij);
+      } else if (wij != 0) {
+        violation = std::abs(gij + l1 * (wij > 0 ? 1 : -1));
+      } else {
+        violation = std::max(0.0, std::abs(gij) - l1);
+      }
+      worst = std::max(worst, violation);
+    }
+  }
+  return worst;
+}
+
+// 20 epochs of the reference's Adam (lr 1e-4, batch 80) on the same cached problem.
+torch::Tensor adam_epochs(const Case& c, double l1, int epochs = 20) {
+  auto w = c.weight.clone().set_requires_grad(true);
+  torch::optim::Adam adam({w}, torch::optim::AdamOptions(1e-4));
+  const int64_t n = c.similarities.size(0);
+  for (int e = 0; e < epochs; ++e) {
+    for (int64_t b = 0; b < n; b += 80) {
+      const auto s = c.similarities.slice(0, b, std::min(n, b + 80)), y = c.labels.slice(0, b, std::min(n, b + 80));
+      adam.zero_grad();
+      const auto loss = torch::nn::functional::cross_entropy(s.mm(w.t()), y) + l1 * off_class_l1(w, c.identity);
+      loss.backward();
+      adam.step();
+    }
+  }
+  return w.detach();
+}
+
+TEST(LastLayerProx, ReachesTheOptimumItsConditionsDescribe) {
+  const Case c = make_case();
+  for (const double l1 : {1e-4, 5e-3, 3e-2}) {
+    ProxOptions options;
+    options.tolerance = 1e-7;
+    const auto r = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, options);
+    EXPECT_TRUE(r.converged) << "λ " << l1 << ": residual " << r.final.residual;
+    EXPECT_LE(r.final.residual, 1e-7);
+    EXPECT_LT(kkt_violation(c, r.weight, l1), 1e-6) << "λ " << l1;
+    EXPECT_LT(r.final.objective, r.initial.objective);
+    EXPECT_EQ(r.weight.scalar_type(), torch::kFloat32);
+    EXPECT_EQ(r.weight.sizes(), c.weight.sizes());
+  }
+}
+
+TEST(LastLayerProx, OffClassWeightsAreExactlyZeroWhereTheOptimumSaysSo) {
+  const Case c = make_case();
+  const auto off = (1 - c.identity.t()) > 0;
+  int64_t previous_zeros = -1;
+  for (const double l1 : {1e-4, 5e-3, 3e-2, 1.0}) {
+    const auto r = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, ProxOptions{});
+    const int64_t zeros = (r.weight.eq(0) & off).sum().item<int64_t>();
+    EXPECT_GE(zeros, previous_zeros) << "a larger λ must not make the solution denser";
+    previous_zeros = zeros;
+    EXPECT_EQ((r.weight.eq(0) & off.logical_not()).sum().item<int64_t>(), 0) << "own-class weights are not penalised";
+  }
+  EXPECT_EQ(previous_zeros, off.sum().item<int64_t>()) << "a huge λ zeros every off-class weight";
+}
+
+TEST(LastLayerProx, BeatsTwentyAdamEpochsOnTheSameCache) {
+  const Case c = make_case();
+  const double l1 = 1e-4;
+  const auto adam = last_layer_objective(c.similarities, c.labels, c.identity, adam_epochs(c, l1), l1);
+  const auto prox = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, ProxOptions{});
+  EXPECT_LT(prox.final.objective, adam.objective);
+  EXPECT_GT(adam.residual, 100 * prox.final.residual);
+}
+
+TEST(LastLayerProx, ObjectiveMatchesTheTrainingLoss) {
+  const Case c = make_case();
+  const double l1 = 1e-2;
+  const auto o = last_layer_objective(c.similarities, c.labels, c.identity, c.weight, l1);
+  const double ce = torch::nn::functional::cross_entropy(c.similarities.to(torch::kFloat64).mm(c.weight.t().to(torch::kFloat64)),
+                                                         c.labels).item<double>();
+  EXPECT_NEAR(o.cross_entropy, ce, 1e-12);
+  EXPECT_NEAR(o.l1, off_class_l1(c.weight, c.identity).item<double>(), 1e-5);
+  EXPECT_NEAR(o.objective, ce + l1 * o.l1, 1e-12);
+}
+
+TEST(LastLayerProx, StopsWhenTheCallbackSaysSoAndRefusesBadInput) {
+  const Case c = make_case();
+  int64_t calls = 0;
+  const auto r = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, 1e-4, ProxOptions{},
+                                       [&](const ProxProgress& p) { return ++calls < 3 && p.iteration < 3; });
+  EXPECT_TRUE(r.stopped);
+  EXPECT_EQ(r.iterations, 3);
+  EXPECT_THROW(solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, -1.0, ProxOptions{}),
+               std::invalid_argument);
+  EXPECT_THROW(solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight.t(), 1e-4, ProxOptions{}),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace ppnet::model
