@@ -103,6 +103,150 @@ class SolverProgress {
   Clock::time_point last_ = Clock::now() - std::chrono::hours(1);
 };
 
+// What the solvers of one last-layer stage work on: the model with its last layer trainable,
+// the stage's position and settings, and the cached minimum distances.
+struct Fit {
+  RunFolder& run;
+  model::ProtoPNetImpl& net;
+  torch::optim::Adam& optimizer;  // Adam's state; the proximal solver keeps none
+  TrainingPosition& pos;
+  const nlohmann::json& settings;
+  model::LossCoefficients coef;
+  torch::Device device;
+  fs::path data;
+  std::vector<ListEntry> train_list;
+  int img_size;
+  torch::Tensor train_d, train_y;  // undefined with --recompute
+  torch::Tensor eval_d, eval_y;
+  std::string eval_split;
+};
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The convex problem to its optimum, recorded as the stage's one row and final checkpoint.
+void solve_prox(Fit& f, LastLayerReport& report) {
+  const auto start = Clock::now();
+  auto& weight = f.net.last_layer()->weight;
+  model::ProxOptions options;
+  options.max_iterations = f.settings.at("max_iterations").get<int64_t>();
+  options.tolerance = f.settings.at("tolerance").get<double>();
+  SolverProgress progress;
+  double last_residual = -1;
+  const auto result = model::solve_last_layer_prox(
+      model::similarity_from_distance(f.train_d), f.train_y, f.net.prototype_class_identity(), weight, f.coef.l1,
+      options, [&](const model::ProxProgress& p) {
+        if (p.residual >= 0) last_residual = p.residual;
+        if (progress.due()) {
+          char text[160];
+          std::snprintf(text, sizeof text, "last-layer prox: iteration %lld objective %.8f residual %.2e",
+                        static_cast<long long>(p.iteration), p.objective, last_residual);
+          progress.line(text);
+        }
+        return !InterruptScope::stop_requested();
+      });
+  if (result.stopped) {
+    f.run.store().set_stage_status(f.pos.stage_id, "interrupted");
+    throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to solve again");
+  }
+  {
+    torch::NoGradGuard no_grad;
+    weight.copy_(result.weight);
+  }
+  report.iterations = result.iterations;
+  report.converged = result.converged;
+  db::EpochRow row = full_batch_row(f.net, f.train_d, f.train_y, f.coef);
+  add_evaluation(row, f.net, f.eval_d, f.eval_y, f.eval_split);
+  row.stage_id = f.pos.stage_id;
+  row.epoch = 0;
+  row.l1 = model::off_class_l1(weight, f.net.prototype_class_identity()).item<double>();
+  row.prototype_distance = model::mean_pairwise_prototype_distance(f.net.prototype_vectors()).item<double>();
+  row.seconds = seconds_since(start);
+  row.images_per_second =
+      static_cast<double>(f.train_list.size()) * static_cast<double>(result.iterations) / std::max(row.seconds, 1e-9);
+  f.pos.epoch = 1;
+  save_stage_checkpoint(f.run, f.net, f.optimizer, f.pos, true, row);
+  std::fprintf(stderr, "last-layer prox: %lld iterations, objective %.8f → %.8f, residual %.2e%s | %s acc %.4f | %.2f s\n",
+               static_cast<long long>(result.iterations), result.initial.objective, result.final.objective,
+               result.final.residual, result.converged ? "" : " (not converged: raise --max-iterations)",
+               f.eval_split.c_str(), row.eval_accuracy, row.seconds);
+  report.epochs.push_back({0, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
+                           row.seconds, f.eval_split});
+}
+
+// The reference's epochs of Adam, per batch, in a seeded order; a row and a checkpoint per epoch.
+void adam_epochs(Fit& f, LastLayerReport& report) {
+  const int epochs = f.settings.at("epochs").get<int>(), batch_size = f.settings.at("batch_size").get<int>();
+  const uint64_t seed = f.settings.at("seed").get<uint64_t>();
+  const bool recompute = f.settings.at("recompute").get<bool>();
+  const int64_t n = static_cast<int64_t>(f.train_list.size());
+  const auto& identity = f.net.prototype_class_identity();
+  auto& weight = f.net.last_layer()->weight;
+  while (f.pos.epoch < epochs) {
+    const auto epoch_start = Clock::now();
+    const int64_t e = f.pos.epoch;
+    const auto order = epoch_order(n, seed * 1000003 + static_cast<uint64_t>(f.pos.stage_id), e);
+    torch::Tensor epoch_d, epoch_y;  // in this epoch's order
+    if (recompute) {
+      std::tie(epoch_d, epoch_y) = min_distances_of(f.net, f.data, f.train_list, order, f.img_size, batch_size, f.device, "");
+    } else {
+      const auto idx = torch::tensor(order, torch::kInt64).to(f.device);
+      epoch_d = f.train_d.index_select(0, idx);
+      epoch_y = f.train_y.index_select(0, idx);
+    }
+    std::vector<double> sums(7, 0.0);
+    for (int64_t begin = 0; begin < n; begin += batch_size) {
+      const int64_t end = std::min(n, begin + batch_size);
+      const auto d = epoch_d.slice(0, begin, end), y = epoch_y.slice(0, begin, end);
+      f.optimizer.zero_grad();
+      const auto logits = f.net.last_layer()(model::similarity_from_distance(d));
+      const auto t = model::compute_loss_terms(logits, d, y, identity, weight, f.net.max_distance());
+      const auto loss = model::total_loss(t, f.coef);
+      loss.backward();
+      f.optimizer.step();
+      const double bsz = static_cast<double>(end - begin);
+      sums[0] += loss.item<double>() * bsz;
+      sums[1] += t.cross_entropy.item<double>() * bsz;
+      sums[2] += t.cluster.item<double>() * bsz;
+      sums[3] += t.separation.item<double>() * bsz;
+      sums[4] += t.avg_separation.item<double>() * bsz;
+      sums[5] += static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
+      sums[6] += bsz;
+    }
+    torch::NoGradGuard no_grad;
+    db::EpochRow row;
+    add_evaluation(row, f.net, f.eval_d, f.eval_y, f.eval_split);
+    row.stage_id = f.pos.stage_id;
+    row.epoch = e;
+    row.train_loss = sums[0] / sums[6];
+    row.train_cross_entropy = sums[1] / sums[6];
+    row.train_cluster = sums[2] / sums[6];
+    row.train_separation = sums[3] / sums[6];
+    row.train_avg_separation = sums[4] / sums[6];
+    row.train_accuracy = sums[5] / sums[6];
+    row.l1 = model::off_class_l1(weight, identity).item<double>();
+    row.prototype_distance = model::mean_pairwise_prototype_distance(f.net.prototype_vectors()).item<double>();
+    row.seconds = seconds_since(epoch_start);
+    row.images_per_second = static_cast<double>(n) / std::max(row.seconds, 1e-9);
+    f.pos.epoch = e + 1;
+    save_stage_checkpoint(f.run, f.net, f.optimizer, f.pos, f.pos.epoch == epochs, row);
+    std::fprintf(stderr, "last-layer epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.2f s\n",
+                 static_cast<long long>(e + 1), epochs, row.train_loss, row.train_accuracy, f.eval_split.c_str(),
+                 row.eval_accuracy, row.seconds);
+    report.epochs.push_back({e, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
+                             row.seconds, f.eval_split});
+    if (InterruptScope::stop_requested()) {
+      throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to continue");
+    }
+  }
+}
+
+// F and its optimality residual on the cached training similarities; -1 without a cache.
+model::LastLayerObjective objective_of(const Fit& f) {
+  if (!f.train_d.defined()) return {-1, -1, -1, -1};
+  return model::last_layer_objective(model::similarity_from_distance(f.train_d), f.train_y,
+                                     f.net.prototype_class_identity(), f.net.last_layer()->weight, f.coef.l1);
+}
+
 }  // namespace
 
 LastLayerReport run_last_layer(const LastLayerConfig& c) {
@@ -111,8 +255,6 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
   const fs::path data(c.data);
   RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
-  const Manifest& manifest = opened.manifest;
-  const ModelConfig& m = opened.model;
   db::RunStore& store = run.store();
 
   const nlohmann::json requested = {{"solver", c.solver}, {"epochs", c.epochs}, {"batch_size", c.batch_size},
@@ -128,22 +270,18 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
     report.already_done = true;
     return report;
   }
-  const auto s = nlohmann::json::parse(stage.settings_json);
-  report.solver = s.value("solver", std::string("adam"));  // stages recorded before --solver were Adam's
+  auto s = nlohmann::json::parse(stage.settings_json);
+  if (!s.contains("solver")) s["solver"] = "adam";  // stages recorded before --solver were Adam's
+  report.solver = s.at("solver").get<std::string>();
   const bool prox = report.solver == "prox";
-  const int epochs = prox ? 1 : s.at("epochs").get<int>(), batch_size = s.at("batch_size").get<int>();
-  const bool recompute = !prox && s.at("recompute").get<bool>();
-  const double l1 = s.at("l1").get<double>();
-  const uint64_t seed = s.at("seed").get<uint64_t>();
-  const model::LossCoefficients coef{1.0, 0.0, 0.0, l1};
 
-  model::ProtoPNet net(to_model_options(m));
+  // The model with only its last layer trainable, at the stage's start or its last checkpoint.
+  model::ProtoPNet net(to_model_options(opened.model));
   net->to(rt.device);
   for (auto& p : net->parameters()) p.set_requires_grad(false);
-  auto& weight = net->last_layer()->weight;
-  weight.set_requires_grad(true);
-  // The proximal solver keeps no state between runs: its optimizer here stays empty.
-  torch::optim::Adam optimizer(std::vector<torch::Tensor>{weight}, torch::optim::AdamOptions(s.at("lr").get<double>()));
+  net->last_layer()->weight.set_requires_grad(true);
+  torch::optim::Adam optimizer(std::vector<torch::Tensor>{net->last_layer()->weight},
+                               torch::optim::AdamOptions(s.at("lr").get<double>()));
   TrainingPosition pos;
   pos.stage_id = stage.stage_id;
   pos.sums.assign(7, 0.0);
@@ -159,139 +297,37 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
 
   // The features are frozen and no random transform is applied, so every image's minimum
   // distances (hence similarities) are the same each epoch: compute them once.
-  const auto train_list = read_list(data, "train");
-  const std::string eval_split = manifest.counts.count("val") ? "val" : "test";
-  const auto eval_list = read_list(data, eval_split);
+  Fit f{run, *net, optimizer, pos, s, {1.0, 0.0, 0.0, s.at("l1").get<double>()}, rt.device, data,
+        read_list(data, "train"), opened.model.img_size, {}, {}, {}, {},
+        opened.manifest.counts.count("val") ? "val" : "test"};
+  const int eval_batch = s.at("eval_batch_size").get<int>();
   const auto cache_start = Clock::now();
-  const auto [eval_d, eval_y] = min_distances_of(*net, data, eval_list, sequential_order(eval_list.size()), m.img_size,
-                                                 s.at("eval_batch_size").get<int>(), rt.device, "");
-  torch::Tensor train_d, train_y;
-  if (!recompute) {
-    std::tie(train_d, train_y) = min_distances_of(*net, data, train_list, sequential_order(train_list.size()), m.img_size,
-                                                  s.at("eval_batch_size").get<int>(), rt.device, "last-layer: features");
+  const auto eval_list = read_list(data, f.eval_split);
+  std::tie(f.eval_d, f.eval_y) =
+      min_distances_of(*net, data, eval_list, sequential_order(eval_list.size()), f.img_size, eval_batch, rt.device, "");
+  if (prox || !s.at("recompute").get<bool>()) {
+    std::tie(f.train_d, f.train_y) = min_distances_of(*net, data, f.train_list, sequential_order(f.train_list.size()),
+                                                      f.img_size, eval_batch, rt.device, "last-layer: features");
   }
-  report.cache_seconds = std::chrono::duration<double>(Clock::now() - cache_start).count();
-  const auto& identity = net->prototype_class_identity();
-  const int64_t n = static_cast<int64_t>(train_list.size());
+  report.cache_seconds = seconds_since(cache_start);
+
   const auto solve_start = Clock::now();
-  if (!recompute) {
-    report.initial_objective =
-        model::last_layer_objective(model::similarity_from_distance(train_d), train_y, identity, weight, l1).objective;
-  }
-
+  report.initial_objective = objective_of(f).objective;
   if (prox) {
-    model::ProxOptions options;
-    options.max_iterations = s.at("max_iterations").get<int64_t>();
-    options.tolerance = s.at("tolerance").get<double>();
-    SolverProgress progress;
-    double last_residual = -1;
-    const auto result = model::solve_last_layer_prox(
-        model::similarity_from_distance(train_d), train_y, identity, weight, l1, options,
-        [&](const model::ProxProgress& p) {
-          if (p.residual >= 0) last_residual = p.residual;
-          if (progress.due()) {
-            char text[160];
-            std::snprintf(text, sizeof text, "last-layer prox: iteration %lld objective %.8f residual %.2e",
-                          static_cast<long long>(p.iteration), p.objective, last_residual);
-            progress.line(text);
-          }
-          return !InterruptScope::stop_requested();
-        });
-    if (result.stopped) {
-      store.set_stage_status(stage.stage_id, "interrupted");
-      throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to solve again");
-    }
-    {
-      torch::NoGradGuard no_grad;
-      weight.copy_(result.weight);
-    }
-    report.iterations = result.iterations;
-    report.converged = result.converged;
-    db::EpochRow row = full_batch_row(*net, train_d, train_y, coef);
-    add_evaluation(row, *net, eval_d, eval_y, eval_split);
-    row.stage_id = stage.stage_id;
-    row.epoch = 0;
-    row.l1 = model::off_class_l1(weight, identity).item<double>();
-    row.prototype_distance = model::mean_pairwise_prototype_distance(net->prototype_vectors()).item<double>();
-    row.seconds = std::chrono::duration<double>(Clock::now() - solve_start).count();
-    row.images_per_second = static_cast<double>(n) * static_cast<double>(result.iterations) / std::max(row.seconds, 1e-9);
-    pos.epoch = 1;
-    save_stage_checkpoint(run, *net, optimizer, pos, true, row);
-    std::fprintf(stderr, "last-layer prox: %lld iterations, objective %.8f → %.8f, residual %.2e%s | %s acc %.4f | %.2f s\n",
-                 static_cast<long long>(result.iterations), result.initial.objective, result.final.objective,
-                 result.final.residual, result.converged ? "" : " (not converged: raise --max-iterations)",
-                 eval_split.c_str(), row.eval_accuracy, row.seconds);
-    report.epochs.push_back({0, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
-                             row.seconds, eval_split});
-  }
-
-  while (!prox && pos.epoch < epochs) {
-    const auto epoch_start = Clock::now();
-    const int64_t e = pos.epoch;
-    const auto order = epoch_order(n, seed * 1000003 + static_cast<uint64_t>(stage.stage_id), e);
-    torch::Tensor epoch_d, epoch_y;  // in this epoch's order
-    if (recompute) {
-      std::tie(epoch_d, epoch_y) = min_distances_of(*net, data, train_list, order, m.img_size, batch_size, rt.device, "");
-    } else {
-      const auto idx = torch::tensor(order, torch::kInt64).to(rt.device);
-      epoch_d = train_d.index_select(0, idx);
-      epoch_y = train_y.index_select(0, idx);
-    }
-    std::vector<double> sums(7, 0.0);
-    for (int64_t begin = 0; begin < n; begin += batch_size) {
-      const int64_t end = std::min(n, begin + batch_size);
-      const auto d = epoch_d.slice(0, begin, end), y = epoch_y.slice(0, begin, end);
-      optimizer.zero_grad();
-      const auto logits = net->last_layer()(model::similarity_from_distance(d));
-      const auto t = model::compute_loss_terms(logits, d, y, identity, weight, net->max_distance());
-      const auto loss = model::total_loss(t, coef);
-      loss.backward();
-      optimizer.step();
-      const double bsz = static_cast<double>(end - begin);
-      sums[0] += loss.item<double>() * bsz;
-      sums[1] += t.cross_entropy.item<double>() * bsz;
-      sums[2] += t.cluster.item<double>() * bsz;
-      sums[3] += t.separation.item<double>() * bsz;
-      sums[4] += t.avg_separation.item<double>() * bsz;
-      sums[5] += static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
-      sums[6] += bsz;
-    }
-    torch::NoGradGuard no_grad;
-    db::EpochRow row;
-    add_evaluation(row, *net, eval_d, eval_y, eval_split);
-    row.stage_id = stage.stage_id;
-    row.epoch = e;
-    row.train_loss = sums[0] / sums[6];
-    row.train_cross_entropy = sums[1] / sums[6];
-    row.train_cluster = sums[2] / sums[6];
-    row.train_separation = sums[3] / sums[6];
-    row.train_avg_separation = sums[4] / sums[6];
-    row.train_accuracy = sums[5] / sums[6];
-    row.l1 = model::off_class_l1(weight, identity).item<double>();
-    row.prototype_distance = model::mean_pairwise_prototype_distance(net->prototype_vectors()).item<double>();
-    row.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    row.images_per_second = static_cast<double>(n) / std::max(row.seconds, 1e-9);
-    pos.epoch = e + 1;
-    save_stage_checkpoint(run, *net, optimizer, pos, pos.epoch == epochs, row);
-    std::fprintf(stderr, "last-layer epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.2f s\n",
-                 static_cast<long long>(e + 1), epochs, row.train_loss, row.train_accuracy, eval_split.c_str(),
-                 row.eval_accuracy, row.seconds);
-    report.epochs.push_back({e, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
-                             row.seconds, eval_split});
-    if (InterruptScope::stop_requested()) {
-      throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to continue");
-    }
+    solve_prox(f, report);
+  } else {
+    adam_epochs(f, report);
   }
   store.set_stage_status(stage.stage_id, "done");
-  report.solve_seconds = std::chrono::duration<double>(Clock::now() - solve_start).count();
-  if (!recompute) {
-    const auto final = model::last_layer_objective(model::similarity_from_distance(train_d), train_y, identity, weight, l1);
-    report.objective = final.objective;
-    report.residual = final.residual;
-  }
-  report.off_class_sparsity = model::off_class_sparsity(weight.detach(), identity).item<double>();
-  report.off_class_zero = model::off_class_sparsity(weight.detach(), identity, std::numeric_limits<float>::min()).item<double>();
-  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  report.solve_seconds = seconds_since(solve_start);
+  const auto final = objective_of(f);
+  report.objective = final.objective;
+  report.residual = final.residual;
+  const auto weight = net->last_layer()->weight.detach();
+  report.off_class_sparsity = model::off_class_sparsity(weight, net->prototype_class_identity()).item<double>();
+  report.off_class_zero =
+      model::off_class_sparsity(weight, net->prototype_class_identity(), std::numeric_limits<float>::min()).item<double>();
+  report.seconds = seconds_since(start);
   return report;
 }
 
