@@ -13,16 +13,15 @@ namespace ppnet::pipeline {
 namespace {
 
 #if PPNET_HAS_MXCSR
-constexpr unsigned kFlushToZero = 0x8000;       // MXCSR.FTZ: denormal results become 0
-constexpr unsigned kDenormalsAreZero = 0x0040;  // MXCSR.DAZ: denormal inputs read as 0
+// MXCSR.FTZ (0x8000): denormal results become 0; MXCSR.DAZ (0x0040): denormal inputs read as 0.
+constexpr unsigned kFlushBits = 0x8000 | 0x0040;
 #endif
 
 }  // namespace
 
 bool set_denormal_flush_on_this_thread(bool on) {
 #if PPNET_HAS_MXCSR
-  const unsigned bits = kFlushToZero | kDenormalsAreZero;
-  _mm_setcsr(on ? (_mm_getcsr() | bits) : (_mm_getcsr() & ~bits));
+  _mm_setcsr(on ? (_mm_getcsr() | kFlushBits) : (_mm_getcsr() & ~kFlushBits));
   return true;
 #else
   (void)on;
@@ -32,8 +31,7 @@ bool set_denormal_flush_on_this_thread(bool on) {
 
 bool denormal_flush_on_this_thread() {
 #if PPNET_HAS_MXCSR
-  const unsigned bits = kFlushToZero | kDenormalsAreZero;
-  return (_mm_getcsr() & bits) == bits;
+  return (_mm_getcsr() & kFlushBits) == kFlushBits;
 #else
   return false;
 #endif

@@ -47,38 +47,34 @@ std::pair<torch::Tensor, torch::Tensor> min_distances_of(model::ProtoPNetImpl& n
   return {torch::cat(d), torch::cat(y)};
 }
 
-// Training-set metrics of the current last layer on the whole cached matrix at once: what an
-// epoch row records for a solver that works full batch.
-db::EpochRow full_batch_row(model::ProtoPNetImpl& net, const torch::Tensor& d, const torch::Tensor& y,
-                            const model::LossCoefficients& coef) {
+// The loss terms and accuracy of the current last layer over a whole cached matrix at once.
+struct FullBatch {
+  model::LossTerms terms;
+  double loss = 0, accuracy = 0;
+};
+FullBatch full_batch(model::ProtoPNetImpl& net, const torch::Tensor& d, const torch::Tensor& y,
+                     const model::LossCoefficients& coef) {
   torch::NoGradGuard no_grad;
-  const auto& weight = net.last_layer()->weight;
   const auto logits = net.last_layer()(model::similarity_from_distance(d));
-  const auto t = model::compute_loss_terms(logits, d, y, net.prototype_class_identity(), weight, net.max_distance());
-  db::EpochRow row;
-  row.train_loss = model::total_loss(t, coef).item<double>();
-  row.train_cross_entropy = t.cross_entropy.item<double>();
-  row.train_cluster = t.cluster.item<double>();
-  row.train_separation = t.separation.item<double>();
-  row.train_avg_separation = t.avg_separation.item<double>();
-  row.train_accuracy = y.size(0) ? logits.argmax(1).eq(y).sum().item<double>() / static_cast<double>(y.size(0)) : 0.0;
-  return row;
+  FullBatch b;
+  b.terms = model::compute_loss_terms(logits, d, y, net.prototype_class_identity(), net.last_layer()->weight,
+                                      net.max_distance());
+  b.loss = model::total_loss(b.terms, coef).item<double>();
+  if (y.size(0) > 0) b.accuracy = logits.argmax(1).eq(y).sum().item<double>() / static_cast<double>(y.size(0));
+  return b;
 }
 
 // Fills the evaluation fields of `row` from the cached evaluation split.
 void add_evaluation(db::EpochRow& row, model::ProtoPNetImpl& net, const torch::Tensor& d, const torch::Tensor& y,
                     const std::string& split) {
-  torch::NoGradGuard no_grad;
   row.eval_split = split;
   if (y.size(0) == 0) return;
-  const auto& weight = net.last_layer()->weight;
-  const auto logits = net.last_layer()(model::similarity_from_distance(d));
-  const auto t = model::compute_loss_terms(logits, d, y, net.prototype_class_identity(), weight, net.max_distance());
-  row.eval_cross_entropy = t.cross_entropy.item<double>();
-  row.eval_cluster = t.cluster.item<double>();
-  row.eval_separation = t.separation.item<double>();
-  row.eval_avg_separation = t.avg_separation.item<double>();
-  row.eval_accuracy = logits.argmax(1).eq(y).sum().item<double>() / static_cast<double>(y.size(0));
+  const FullBatch b = full_batch(net, d, y, {});
+  row.eval_cross_entropy = b.terms.cross_entropy.item<double>();
+  row.eval_cluster = b.terms.cluster.item<double>();
+  row.eval_separation = b.terms.separation.item<double>();
+  row.eval_avg_separation = b.terms.avg_separation.item<double>();
+  row.eval_accuracy = b.accuracy;
 }
 
 // One progress line every half second on a terminal, every 10 s otherwise.
@@ -154,7 +150,17 @@ void solve_prox(Fit& f, LastLayerReport& report) {
   }
   report.iterations = result.iterations;
   report.converged = result.converged;
-  db::EpochRow row = full_batch_row(f.net, f.train_d, f.train_y, f.coef);
+  report.initial_objective = result.initial.objective;
+  report.objective = result.final.objective;
+  report.residual = result.final.residual;
+  db::EpochRow row;
+  const FullBatch train = full_batch(f.net, f.train_d, f.train_y, f.coef);
+  row.train_loss = train.loss;
+  row.train_cross_entropy = train.terms.cross_entropy.item<double>();
+  row.train_cluster = train.terms.cluster.item<double>();
+  row.train_separation = train.terms.separation.item<double>();
+  row.train_avg_separation = train.terms.avg_separation.item<double>();
+  row.train_accuracy = train.accuracy;
   add_evaluation(row, f.net, f.eval_d, f.eval_y, f.eval_split);
   row.stage_id = f.pos.stage_id;
   row.epoch = 0;
@@ -312,17 +318,17 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
   report.cache_seconds = seconds_since(cache_start);
 
   const auto solve_start = Clock::now();
-  report.initial_objective = objective_of(f).objective;
   if (prox) {
-    solve_prox(f, report);
+    solve_prox(f, report);  // reports the objectives it computed anyway
   } else {
+    report.initial_objective = objective_of(f).objective;
     adam_epochs(f, report);
+    const auto final = objective_of(f);
+    report.objective = final.objective;
+    report.residual = final.residual;
   }
   store.set_stage_status(stage.stage_id, "done");
   report.solve_seconds = seconds_since(solve_start);
-  const auto final = objective_of(f);
-  report.objective = final.objective;
-  report.residual = final.residual;
   const auto weight = net->last_layer()->weight.detach();
   report.off_class_sparsity = model::off_class_sparsity(weight, net->prototype_class_identity()).item<double>();
   report.off_class_zero =
