@@ -184,6 +184,9 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
         ("shear", po::value(&c.shear)->default_value(c.shear)->value_name("DEG"), "shear range ±DEG")
         ("flip", po::value(&c.flip)->default_value(c.flip)->value_name("P"),
          "probability of a left-right flip after each operation")
+        ("parts", po::value(&c.parts)->value_name("DIR"),
+         "--folder: part annotations in CUB's format (DIR/parts.txt, DIR/part_locs.txt keyed by the "
+         "image's path under the folder); --cub reads its parts/ folder itself")
         ("class-names", po::value(&c.class_names)->value_name("NAMES"),
          "--idx: fashion-mnist, mnist or a file with one name per line (default: from the path)")
         ("force", po::bool_switch(&c.force), "replace an output folder prepared by a different command")
@@ -195,6 +198,7 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
       throw UsageError("give exactly one of --cub, --folder and --idx", name);
     }
     require(name, vm, {"out"});
+    if (vm.count("parts") && c.folder.empty()) throw UsageError("--parts goes with --folder", name);
     if (c.copies < 0) throw UsageError("--copies must be 0 or more", name);
     if (c.size < 0) throw UsageError("--size must be 0 (keep) or a pixel count", name);
     for (const auto& [opt, v] : {std::pair<const char*, double>{"val-fraction", c.val_fraction},

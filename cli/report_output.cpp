@@ -40,6 +40,8 @@ void print_report(std::ostream& out, const pipeline::PrepareReport& r, bool json
                         {"source_images_decoded", r.source_images},
                         {"files_written", r.files_written},
                         {"files_kept", r.files_kept},
+                        {"part_names", r.part_names},
+                        {"annotated_images", r.annotated_images},
                         {"failed", r.failed},
                         {"up_to_date", r.up_to_date},
                         {"seconds", r.seconds},
@@ -50,6 +52,9 @@ void print_report(std::ostream& out, const pipeline::PrepareReport& r, bool json
   out << r.out << ": " << r.classes << " classes";
   for (const auto& [split, n] : r.images) out << ", " << split << " " << n;
   out << '\n';
+  if (!r.part_names.empty()) {
+    out << "  parts: " << r.part_names.size() << " named, on " << r.annotated_images << " images\n";
+  }
   if (r.up_to_date) {
     out << "  already complete: nothing to do\n";
     return;

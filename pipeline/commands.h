@@ -38,6 +38,8 @@ struct PrepareReport {
   int64_t source_images = 0;   // source images this run decoded
   int64_t files_written = 0;
   int64_t files_kept = 0;      // complete outputs of an earlier, interrupted run
+  std::vector<std::string> part_names;  // with part annotations (DATA/parts/)
+  int64_t annotated_images = 0;         // push/test/val images with part locations
   std::vector<std::string> failed;  // "path: reason", one per unreadable source image
   bool up_to_date = false;     // the same command had already finished: nothing to do
   double seconds = 0;

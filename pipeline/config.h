@@ -27,6 +27,7 @@ struct PrepareConfig {
   double skew = 0.2;
   double shear = 10.0;
   double flip = 0.5;
+  std::string parts;            // --folder: a folder with parts.txt and part_locs.txt (CUB's format)
   std::string class_names;      // --idx: fashion-mnist, mnist or a file; "" guesses from the path
   bool force = false;
   RuntimeConfig runtime;

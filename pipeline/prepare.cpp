@@ -17,6 +17,7 @@
 #include "pipeline/commands.h"
 #include "pipeline/interrupt.h"
 #include "pipeline/manifest.h"
+#include "pipeline/parts.h"
 #include "pipeline/progress.h"
 #include "pipeline/sources.h"
 
@@ -39,6 +40,7 @@ nlohmann::json command_record(const PrepareConfig& c, const std::string& kind, c
                       {"seed", c.runtime.seed}};
   if (kind == "folder") j["test_fraction"] = c.test_fraction;
   if (kind == "idx") j["class_names"] = c.class_names;
+  if (!c.parts.empty()) j["parts"] = fs::absolute(c.parts).lexically_normal().string();
   return j;
 }
 
@@ -52,7 +54,8 @@ std::string describe_difference(const nlohmann::json& before, const nlohmann::js
 }
 
 // The folders and files prepare owns inside DATA; --force removes these and nothing else.
-const char* const kOwned[] = {"push", "train", "test", "val", "lists", "manifest.json", "prepare.json", ".source"};
+const char* const kOwned[] = {"push",          "train",        "test",   "val", "lists", "parts",
+                               "manifest.json", "prepare.json", ".source"};
 
 void claim_output(const fs::path& out, const nlohmann::json& record, bool force) {
   std::error_code ec;
@@ -124,6 +127,11 @@ PrepareReport run_prepare(const PrepareConfig& c) {
     if (done.failed.empty()) {
       report.up_to_date = true;
       report.classes = static_cast<int>(done.classes.size());
+      if (has_data_parts(out)) {
+        const DataParts parts = read_data_parts(out);
+        report.part_names = parts.names;
+        report.annotated_images = static_cast<int64_t>(parts.images.size());
+      }
       for (const auto& [split, counts] : done.counts) {
         for (auto n : counts) report.images[split] += n;
       }
@@ -162,6 +170,7 @@ PrepareReport run_prepare(const PrepareConfig& c) {
       set = read_cub(cub_root(root));
     } else if (kind == "folder") {
       set = read_folder(source, c.test_fraction, c.runtime.seed);
+      if (!c.parts.empty()) attach_parts(set, read_source_parts(c.parts), c.parts);
     } else {
       set = read_idx(source, c.class_names);
     }
@@ -215,6 +224,7 @@ PrepareReport run_prepare(const PrepareConfig& c) {
   const AugmentOptions aug{c.rotation, c.skew, c.shear, c.flip};
   std::mutex failed_mutex;
   std::vector<std::string> failed_of(set.images.size());
+  std::vector<ImageParts> parts_of(set.images.size());  // of the unaugmented output, when annotated
   std::atomic<int64_t> decoded{0}, written{0}, kept{0};
   {
     Progress progress("prepare " + kind, set.images.size());
@@ -228,10 +238,19 @@ PrepareReport run_prepare(const PrepareConfig& c) {
           todo.push_back(&o);
         }
       }
-      if (!todo.empty()) {
+      // Part locations need the crop and output sizes, so an annotated image is decoded even
+      // when an earlier run wrote all its outputs.
+      const bool annotated = !set.images[i].parts.empty();
+      if (!todo.empty() || annotated) {
         try {
-          const cv::Mat img = load_source_image(set, set.images[i]);
+          cv::Rect crop;
+          const cv::Mat img = load_source_image(set, set.images[i], &crop);
           ++decoded;
+          if (annotated) {
+            const cv::Size size = c.size > 0 ? cv::Size(c.size, c.size) : img.size();
+            parts_of[i] = {size.width, size.height,
+                           map_parts(set.images[i].parts, crop.x, crop.y, crop.width, crop.height, size.width, size.height)};
+          }
           for (const Output* o : todo) {
             if (InterruptScope::stop_requested()) return;
             cv::Mat pixels = o->op < 0 ? img
@@ -287,6 +306,15 @@ PrepareReport run_prepare(const PrepareConfig& c) {
   }
   if (c.val_fraction <= 0) m.counts.erase("val");
   for (const auto& [split, counts] : m.counts) write_list(out, split, lists[split]);
+  if (!set.part_names.empty()) {
+    DataParts parts{set.part_names, {}};
+    for (size_t i = 0; i < set.images.size(); ++i) {
+      if (failed_of[i].empty() && !parts_of[i].parts.empty()) parts.images[outputs[i][0].rel.generic_string()] = parts_of[i];
+    }
+    write_data_parts(out, parts);
+    report.part_names = parts.names;
+    report.annotated_images = static_cast<int64_t>(parts.images.size());
+  }
   write_manifest(out, m);
   std::error_code ec;
   if (m.failed.empty()) fs::remove_all(out / ".source", ec);

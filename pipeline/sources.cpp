@@ -244,7 +244,23 @@ SourceSet read_cub(const fs::path& root) {
     set.images.push_back(std::move(img));
   }
   if (set.images.empty()) throw std::runtime_error(images_txt.string() + ": no images");
+  if (fs::exists(root / "parts" / "part_locs.txt")) attach_parts(set, read_source_parts(root / "parts"), root / "parts");
   return set;
+}
+
+void attach_parts(SourceSet& set, const SourceParts& parts, const fs::path& dir) {
+  std::map<std::string, SourceImage*> by_id;
+  for (auto& img : set.images) by_id[img.id] = &img;
+  for (const auto& [key, locations] : parts.locations) {
+    auto it = by_id.find(key);
+    if (it == by_id.end()) {
+      throw std::runtime_error((dir / "part_locs.txt").string() + ": image '" + key + "' is not an image of " +
+                               (set.kind == "cub" ? "images.txt" : "the data set") +
+                               (set.kind == "cub" ? "" : " (expected paths relative to the folder, as 'class/name.jpg')"));
+    }
+    it->second->parts = locations;
+  }
+  set.part_names = parts.names;
 }
 
 SourceSet read_folder(const fs::path& root, double test_fraction, uint64_t seed) {
@@ -372,8 +388,9 @@ SourceSet read_idx(const fs::path& dir, const std::string& class_names) {
   return set;
 }
 
-cv::Mat load_source_image(const SourceSet& set, const SourceImage& image) {
+cv::Mat load_source_image(const SourceSet& set, const SourceImage& image, cv::Rect* crop) {
   if (image.idx_row >= 0) {
+    if (crop) *crop = cv::Rect(0, 0, set.idx_width, set.idx_height);
     const size_t size = static_cast<size_t>(set.idx_height) * static_cast<size_t>(set.idx_width);
     const uint8_t* p = set.idx_pixels->data() + static_cast<size_t>(image.idx_row) * size;
     return cv::Mat(set.idx_height, set.idx_width, CV_8UC1, const_cast<uint8_t*>(p)).clone();
@@ -382,12 +399,14 @@ cv::Mat load_source_image(const SourceSet& set, const SourceImage& image) {
   if (!fs::is_regular_file(image.file, ec)) throw std::runtime_error(image.file.string() + ": missing");
   cv::Mat img = cv::imread(image.file.string(), cv::IMREAD_COLOR);
   if (img.empty()) throw std::runtime_error(image.file.string() + ": not a readable image (corrupt or unknown format)");
+  if (crop) *crop = cv::Rect(0, 0, img.cols, img.rows);
   if (!image.has_box) return img;
   const cv::Rect r = cub_crop(image.box, img.cols, img.rows);
   if (r.empty()) {
     throw std::runtime_error(image.file.string() + ": bounding box lies outside the " + std::to_string(img.cols) +
                              "×" + std::to_string(img.rows) + " image");
   }
+  if (crop) *crop = r;
   return img(r).clone();
 }
 

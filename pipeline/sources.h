@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "pipeline/manifest.h"
+#include "pipeline/parts.h"
 
 namespace ppnet::pipeline {
 
@@ -25,6 +26,7 @@ struct SourceImage {
   double box[4] = {0, 0, 0, 0};
   std::string stem;  // output file name without extension
   std::string ext;   // output extension: ".jpg" or ".png"
+  std::vector<PartLocation> parts;  // in the source file's pixels; empty without annotations
 };
 
 struct SourceSet {
@@ -33,10 +35,11 @@ struct SourceSet {
   std::vector<SourceImage> images;
   std::shared_ptr<const std::vector<uint8_t>> idx_pixels;  // rows × idx_height × idx_width
   int idx_height = 0, idx_width = 0;
+  std::vector<std::string> part_names;  // empty without part annotations
 };
 
 /// `root` holds images.txt, image_class_labels.txt, train_test_split.txt, classes.txt,
-/// bounding_boxes.txt and images/. Throws std::runtime_error naming the file and line of the
+/// bounding_boxes.txt and images/, and optionally parts/ (parts.txt, part_locs.txt). Throws std::runtime_error naming the file and line of the
 /// first missing or malformed entry.
 SourceSet read_cub(const std::filesystem::path& root);
 
@@ -49,9 +52,14 @@ SourceSet read_folder(const std::filesystem::path& root, double test_fraction, u
 /// a file with one name per line, or "" to decide by the folder's name.
 SourceSet read_idx(const std::filesystem::path& dir, const std::string& class_names);
 
+/// Gives each image of `set` its parts from `parts` (keys are SourceImage::id). Throws
+/// std::runtime_error naming `dir`'s part_locs.txt when a key is no image of the set.
+void attach_parts(SourceSet& set, const SourceParts& parts, const std::filesystem::path& dir);
+
 /// Decodes (and for CUB crops) one image: 8-bit BGR, or grey for IDX. Throws
 /// std::runtime_error with the reason when the file is missing, unreadable or the box is empty.
-cv::Mat load_source_image(const SourceSet& set, const SourceImage& image);
+/// `crop`, when given, receives the rectangle of the source file the result shows.
+cv::Mat load_source_image(const SourceSet& set, const SourceImage& image, cv::Rect* crop = nullptr);
 
 /// The crop CUB's float box (x, y, w, h) gives: [floor(x), floor(y)) to [ceil(x+w), ceil(y+h)),
 /// clipped to the image. Empty when the box lies outside the image.

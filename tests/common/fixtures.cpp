@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <opencv2/imgcodecs.hpp>
@@ -125,6 +126,63 @@ std::map<std::string, cv::Rect> make_planted_folder(const fs::path& root, int cl
     }
   }
   return parts;
+}
+
+PartsCubFixture make_parts_cub_fixture(const fs::path& root, int classes, int per_class, int size, int part,
+                                       int margin, unsigned seed) {
+  static const cv::Scalar kColours[] = {{0, 0, 255}, {0, 255, 0}, {255, 0, 0}, {0, 255, 255}, {255, 0, 255}};
+  PartsCubFixture f;
+  f.cub.root = root;
+  f.cub.classes = classes;
+  f.cub.per_class = per_class;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> where(0, size - part), anywhere(0, size - 1);
+  std::ostringstream classes_txt, images_txt, labels_txt, split_txt, boxes_txt, locs;
+  int id = 1;
+  for (int c = 0; c < classes; ++c) {
+    char name[64];
+    std::snprintf(name, sizeof name, "%03d.Bird %c", c + 1, 'A' + c);  // a space, as CUB's names may hold
+    f.cub.class_names.push_back(name);
+    classes_txt << c + 1 << ' ' << name << '\n';
+    std::string folder = name;
+    std::replace(folder.begin(), folder.end(), ' ', '_');
+    fs::create_directories(root / "images" / folder);
+    for (int k = 0; k < per_class; ++k, ++id) {
+      const int full = size + 2 * margin;
+      cv::Mat grey(full, full, CV_8UC1), img;
+      cv::randu(grey, 90, 130);
+      cv::cvtColor(grey, img, cv::COLOR_GRAY2BGR);
+      const cv::Rect square(where(rng), where(rng), part, part);
+      img(square + cv::Point(margin, margin)).setTo(kColours[c % 5]);
+      cv::Point2d spot;
+      do {
+        spot = {anywhere(rng) + 0.5, anywhere(rng) + 0.5};
+      } while (std::abs(spot.x - (square.x + part / 2.0)) < part && std::abs(spot.y - (square.y + part / 2.0)) < part);
+      const std::string rel = folder + "/Bird_" + std::to_string(id) + ".png";
+      cv::imwrite((root / "images" / rel).string(), img);
+      f.cub.image_paths.push_back(rel);
+      f.cub.images.push_back(img);
+      f.cub.boxes.push_back({double(margin), double(margin), double(size), double(size)});
+      f.squares.push_back(square);
+      f.spots.push_back(spot);
+      images_txt << id << ' ' << rel << '\n';
+      labels_txt << id << ' ' << c + 1 << '\n';
+      split_txt << id << ' ' << (k % 4 == 3 ? 0 : 1) << '\n';
+      boxes_txt << id << ' ' << margin << ' ' << margin << ' ' << size << ' ' << size << '\n';
+      locs << id << " 1 " << square.x + part / 2.0 + margin << ' ' << square.y + part / 2.0 + margin << " 1\n"
+           << id << " 2 " << spot.x + margin << ' ' << spot.y + margin << " 1\n"
+           << id << " 3 0 0 0\n";
+    }
+  }
+  write_file((root / "classes.txt").string(), classes_txt.str());
+  write_file((root / "images.txt").string(), images_txt.str());
+  write_file((root / "image_class_labels.txt").string(), labels_txt.str());
+  write_file((root / "train_test_split.txt").string(), split_txt.str());
+  write_file((root / "bounding_boxes.txt").string(), boxes_txt.str());
+  fs::create_directories(root / "parts");
+  write_file((root / "parts" / "parts.txt").string(), "1 planted square\n2 grey spot\n3 hidden tail\n");
+  write_file((root / "parts" / "part_locs.txt").string(), locs.str());
+  return f;
 }
 
 std::map<std::string, std::string> snapshot(const fs::path& root) {

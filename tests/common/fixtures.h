@@ -26,6 +26,20 @@ struct CubFixture {
 CubFixture make_cub_fixture(const std::filesystem::path& root, int classes, int per_class, int width = 48,
                             int height = 40, const std::string& ext = ".png");
 
+/// A CUB-200-2011 layout in which only a planted part tells the classes apart, with part
+/// annotations: each image is (size + 2·margin)² grey noise with a part×part square of the
+/// class's colour at a random place inside the bounding box (margin, margin, size, size).
+/// parts/parts.txt names three parts: 1 "planted square" (the square's centre), 2 "grey spot"
+/// (a random background point at least `part` pixels from the square), 3 "hidden tail" (never
+/// visible). Images k ≡ 3 (mod 4) of each class are test images.
+struct PartsCubFixture {
+  CubFixture cub;
+  std::vector<cv::Rect> squares;     // per image, in the cropped (prepared, unresized) image
+  std::vector<cv::Point2d> spots;    // per image, likewise
+};
+PartsCubFixture make_parts_cub_fixture(const std::filesystem::path& root, int classes, int per_class, int size = 48,
+                                       int part = 8, int margin = 4, unsigned seed = 11);
+
 /// Writes MNIST-format IDX files (train-*, t10k-*) for `n_train` and `n_test` random
 /// images of 6×5 pixels with labels i % classes; gzipped when `gzip`.
 void make_idx_fixture(const std::filesystem::path& dir, int n_train, int n_test, int classes, bool gzip);

@@ -5,6 +5,7 @@
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
 #include "pipeline/manifest.h"
+#include "pipeline/parts.h"
 #include "pipeline/sources.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
@@ -235,6 +236,102 @@ TEST(Prepare, FolderTreesWithAndWithoutTrainTest) {
   EXPECT_EQ(r.images.at("test"), 2);
   EXPECT_EQ(r.images.at("push"), 8);
   EXPECT_TRUE(fs::exists(dir.path() / "b/push/dogs/img3.png"));  // BMP becomes PNG
+}
+
+TEST(Prepare, CubPartsLandWhereThePartsAreInThePreparedImages) {
+  TempDir dir;
+  const auto f = test::make_parts_cub_fixture(dir.path() / "cub", 2, 4, 48, 8, 4);
+  for (const int size : {0, 24}) {
+    auto c = cub_config(f.cub.root, dir.path() / ("data" + std::to_string(size)), 1);
+    c.size = size;
+    const auto r = run_prepare(c);
+    EXPECT_EQ(r.part_names, (std::vector<std::string>{"planted square", "grey spot", "hidden tail"}));
+    EXPECT_EQ(r.annotated_images, 8);  // push and test images; augmented copies have none
+    const DataParts parts = read_data_parts(c.out);
+    ASSERT_EQ(parts.images.size(), 8u);
+    const double scale = size == 0 ? 1.0 : size / 48.0;
+    for (size_t i = 0; i < f.cub.images.size(); ++i) {
+      const bool is_test = i % 4 == 3;
+      std::string rel = (is_test ? "test/" : "push/") + f.cub.image_paths[i];
+      const ImageParts* img = parts.find(rel);
+      ASSERT_NE(img, nullptr) << rel;
+      EXPECT_EQ(img->width, size == 0 ? 48 : size);
+      const cv::Mat pixels = cv::imread((fs::path(c.out) / rel).string());
+      EXPECT_EQ(pixels.cols, img->width);
+      ASSERT_EQ(img->parts.size(), 3u);
+      const cv::Rect& sq = f.squares[i];
+      EXPECT_NEAR(img->parts[0].x, (sq.x + 4.0) * scale, 1e-6) << rel;
+      EXPECT_NEAR(img->parts[0].y, (sq.y + 4.0) * scale, 1e-6) << rel;
+      EXPECT_TRUE(img->parts[0].visible);
+      EXPECT_NEAR(img->parts[1].x, f.spots[i].x * scale, 1e-6);
+      EXPECT_FALSE(img->parts[2].visible);
+      if (size == 0) {  // the square's pixels are where the part says, in the prepared file
+        const cv::Vec3b px = pixels.at<cv::Vec3b>(static_cast<int>(img->parts[0].y), static_cast<int>(img->parts[0].x));
+        EXPECT_TRUE(px != cv::Vec3b(px[0], px[0], px[0])) << "a coloured pixel, not grey noise";
+      }
+    }
+  }
+  EXPECT_FALSE(has_data_parts(dir.path() / "nothing"));
+}
+
+TEST(Prepare, BadPartLinesNameFileAndLine) {
+  TempDir dir;
+  const auto f = test::make_parts_cub_fixture(dir.path() / "cub", 2, 2);
+  const fs::path locs = f.cub.root / "parts" / "part_locs.txt";
+  const std::string good = test::read_file(locs.string());
+  const std::pair<std::string, std::string> cases[] = {
+      {"1 1 3 4 2\n", "part_locs.txt line 13: visible must be 0 or 1"},
+      {"1 9 3 4 1\n", "part_locs.txt line 13: part id 9 is not in parts.txt (1…3)"},
+      {"1 1 nan 4 1\n", "part_locs.txt line 13: expected '<image> <part id> <x> <y> <visible>' with numbers"},
+      {"1 1 -3 4 1\n", "part_locs.txt line 13: coordinates must not be negative"},
+      {"1 1 3 4 1\n", "part_locs.txt line 13: part 1 of '1' given twice"},
+      {"77 1 3 4 1\n", "part_locs.txt: image '77' is not an image of images.txt"},
+      {"1 1 3\n", "part_locs.txt line 13: expected '<image> <part id> <x> <y> <visible>'"}};
+  for (const auto& [line, expected] : cases) {
+    test::write_file(locs.string(), good + line);
+    const std::string msg = error_of(cub_config(f.cub.root, dir.path() / "data"));
+    EXPECT_NE(msg.find(expected), std::string::npos) << line << msg;
+    EXPECT_FALSE(fs::exists(dir.path() / "data")) << "nothing written before the metadata is valid";
+  }
+  test::write_file(locs.string(), good);
+  test::write_file((f.cub.root / "parts" / "parts.txt").string(), "1 beak\n3 tail\n");
+  const std::string msg = error_of(cub_config(f.cub.root, dir.path() / "data"));
+  EXPECT_NE(msg.find("parts.txt line 2: part ids must run 1, 2, 3, … (expected 2)"), std::string::npos) << msg;
+}
+
+TEST(Prepare, FolderWithAPartsFile) {
+  TempDir dir;
+  const auto squares = test::make_planted_folder(dir.path() / "images", 2, 4, 32, 6);
+  std::string locs;
+  for (const auto& [rel, r] : squares) {
+    locs += rel + " 1 " + std::to_string(r.x + 3) + " " + std::to_string(r.y + 3) + " 1\n";
+  }
+  fs::create_directories(dir.path() / "parts");
+  test::write_file((dir.path() / "parts/parts.txt").string(), "1 planted square\n");
+  test::write_file((dir.path() / "parts/part_locs.txt").string(), locs);
+  PrepareConfig c;
+  c.folder = (dir.path() / "images").string();
+  c.parts = (dir.path() / "parts").string();
+  c.out = (dir.path() / "data").string();
+  c.copies = 0;
+  c.test_fraction = 0.25;
+  const auto r = run_prepare(c);
+  EXPECT_EQ(r.annotated_images, 8);
+  const DataParts parts = read_data_parts(c.out);
+  for (const auto& split : {"push", "test"}) {
+    for (const auto& e : read_list(c.out, split)) {
+      const ImageParts* img = parts.find(e.path);
+      ASSERT_NE(img, nullptr) << e.path;
+      const cv::Rect& sq = squares.at(e.source_id);
+      EXPECT_EQ(img->parts[0].x, sq.x + 3);
+      EXPECT_EQ(img->parts[0].y, sq.y + 3);
+    }
+  }
+  // A key that names no image of the folder.
+  test::write_file((dir.path() / "parts/part_locs.txt").string(), locs + "class0/nope.png 1 3 3 1\n");
+  c.out = (dir.path() / "data2").string();
+  const std::string msg = error_of(c);
+  EXPECT_NE(msg.find("image 'class0/nope.png' is not an image of the data set"), std::string::npos) << msg;
 }
 
 TEST(Prepare, IdxFilesPlainAndGzipped) {

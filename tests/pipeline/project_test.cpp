@@ -196,7 +196,9 @@ TEST_F(Interpretable, ProxEndsBelowTwentyAdamEpochs) {
     const auto identity = load_latest_model(run, torch::kCPU)->prototype_class_identity();
     const int64_t zeros = (w.eq(0) & (identity.t() == 0)).sum().item<int64_t>();
     EXPECT_NEAR(r.off_class_zero, static_cast<double>(zeros) / 12.0, 1e-9);
-    if (prox) EXPECT_GT(zeros, 0);
+    if (prox) {
+      EXPECT_GT(zeros, 0);
+    }
   }
   EXPECT_LT(objective[1], objective[0]);
 }
