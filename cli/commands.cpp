@@ -5,6 +5,8 @@
 #include <fstream>
 #include <iostream>
 #include <regex>
+#include <set>
+#include <sstream>
 
 #include "cli/report_output.h"
 #include "pipeline/commands.h"
@@ -148,6 +150,28 @@ void require(const std::string& cmd, const po::variables_map& vm,
   for (const auto& n : names) {
     if (!vm.count(n) || vm[n].defaulted()) throw UsageError("missing --" + n, cmd);
   }
+}
+
+// "--metrics a,b": the names, each known; "all" is every metric.
+std::set<std::string> parse_metrics(const std::string& cmd, const std::string& list) {
+  static const std::set<std::string> kKnown = {"consistency", "stability", "pointing", "purity", "sparsity"};
+  std::set<std::string> out;
+  std::string item;
+  std::istringstream is(list);
+  while (std::getline(is, item, ',')) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (item == "all") {
+      out.insert(kKnown.begin(), kKnown.end());
+    } else if (kKnown.count(item)) {
+      out.insert(item);
+    } else {
+      throw UsageError("--metrics: unknown metric '" + item +
+                           "' (expected consistency, stability, pointing, purity, sparsity or all)",
+                       cmd);
+    }
+  }
+  return out;
 }
 
 const CommandInfo& info_of(const std::string& name) {
@@ -403,6 +427,7 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
   }
   if (name == "evaluate") {
     pipeline::EvaluateConfig c;
+    std::string metrics;
     o.add_options()
         ("run", po::value(&c.run)->value_name("RUN"), "run folder")
         ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
@@ -411,10 +436,29 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
         ("confusion-csv", po::value(&c.confusion_csv)->value_name("FILE"), "also write the confusion matrix as CSV")
         ("predictions-csv", po::value(&c.predictions_csv)->value_name("FILE"),
          "also write each image's label and prediction as CSV")
+        ("metrics", po::value(&metrics)->value_name("LIST"),
+         "interpretability metrics, comma-separated: consistency, stability, pointing, purity (these need "
+         "part annotations), sparsity; or all")
+        ("part-box", po::value(&c.part_box)->default_value(c.part_box)->value_name("F"),
+         "part metrics: side of the box around a map's peak as a share of the image (EvalProtoPNet: 72/224); "
+         "0: the 95th-percentile box explain draws")
+        ("consistency-threshold", po::value(&c.consistency_threshold)->default_value(c.consistency_threshold)->value_name("F"),
+         "consistency: share of a class's images in which one part must lie in the prototype's box")
+        ("noise", po::value(&c.noise)->default_value(c.noise)->value_name("SIGMA"),
+         "stability: standard deviation of the Gaussian noise added to the normalised input")
+        ("purity-k", po::value(&c.purity_k)->default_value(c.purity_k)->value_name("K"),
+         "purity: nearest patches examined per prototype")
         ("json", po::bool_switch(&c.json), "machine-readable output on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
     check_runtime(name, c.runtime);
+    c.metrics = parse_metrics(name, metrics);
+    if (!(c.consistency_threshold > 0 && c.consistency_threshold <= 1)) {
+      throw UsageError("--consistency-threshold must be in (0, 1]", name);
+    }
+    if (!(c.part_box >= 0 && c.part_box <= 1)) throw UsageError("--part-box must be in [0, 1]", name);
+    if (!(c.noise >= 0 && std::isfinite(c.noise))) throw UsageError("--noise must be a finite number ≥ 0", name);
+    if (c.purity_k < 1 || c.purity_k > 1000) throw UsageError("--purity-k must be in 1…1000", name);
     if (c.split != "test" && c.split != "val" && c.split != "train") {
       throw UsageError("--split '" + c.split + "': expected test, val or train", name);
     }

@@ -256,7 +256,7 @@ void print_report(std::ostream& out, const pipeline::LastLayerReport& r, bool js
 
 void print_report(std::ostream& out, const pipeline::EvaluateReport& r, bool json) {
   if (json) {
-    out << nlohmann::json{{"run", r.run},
+    nlohmann::json j{{"run", r.run},
                           {"split", r.split},
                           {"checkpoint", r.checkpoint},
                           {"images", r.images},
@@ -269,9 +269,9 @@ void print_report(std::ostream& out, const pipeline::EvaluateReport& r, bool jso
                           {"off_class_sparsity", r.off_class_sparsity},
                           {"own_class_strongest", r.own_class_strongest},
                           {"images_per_second", r.images_per_second},
-                          {"seconds", r.seconds}}
-                .dump(2)
-        << '\n';
+                          {"seconds", r.seconds}};
+    if (!r.metrics.empty()) j["metrics"] = nlohmann::json::parse(pipeline::metrics_json(r));
+    out << j.dump(2) << '\n';
     return;
   }
   char line[256];
@@ -285,6 +285,41 @@ void print_report(std::ostream& out, const pipeline::EvaluateReport& r, bool jso
   for (size_t k = 0; k < r.class_names.size(); ++k) {
     std::snprintf(line, sizeof line, "    %-32s %.4f\n", r.class_names[k].c_str(), r.per_class_accuracy[k]);
     out << line;
+  }
+  if (r.metrics.empty()) return;
+  out << "  interpretability";
+  if (r.annotated_images > 0) out << " (" << r.annotated_images << " images with part annotations)";
+  out << ":\n";
+  const auto& p = r.parts;
+  auto row = [&](const char* name, double value, const std::string& detail) {
+    std::snprintf(line, sizeof line, "    %-12s %6.4f  %s\n", name, value, detail.c_str());
+    out << line;
+  };
+  if (r.metrics.count("consistency")) {
+    row("consistency", p.consistency,
+        std::to_string(p.consistent_prototypes) + " of " + std::to_string(p.consistency_prototypes) +
+            " prototypes have one part in their box in ≥ " + std::to_string(static_cast<int>(100 * r.consistency_threshold + 0.5)) +
+            "% of their class's images");
+  }
+  if (r.metrics.count("stability")) {
+    char d[96];
+    std::snprintf(d, sizeof d, "mean share of images whose part set survives noise σ = %g", r.noise);
+    row("stability", p.stability, d);
+  }
+  if (r.metrics.count("pointing")) {
+    row("pointing", p.pointing,
+        std::to_string(p.pointing_hits) + " of " + std::to_string(p.pointing_images) +
+            " images: the top prototype's box holds a part");
+  }
+  if (r.metrics.count("purity")) {
+    row("purity", p.purity, "mean share of the " + std::to_string(r.purity_k) + " nearest patches holding the same part");
+  }
+  if (r.metrics.count("sparsity")) {
+    row("sparsity", r.zero_weights,
+        "of last-layer weights exactly 0; " + std::to_string(r.nonzero_weights) + " with |w| ≥ 1e-3; " +
+            (r.distinct_patches < 0 ? std::string("no projection")
+                                    : std::to_string(r.distinct_patches) + " distinct projected patches for " +
+                                          std::to_string(r.prototypes) + " prototypes"));
   }
 }
 

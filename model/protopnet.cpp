@@ -99,7 +99,10 @@ torch::Tensor ProtoPNetImpl::distances(const torch::Tensor& latent) {
 }
 
 ProtoPNetOutput ProtoPNetImpl::head(const torch::Tensor& backbone_features) {
-  const auto d = distances(add_on_layers_->forward(backbone_features));
+  return classify(distances(add_on_layers_->forward(backbone_features)));
+}
+
+ProtoPNetOutput ProtoPNetImpl::classify(const torch::Tensor& d) {
   auto min_d = std::get<0>(d.flatten(2).min(2));
   auto logits = last_layer_(similarity_from_distance(min_d));
   return {logits, min_d};

@@ -56,6 +56,7 @@ class ProtoPNetImpl : public torch::nn::Module {
   torch::Tensor latent(const torch::Tensor& images);  // add_on(features(x)): B×D×H×W in (0,1)
   torch::Tensor distances(const torch::Tensor& latent);  // max(0, |z|² − 2z·p + |p|²): B×P×H×W
   ProtoPNetOutput head(const torch::Tensor& backbone_features);  // from features(x) onwards
+  ProtoPNetOutput classify(const torch::Tensor& distances);       // from B×P×H×W distance maps
 
   const ProtoPNetOptions& options() const { return options_; }
   int64_t num_prototypes() const { return options_.num_classes * options_.prototypes_per_class; }

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "pipeline/config.h"
+#include "pipeline/part_metrics.h"
 
 namespace ppnet::pipeline {
 
@@ -166,11 +168,24 @@ struct EvaluateReport {
   int64_t prototypes = 0;
   double off_class_sparsity = 0;       // share of off-class last-layer weights with |w| < 1e-3
   double own_class_strongest = 0;      // share of prototypes whose largest weight goes to their class
+  std::set<std::string> metrics;       // the interpretability metrics measured, with their parameters
+  double part_box = 0, consistency_threshold = 0, noise = 0;
+  int purity_k = 0;
+  PartMetricsResult parts;             // consistency, stability, pointing, purity
+  int64_t annotated_images = 0;        // images of the split with part annotations
+  // sparsity: last-layer weights exactly 0 and |w| ≥ 1e-3, and the distinct (image, cell)
+  // patches the latest projection put prototypes on (−1 without a projection).
+  double zero_weights = 0;
+  int64_t nonzero_weights = 0, distinct_patches = -1;
   double images_per_second = 0, seconds = 0;
 };
 
-/// Evaluates the run's latest model on a split of the data; records the result in run.sqlite.
+/// Evaluates the run's latest model on a split of the data, with the interpretability metrics
+/// asked for; records the result in run.sqlite. Throws when part metrics are asked for and the
+/// split has no part annotations.
 EvaluateReport run_evaluate(const EvaluateConfig& config);
+/// The interpretability metrics of `r` as a JSON object (text), as recorded with the evaluation.
+std::string metrics_json(const EvaluateReport& r);
 
 struct ExplainReport {
   std::string out;

@@ -102,6 +102,14 @@ struct EvaluateConfig {
   int batch_size = 100;
   std::string confusion_csv;   // also write the confusion matrix here
   std::string predictions_csv; // also write one line per image: path, label, predicted, logit
+  // Interpretability metrics (any of consistency, stability, pointing, purity, sparsity); all but
+  // sparsity need the data's part annotations (README, "Auditing a model").
+  std::set<std::string> metrics;
+  double part_box = 0.32;              // side of the box around a map's peak, as a share of the image
+                                       // (EvalProtoPNet: 72 of 224 px); 0: the 95th-percentile box
+  double consistency_threshold = 0.8;  // EvalProtoPNet
+  double noise = 0.2;                  // stability: σ of the Gaussian noise on the normalised input
+  int purity_k = 10;                   // PIP-Net: a prototype's nearest patches examined
   bool json = false;
   RuntimeConfig runtime;
 };

@@ -1,21 +1,139 @@
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
+#include <set>
+#include <tuple>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "model/loss.h"
+#include "model/nearest_patches.h"
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
 #include "pipeline/image_data.h"
+#include "pipeline/part_metrics.h"
+#include "pipeline/parts.h"
 #include "pipeline/progress.h"
+#include "pipeline/render.h"
 #include "pipeline/run_folder.h"
 #include "pipeline/runtime.h"
 
 namespace ppnet::pipeline {
+namespace {
 
 namespace fs = std::filesystem;
+
+const char* const kPartMetrics[] = {"consistency", "stability", "pointing", "purity"};
+
+// The part-based metrics of one evaluation pass: the boxes each image gives the prototypes of
+// its class (consistency, stability), its top prototype (pointing), and each prototype's
+// nearest patches over the annotated images (purity).
+class PartPass {
+ public:
+  PartPass(const EvaluateConfig& c, DataParts parts, const std::vector<ListEntry>& list, model::ProtoPNetImpl& net)
+      : c_(c),
+        parts_(std::move(parts)),
+        list_(list),
+        metrics_(net.num_prototypes(), {c.consistency_threshold}),
+        nearest_(net.num_prototypes(), c.purity_k),
+        weights_(net.last_layer()->weight.detach().cpu()) {
+    const auto identity = net.prototype_class_identity().cpu();
+    own_.resize(static_cast<size_t>(identity.size(1)));
+    for (int64_t j = 0; j < identity.size(0); ++j) {
+      own_[static_cast<size_t>(identity[j].argmax().item<int64_t>())].push_back(j);
+    }
+  }
+  bool wants(const char* metric) const { return c_.metrics.count(metric) > 0; }
+
+  /// `d`, `noisy_d`: B×P×H×W distances of the batch (noisy_d undefined without stability);
+  /// `logits`: B×C.
+  void observe(const Batch& b, int64_t first, const torch::Tensor& d, const torch::Tensor& logits,
+               const torch::Tensor& noisy_d) {
+    const auto sim = model::similarity_from_distance(d).cpu();
+    const auto noisy_sim = noisy_d.defined() ? model::similarity_from_distance(noisy_d).cpu() : torch::Tensor();
+    const auto pred = logits.argmax(1).cpu();
+    const auto contribution = sim.flatten(2).amax(2) * weights_.index_select(0, pred);  // B×P
+    const auto top = contribution.argmax(1);
+    std::vector<int64_t> annotated;
+    for (int64_t i = 0; i < b.labels.size(0); ++i) {
+      const ImageParts* img = parts_.find(list_[static_cast<size_t>(first + i)].path);
+      if (!img) continue;
+      annotated.push_back(i);
+      ++annotated_images_;
+      auto parts_of = [&](const torch::Tensor& maps, int64_t j) { return parts_in(maps[i][j], *img); };
+      if (wants("consistency") || wants("stability")) {
+        for (int64_t j : own_[static_cast<size_t>(b.labels[i].item<int64_t>())]) {
+          const uint64_t clean = parts_of(sim, j);
+          if (wants("consistency")) metrics_.add_own_class(j, clean);
+          if (wants("stability")) metrics_.add_stability(j, clean, parts_of(noisy_sim, j));
+        }
+      }
+      const bool any_visible = std::any_of(img->parts.begin(), img->parts.end(), [](const PartLocation& p) { return p.visible; });
+      if (wants("pointing") && any_visible) metrics_.add_pointing(parts_of(sim, top[i].item<int64_t>()) != 0);
+    }
+    if (wants("purity") && !annotated.empty()) {
+      const auto rows = torch::tensor(annotated, torch::kInt64);
+      nearest_.add(d.index_select(0, rows.to(d.device())), rows + first);
+    }
+  }
+
+  int64_t annotated_images() const { return annotated_images_; }
+
+  PartMetricsResult finish() {
+    if (wants("purity")) {
+      const auto maps = model::similarity_from_distance(nearest_.maps());
+      const auto images = nearest_.image();
+      for (int64_t j = 0; j < images.size(0); ++j) {
+        std::vector<uint64_t> sets;
+        for (int64_t r = 0; r < images.size(1); ++r) {
+          const int64_t i = images[j][r].item<int64_t>();
+          if (i < 0) continue;
+          sets.push_back(parts_in(maps[j][r], *parts_.find(list_[static_cast<size_t>(i)].path)));
+        }
+        metrics_.add_nearest(j, sets);
+      }
+    }
+    return metrics_.result();
+  }
+
+ private:
+  // The parts inside the box a similarity map (H×W) gives on `img`.
+  uint64_t parts_in(const torch::Tensor& map, const ImageParts& img) const {
+    const cv::Mat m = tensor_to_mat(map);
+    const auto box = c_.part_box > 0 ? peak_box(m, img.width, img.height, c_.part_box)
+                                     : high_activation_box(m, img.width, img.height);
+    return parts_in_box(img.parts, box.data());
+  }
+
+  const EvaluateConfig& c_;
+  DataParts parts_;
+  const std::vector<ListEntry>& list_;
+  PartMetrics metrics_;
+  model::NearestPatches nearest_;
+  torch::Tensor weights_;
+  std::vector<std::vector<int64_t>> own_;  // class → its prototypes
+  int64_t annotated_images_ = 0;
+};
+
+bool wants_parts(const EvaluateConfig& c) {
+  return std::any_of(std::begin(kPartMetrics), std::end(kPartMetrics), [&](const char* m) { return c.metrics.count(m) > 0; });
+}
+
+// The sparsity metric: how few last-layer weights and distinct source patches explain the model.
+void measure_sparsity(RunFolder& run, const torch::Tensor& w, EvaluateReport& r) {
+  r.zero_weights = w.eq(0).to(torch::kFloat64).mean().item<double>();
+  r.nonzero_weights = w.abs().ge(1e-3).sum().item<int64_t>();
+  if (const auto projection = run.store().latest_projection()) {
+    std::set<std::tuple<std::string, int64_t, int64_t>> patches;
+    for (const auto& p : run.store().prototypes(*projection)) patches.insert({p.image_path, p.cell_h, p.cell_w});
+    r.distinct_patches = static_cast<int64_t>(patches.size());
+  }
+}
+
+}  // namespace
 
 EvaluateReport run_evaluate(const EvaluateConfig& c) {
   const auto start = std::chrono::steady_clock::now();
@@ -44,12 +162,28 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   std::ostringstream predictions;
   predictions << "path,label,predicted,logit\n";
   int64_t top1 = 0, top5 = 0;
+  std::optional<PartPass> part_pass;
+  if (wants_parts(c)) part_pass.emplace(c, read_data_parts(data), list, *net);
+  auto noise_generator = at::detail::createCPUGenerator(c.runtime.seed);
   {
     BatchLoader loader(data, list, sequential_order(list.size()), m.img_size, c.batch_size, 0);
     Progress progress("evaluate " + c.split, list.size());
     Batch b;
     while (loader.next(&b)) {
-      const auto logits = net->forward(b.images.to(rt.device)).logits.cpu();
+      torch::Tensor logits;
+      if (part_pass) {
+        const auto x = b.images.to(rt.device);
+        const auto d = net->activations(x).distances;
+        logits = net->classify(d).logits.cpu();
+        torch::Tensor noisy_d;
+        if (part_pass->wants("stability")) {
+          const auto noise = torch::randn(b.images.sizes(), noise_generator, torch::kFloat32) * c.noise;
+          noisy_d = net->activations(x + noise.to(rt.device)).distances;
+        }
+        part_pass->observe(b, b.index * c.batch_size, d, logits, noisy_d);
+      } else {
+        logits = net->forward(b.images.to(rt.device)).logits.cpu();
+      }
       const auto k = std::min<int64_t>(5, C);
       const auto topk = std::get<1>(logits.topk(k, 1));
       const auto pred = topk.select(1, 0);
@@ -77,6 +211,20 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   r.prototypes = net->num_prototypes();
   r.off_class_sparsity = model::off_class_sparsity(w, identity).item<double>();
   r.own_class_strongest = w.argmax(0).eq(identity.argmax(1)).to(torch::kFloat32).mean().item<double>();
+  r.metrics = c.metrics;
+  r.consistency_threshold = c.consistency_threshold;
+  r.part_box = c.part_box;
+  r.noise = c.noise;
+  r.purity_k = c.purity_k;
+  if (part_pass) {
+    r.parts = part_pass->finish();
+    r.annotated_images = part_pass->annotated_images();
+    if (r.annotated_images == 0) {
+      throw std::runtime_error(c.data + ": none of the " + c.split + " images has part annotations (" +
+                               parts_locations_path(data).string() + ")");
+    }
+  }
+  if (c.metrics.count("sparsity")) measure_sparsity(run, w, r);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.images_per_second = static_cast<double>(r.images) / std::max(r.seconds, 1e-9);
 
@@ -93,14 +241,41 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
     }
     write_file_atomic(c.confusion_csv, os.str());
   }
-  run.store().add_evaluation({0, "", r.checkpoint, r.split, r.images, r.accuracy, r.top5_accuracy,
-                              nlohmann::json{{"per_class_accuracy", r.per_class_accuracy},
-                                             {"confusion", r.confusion},
-                                             {"prototypes", r.prototypes},
-                                             {"off_class_sparsity", r.off_class_sparsity},
-                                             {"own_class_strongest", r.own_class_strongest}}
-                                  .dump()});
+  nlohmann::json details = {{"per_class_accuracy", r.per_class_accuracy},
+                            {"confusion", r.confusion},
+                            {"prototypes", r.prototypes},
+                            {"off_class_sparsity", r.off_class_sparsity},
+                            {"own_class_strongest", r.own_class_strongest}};
+  if (!c.metrics.empty()) details["metrics"] = nlohmann::json::parse(metrics_json(r));
+  run.store().add_evaluation({0, "", r.checkpoint, r.split, r.images, r.accuracy, r.top5_accuracy, details.dump()});
   return r;
+}
+
+std::string metrics_json(const EvaluateReport& r) {
+  nlohmann::json j;
+  const auto& p = r.parts;
+  if (r.metrics.count("consistency")) {
+    j["consistency"] = {{"value", p.consistency},
+                        {"consistent_prototypes", p.consistent_prototypes},
+                        {"prototypes", p.consistency_prototypes},
+                        {"threshold", r.consistency_threshold}};
+  }
+  if (r.metrics.count("stability")) j["stability"] = {{"value", p.stability}, {"noise", r.noise}};
+  if (r.metrics.count("pointing")) {
+    j["pointing"] = {{"value", p.pointing}, {"hits", p.pointing_hits}, {"images", p.pointing_images}};
+  }
+  if (r.metrics.count("purity")) j["purity"] = {{"value", p.purity}, {"k", r.purity_k}};
+  if (r.metrics.count("sparsity")) {
+    j["sparsity"] = {{"zero_weights", r.zero_weights},
+                     {"nonzero_weights", r.nonzero_weights},
+                     {"distinct_patches", r.distinct_patches},
+                     {"prototypes", r.prototypes}};
+  }
+  if (r.annotated_images > 0) {
+    j["annotated_images"] = r.annotated_images;
+    j["part_box"] = r.part_box;
+  }
+  return j.dump();
 }
 
 }  // namespace ppnet::pipeline

@@ -34,6 +34,17 @@ std::array<int, 4> high_activation_box(const cv::Mat& similarity, int width, int
   return {x0, y0, x1 + 1, y1 + 1};
 }
 
+std::array<int, 4> peak_box(const cv::Mat& similarity, int width, int height, double fraction) {
+  cv::Mat up;
+  cv::resize(similarity, up, cv::Size(width, height), 0, 0, cv::INTER_CUBIC);
+  cv::Point peak;
+  cv::minMaxLoc(up, nullptr, nullptr, nullptr, &peak);
+  const int half_w = std::max(1, static_cast<int>(std::lround(fraction * width))) / 2;
+  const int half_h = std::max(1, static_cast<int>(std::lround(fraction * height))) / 2;
+  return {std::max(0, peak.x - half_w), std::max(0, peak.y - half_h), std::min(width, peak.x + half_w + 1),
+          std::min(height, peak.y + half_h + 1)};
+}
+
 cv::Mat overlay_heatmap(const cv::Mat& image, const cv::Mat& similarity) {
   cv::Mat up, scaled, heat, blended;
   cv::resize(similarity, up, image.size(), 0, 0, cv::INTER_CUBIC);

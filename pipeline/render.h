@@ -13,6 +13,11 @@ namespace ppnet::pipeline {
 /// of `similarity` (a float H×W map) upsampled bicubically to width × height.
 std::array<int, 4> high_activation_box(const cv::Mat& similarity, int width, int height, double percentile = 95.0);
 
+/// The box of side fraction·width × fraction·height (rounded, at least 1 px) centred on the
+/// maximum of `similarity` upsampled bicubically to width × height (the first maximum in row
+/// order), clipped to the image: EvalProtoPNet's part box (72 px of 224 is fraction 0.32).
+std::array<int, 4> peak_box(const cv::Mat& similarity, int width, int height, double fraction);
+
 /// `image` (8-bit BGR) blended with the JET-coloured, min-max scaled `similarity` map upsampled
 /// to its size: 0.5 · image + 0.3 · heatmap.
 cv::Mat overlay_heatmap(const cv::Mat& image, const cv::Mat& similarity);

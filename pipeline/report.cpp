@@ -1,5 +1,6 @@
 #include <chrono>
 #include <fstream>
+#include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -38,6 +39,8 @@ std::string base64(const std::vector<uchar>& in) {
 
 // An image file as a small inline thumbnail (the report is one self-contained file).
 std::string thumbnail(const fs::path& file, int side = 80) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) return "";  // pictures not written (project --no-images)
   cv::Mat img = cv::imread(file.string(), cv::IMREAD_COLOR);
   if (img.empty()) return "";
   // Scaled to `side` pixels on its longer edge: small images (28 px) grow, with visible pixels.
@@ -164,6 +167,46 @@ ReportResult run_report(const ReportConfig& c) {
       }
       h << "</table>";
     }
+  }
+
+  // Interpretability metrics of every evaluation that measured them, latest first.
+  h << "<h2>Interpretability</h2>";
+  std::vector<std::pair<const db::EvaluationRow*, json>> measured;
+  for (auto it = evals.rbegin(); it != evals.rend(); ++it) {
+    const json d = json::parse(it->details_json);
+    if (d.contains("metrics")) measured.emplace_back(&*it, d["metrics"]);
+  }
+  if (measured.empty()) {
+    h << "<p>not measured yet: <code>ppnet evaluate --run " << html_escape(c.run)
+      << " --data DATA --metrics all</code> (part metrics need part annotations)</p>";
+  } else {
+    static const char* const kNames[] = {"consistency", "stability", "pointing", "purity"};
+    h << "<p>Part metrics (README, &ldquo;Auditing a model&rdquo;): 0 to 1, higher is better; sparsity: share of "
+         "last-layer weights exactly 0 and distinct projected patches.</p><table><tr><th>evaluated</th><th>split</th>"
+         "<th>model</th>";
+    for (const char* n : kNames) h << "<th>" << n << "</th>";
+    h << "<th>zero weights</th><th>distinct patches</th></tr>";
+    for (const auto& [e, m] : measured) {
+      h << "<tr><td>" << e->created << "</td><td>" << html_escape(e->split) << "</td><td>" << html_escape(e->checkpoint)
+        << "</td>";
+      for (const char* n : kNames) {
+        if (!m.contains(n) || m[n]["value"].get<double>() < 0) {
+          h << "<td>&ndash;</td>";
+          continue;
+        }
+        const double v = m[n]["value"].get<double>();
+        h << "<td><div style=\"background:linear-gradient(90deg,rgba(31,119,180,.5) " << 100 * v << "%,transparent 0)\">"
+          << std::fixed << std::setprecision(3) << v << std::defaultfloat << "</div></td>";
+      }
+      if (m.contains("sparsity")) {
+        h << "<td>" << m["sparsity"]["zero_weights"].get<double>() << "</td><td>" << m["sparsity"]["distinct_patches"]
+          << " of " << m["sparsity"]["prototypes"] << "</td>";
+      } else {
+        h << "<td>&ndash;</td><td>&ndash;</td>";
+      }
+      h << "</tr>";
+    }
+    h << "</table>";
   }
 
   // The prototypes of the latest projection, grouped by class.

@@ -1,0 +1,265 @@
+// Auditing a trained model: the interpretability metrics, on hand-made sets and boxes and on a
+// model trained on a data set whose classes differ only by an annotated part.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "db/run_store.h"
+#include "pipeline/commands.h"
+#include "pipeline/image_data.h"
+#include "pipeline/part_metrics.h"
+#include "pipeline/parts.h"
+#include "pipeline/render.h"
+#include "pipeline/run_folder.h"
+#include "tests/common/fixtures.h"
+#include "tests/common/test_util.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+constexpr uint64_t kPart0 = 1, kPart1 = 2, kPart2 = 4;
+
+TEST(PartMetrics, DefinitionsOnHandMadePartSets) {
+  PartMetrics m(3, {0.8});
+  // Prototype 0: part 1 in its box in 8 of 10 images (consistent at exactly 80 %).
+  for (int i = 0; i < 10; ++i) m.add_own_class(0, i < 8 ? kPart1 | (i == 0 ? kPart2 : 0) : 0);
+  // Prototype 1: parts 0 and 2 each in 7 of 10: no part reaches 80 %.
+  for (int i = 0; i < 10; ++i) m.add_own_class(1, (i < 7 ? kPart0 : 0) | (i >= 3 ? kPart2 : 0));
+  // Prototype 2 never saw an image of its class: not counted.
+  for (int i = 0; i < 10; ++i) m.add_stability(0, kPart1, i < 9 ? kPart1 : kPart0);        // 9 of 10 unchanged
+  for (int i = 0; i < 10; ++i) m.add_stability(1, kPart0 | kPart2, i % 2 ? kPart0 : kPart0 | kPart2);  // 5 of 10
+  for (const bool hit : {true, true, false, true}) m.add_pointing(hit);
+  m.add_nearest(0, {kPart1, kPart1, kPart1 | kPart2, 0, kPart2});  // part 1 in 3 of 5
+  m.add_nearest(1, {});                                          // no patches: not counted
+  const auto r = m.result();
+  EXPECT_EQ(r.consistency_prototypes, 2);
+  EXPECT_EQ(r.consistent_prototypes, 1);
+  EXPECT_DOUBLE_EQ(r.consistency, 0.5);
+  EXPECT_DOUBLE_EQ(r.stability, (0.9 + 0.5) / 2);
+  EXPECT_DOUBLE_EQ(r.pointing, 0.75);
+  EXPECT_EQ(r.pointing_images, 4);
+  EXPECT_DOUBLE_EQ(r.purity, 0.6);
+
+  PartMetrics strict(1, {0.9});
+  for (int i = 0; i < 10; ++i) strict.add_own_class(0, i < 8 ? kPart1 : 0);
+  EXPECT_DOUBLE_EQ(strict.result().consistency, 0.0);
+  EXPECT_DOUBLE_EQ(PartMetrics(2, {}).result().pointing, -1.0) << "nothing fed: not measured";
+}
+
+// The box an activation map gives, and which parts it holds, checked against a direct
+// computation: a full sort for the percentile instead of a partial selection.
+TEST(PartMetrics, BoxOfAKnownMapHoldsTheKnownParts) {
+  cv::Mat map(7, 7, CV_32F, cv::Scalar(0.1f));
+  map.at<float>(2, 5) = 3.0f;  // peak at row 2, column 5
+  map.at<float>(2, 4) = 1.5f;
+  const auto box = high_activation_box(map, 224, 224);
+  cv::Mat up;
+  cv::resize(map, up, cv::Size(224, 224), 0, 0, cv::INTER_CUBIC);
+  std::vector<float> v(up.begin<float>(), up.end<float>());
+  std::sort(v.begin(), v.end());
+  const double rank = 0.95 * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<size_t>(rank);
+  const float threshold = static_cast<float>(v[lo] + (rank - static_cast<double>(lo)) * (v[lo + 1] - v[lo]));
+  cv::Mat mask = up >= threshold;
+  const cv::Rect r = cv::boundingRect(mask);
+  EXPECT_EQ(box, (std::array<int, 4>{r.x, r.y, r.x + r.width, r.y + r.height}));
+  // The peak cell's centre (x 5.5·32, y 2.5·32) is inside; a far corner is not.
+  const std::vector<PartLocation> parts = {{0, 176, 80, true}, {1, 176, 80, false}, {2, 20, 200, true},
+                                           {3, static_cast<double>(box[2]), 80, true}};
+  EXPECT_EQ(parts_in_box(parts, box.data()), kPart0) << box[0] << ',' << box[1] << ',' << box[2] << ',' << box[3];
+  EXPECT_GT(box[0], 100);
+  EXPECT_LT(box[3], 160);
+
+  // EvalProtoPNet's box: 72 px around the upsampled map's maximum, clipped to the image.
+  int px = 0, py = 0;
+  for (int y = 0; y < 224; ++y) {
+    for (int x = 0; x < 224; ++x) {
+      if (up.at<float>(y, x) > up.at<float>(py, px)) px = x, py = y;
+    }
+  }
+  EXPECT_EQ(peak_box(map, 224, 224, 72.0 / 224), (std::array<int, 4>{px - 36, py - 36, std::min(224, px + 37), py + 37}));
+  cv::Mat corner(7, 7, CV_32F, cv::Scalar(0.0f));
+  corner.at<float>(0, 0) = 1.0f;
+  const auto clipped = peak_box(corner, 224, 224, 0.32);
+  EXPECT_EQ(clipped[0], 0);
+  EXPECT_EQ(clipped[1], 0);
+  EXPECT_LT(clipped[2], 50);
+}
+
+// A model trained for seconds on a CUB-layout data set whose classes differ only by an
+// annotated part (fixtures.h), shared by the tests below; each copies the run.
+class Audit : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    try {
+      dir_ = new TempDir;
+      fixture_ = test::make_parts_cub_fixture(dir_->path() / "cub", 4, 80);
+      PrepareConfig p;
+      p.cub = fixture_.cub.root.string();
+      p.out = (dir_->path() / "data").string();
+      p.copies = 0;
+      p.runtime.threads = 2;
+      run_prepare(p);
+      for (const char* stage : {"warm", "joint"}) {
+        TrainConfig c;
+        c.stage = stage;
+        c.data = p.out;
+        c.run = (dir_->path() / "trained").string();
+        c.arch = "small";
+        c.img_size = 48;
+        c.prototypes_per_class = 1;  // one part per class (see project_test.cpp's Interpretable)
+        c.prototype_dim = 32;
+        c.epochs = std::string(stage) == "warm" ? 4 : 8;
+        c.lr_backbone = 1e-4;
+        c.lr_schedule = "step";
+        c.batch_size = 10;
+        c.runtime.threads = 2;
+        run_train(c);
+      }
+      ProjectConfig pc;
+      pc.data = p.out;
+      pc.run = (dir_->path() / "trained").string();
+      pc.save_images = false;
+      pc.runtime.threads = 2;
+      run_project(pc);
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
+    }
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  // A failed set-up fails every test instead of skipping it.
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << "suite set-up failed: " << setup_error_; }
+
+  fs::path copy_run(const std::string& name) {
+    const fs::path to = dir_->path() / name;
+    fs::copy(dir_->path() / "trained", to, fs::copy_options::recursive);
+    return to;
+  }
+  static std::string data() { return (dir_->path() / "data").string(); }
+
+  static EvaluateReport evaluate(const fs::path& run, const std::set<std::string>& metrics) {
+    EvaluateConfig c;
+    c.run = run.string();
+    c.data = data();
+    c.metrics = metrics;
+    c.runtime.threads = 2;
+    return run_evaluate(c);
+  }
+
+  static TempDir* dir_;
+  static test::PartsCubFixture fixture_;
+  static std::string setup_error_;
+};
+TempDir* Audit::dir_ = nullptr;
+test::PartsCubFixture Audit::fixture_;
+std::string Audit::setup_error_;
+
+const std::set<std::string> kAll = {"consistency", "stability", "pointing", "purity", "sparsity"};
+
+TEST_F(Audit, PrototypesOnThePartScoreHighAndRecordTheMetrics) {
+  const fs::path run_dir = copy_run("good");
+  const auto r = evaluate(run_dir, kAll);
+  EXPECT_GE(r.accuracy, 0.8);
+  EXPECT_EQ(r.annotated_images, 80);  // the test split: 20 of each class
+  EXPECT_EQ(r.parts.consistency_prototypes, 4);
+  EXPECT_GE(r.parts.consistency, 0.75) << "of 4 prototypes consistent";
+  EXPECT_GE(r.parts.pointing, 0.8);
+  EXPECT_GE(r.parts.purity, 0.8);
+  EXPECT_GE(r.parts.stability, 0.75);
+  EXPECT_LE(r.parts.stability, 1.0);
+  EXPECT_EQ(r.distinct_patches, 4);
+  EXPECT_EQ(r.nonzero_weights, 16);  // no last layer fitted yet: 1 and −0.5 everywhere
+  EXPECT_EQ(r.zero_weights, 0.0);
+  RunFolder run = RunFolder::open(run_dir);
+  const auto recorded = nlohmann::json::parse(run.store().evaluations().back().details_json).at("metrics");
+  EXPECT_DOUBLE_EQ(recorded.at("pointing").at("value").get<double>(), r.parts.pointing);
+  EXPECT_DOUBLE_EQ(recorded.at("consistency").at("threshold").get<double>(), 0.8);
+  EXPECT_EQ(recorded.at("purity").at("k").get<int>(), 10);
+  ReportConfig rc;
+  rc.run = run_dir.string();
+  const std::string html = test::read_file(run_report(rc).path);
+  const auto section = html.find("<h2>Interpretability</h2>");
+  ASSERT_NE(section, std::string::npos);
+  char consistency[32];
+  std::snprintf(consistency, sizeof consistency, ">%.3f</div>", r.parts.consistency);
+  EXPECT_NE(html.find(consistency, section), std::string::npos) << html.substr(section, 2000);
+  EXPECT_NE(html.find("4 of 4</td>", section), std::string::npos);
+
+  // The percentile box explain draws, instead of EvalProtoPNet's: recorded with the evaluation.
+  EvaluateConfig c;
+  c.run = run_dir.string();
+  c.data = data();
+  c.metrics = {"pointing"};
+  c.part_box = 0;
+  const auto percentile = run_evaluate(c);
+  EXPECT_GE(percentile.parts.pointing, 0.8);
+  EXPECT_EQ(nlohmann::json::parse(run.store().evaluations().back().details_json)["metrics"]["part_box"], 0.0);
+  std::cerr << "good model: consistency " << r.parts.consistency << ", stability " << r.parts.stability
+            << ", pointing " << r.parts.pointing << ", purity " << r.parts.purity << '\n';
+}
+
+// Every prototype replaced by the latent patch of its class's push image that lies farthest from
+// the planted part (border cells left out: padding makes them unlike any other cell): the same
+// classes, prototypes on background.
+TEST_F(Audit, PrototypesOnBackgroundScoreLow) {
+  const fs::path run_dir = copy_run("background");
+  RunFolder run = RunFolder::open(run_dir);
+  auto net = load_latest_model(run, torch::kCPU);
+  net->eval();
+  {
+    torch::NoGradGuard no_grad;
+    const auto parts = read_data_parts(data());
+    const auto push = read_list(data(), "push");
+    for (int64_t j = 0; j < 4; ++j) {
+      const auto it = std::find_if(push.begin(), push.end(), [&](const ListEntry& e) { return e.class_index == j; });
+      const auto z = net->latent(load_image_tensor(fs::path(data()) / it->path, 48).unsqueeze(0));
+      const auto& square = parts.find(it->path)->parts[0];
+      const int64_t G = z.size(2);
+      int64_t best_h = 0, best_w = 0;
+      double farthest = -1;
+      for (int64_t h = 1; h + 1 < G; ++h) {
+        for (int64_t w = 1; w + 1 < G; ++w) {
+          const double cx = (w + 0.5) * 48.0 / G, cy = (h + 0.5) * 48.0 / G;
+          const double dist = std::hypot(cx - square.x, cy - square.y);
+          if (dist > farthest) farthest = dist, best_h = h, best_w = w;
+        }
+      }
+      net->prototype_vectors()[j].copy_(z[0].select(1, best_h).select(1, best_w).view({-1, 1, 1}));
+    }
+  }
+  save_checkpoint(run.absolute(run.store().latest_final_checkpoint()->path), *net, nullptr, nullptr);
+  const auto r = evaluate(run_dir, {"consistency", "pointing", "purity"});
+  EXPECT_LE(r.parts.consistency, 0.25);
+  EXPECT_LE(r.parts.pointing, 0.3);
+  EXPECT_LE(r.parts.purity, 0.3);
+  std::cerr << "background prototypes: consistency " << r.parts.consistency << ", pointing " << r.parts.pointing
+            << ", purity " << r.parts.purity << '\n';
+}
+
+TEST_F(Audit, PartMetricsNeedPartAnnotations) {
+  const fs::path run_dir = copy_run("noparts");
+  const fs::path data_copy = dir_->path() / "data-noparts";
+  fs::copy(data(), data_copy, fs::copy_options::recursive);
+  fs::remove_all(data_copy / "parts");
+  EvaluateConfig c;
+  c.run = run_dir.string();
+  c.data = data_copy.string();
+  c.metrics = {"pointing"};
+  try {
+    run_evaluate(c);
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("has no part annotations"), std::string::npos) << e.what();
+  }
+  c.metrics = {"sparsity"};  // needs none
+  EXPECT_EQ(run_evaluate(c).distinct_patches, 4);
+}
+
+}  // namespace
+}  // namespace ppnet::pipeline
