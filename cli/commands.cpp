@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "cli/options.h"
 #include "cli/report_output.h"
 #include "pipeline/commands.h"
 #include "pipeline/config.h"
@@ -17,11 +18,6 @@ namespace {
 
 namespace po = boost::program_options;
 
-struct CommandInfo {
-  const char* name;
-  const char* summary;
-  const char* synopsis;
-};
 
 const std::vector<CommandInfo>& commands() {
   static const std::vector<CommandInfo> kCommands = {
@@ -33,6 +29,8 @@ const std::vector<CommandInfo>& commands() {
        "ppnet project --data DATA --run RUN [options]"},
       {"last-layer", "optimise the last layer with the features frozen",
        "ppnet last-layer --data DATA --run RUN [--solver prox|adam] [options]"},
+      {"analyze", "each prototype's nearest patches over a split, recorded with pictures",
+       "ppnet analyze --run RUN --data DATA [--k 5] [--split push|test|val|train] [--json] [options]"},
       {"explain", "explain every image of a folder: heatmaps, JSON, an HTML gallery",
        "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]"},
       {"evaluate", "accuracy and loss terms of a run on a data split",
@@ -63,93 +61,6 @@ void print_usage(std::ostream& out) {
          "Every command takes --config FILE (name = value lines with the same option names;\n"
          "the command line wins). Exit status: 0 success, 1 failure, 2 usage error,\n"
          "130/143 interrupted after saving a resumable state.\n";
-}
-
-// The line of a config file that sets `name`, for error messages; 0 when not found.
-int config_line_of(const std::string& path, std::string name) {
-  while (!name.empty() && name[0] == '-') name.erase(0, 1);
-  std::ifstream in(path);
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    const auto eq = line.find('=');
-    std::string key = line.substr(0, eq);
-    key.erase(0, key.find_first_not_of(" \t"));
-    key.erase(key.find_last_not_of(" \t") + 1);
-    if (key == name) return n;
-  }
-  return 0;
-}
-
-void add_runtime(po::options_description& o, pipeline::RuntimeConfig& rt) {
-  o.add_options()
-      ("threads", po::value<int>(&rt.threads)->default_value(0, "all cores")->value_name("N"),
-       "LibTorch threads (0: all cores)")
-      ("device", po::value<std::string>(&rt.device)->default_value("cpu")->value_name("DEV"),
-       "cpu, cuda or cuda:N")
-      ("seed", po::value<uint64_t>(&rt.seed)->default_value(1)->value_name("S"), "random seed")
-      ("keep-denormals", po::bool_switch(&rt.keep_denormals),
-       "compute tiny (denormal) floats exactly instead of as zero: several times slower on x86 "
-       "with trained weights; only to measure what flushing them saves");
-}
-
-void check_runtime(const std::string& cmd, const pipeline::RuntimeConfig& rt) {
-  if (rt.threads < 0) throw UsageError("--threads must be 0 (all cores) or a positive count", cmd);
-  static const std::regex kDevice("cpu|cuda(:[0-9]+)?");
-  if (!std::regex_match(rt.device, kDevice)) {
-    throw UsageError("--device '" + rt.device + "': expected cpu, cuda or cuda:N", cmd);
-  }
-}
-
-// Parses `args` against `opts` plus --help and --config. Returns false when help was shown.
-bool parse(const CommandInfo& info, const po::options_description& opts,
-           const std::vector<std::string>& args, po::variables_map& vm) {
-  const std::string cmd = info.name;
-  bool help = false;
-  std::string config;
-  po::options_description general("General");
-  general.add_options()("help,h", po::bool_switch(&help), "show this help")(
-      "config", po::value<std::string>(&config)->value_name("FILE"),
-      "read options from FILE (name = value lines; the command line wins)");
-  po::options_description all;
-  all.add(opts).add(general);
-  try {
-    // No positional arguments: a stray word is an error, not silently ignored.
-    po::store(po::command_line_parser(args).options(all).positional({}).run(), vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what(), cmd);
-  }
-  if (vm["help"].as<bool>()) {
-    std::cout << info.summary << "\n\nUsage: " << info.synopsis << "\n" << all << '\n';
-    return false;
-  }
-  if (vm.count("config")) {
-    const std::string path = vm["config"].as<std::string>();
-    std::ifstream in(path);
-    if (!in) throw UsageError("--config " + path + ": cannot open the file", cmd);
-    try {
-      po::store(po::parse_config_file(in, opts), vm);
-    } catch (const po::error_with_option_name& e) {
-      const int line = config_line_of(path, e.get_option_name());
-      throw UsageError("config file " + path + (line ? ", line " + std::to_string(line) : "") +
-                           ": " + e.what(),
-                       cmd);
-    } catch (const po::error& e) {
-      throw UsageError("config file " + path + ": " + e.what(), cmd);
-    }
-  }
-  try {
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what(), cmd);
-  }
-  return true;
-}
-
-void require(const std::string& cmd, const po::variables_map& vm,
-             const std::vector<std::string>& names) {
-  for (const auto& n : names) {
-    if (!vm.count(n) || vm[n].defaulted()) throw UsageError("missing --" + n, cmd);
-  }
 }
 
 // "--metrics a,b": the names, each known; "all" is every metric.
@@ -490,7 +401,8 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     std::cout << "report: " << r.path << '\n';
     return 0;
   }
-  // weights
+  if (name == "analyze") return run_analyze_command(info, args);
+  if (name != "weights") throw std::logic_error("command '" + name + "' is listed but not dispatched");
   pipeline::WeightsConfig c;
   o.add_options()
       ("arch", po::value(&c.arch)->value_name("NAME"), "backbone architecture, e.g. resnet50")

@@ -339,4 +339,61 @@ void print_report(std::ostream& out, const pipeline::ExplainReport& r, bool json
   out << "\n  open " << r.out << "/index.html\n";
 }
 
+void print_report(std::ostream& out, const pipeline::AnalyzeReport& r, bool json) {
+  if (json) {
+    nlohmann::json protos = nlohmann::json::array();
+    for (const auto& p : r.prototypes) {
+      nlohmann::json nearest = nlohmann::json::array();
+      for (const auto& n : p.nearest) {
+        nearest.push_back({{"rank", n.rank},
+                           {"image", n.image_path},
+                           {"source_id", n.image_id},
+                           {"class_index", n.class_index},
+                           {"cell", {n.cell_h, n.cell_w}},
+                           {"distance", n.distance},
+                           {"similarity", n.similarity},
+                           {"box", n.box},
+                           {"patch_png", n.patch_png}});
+      }
+      protos.push_back({{"prototype", p.prototype},
+                        {"class_index", p.class_index},
+                        {"own_class", p.own_class},
+                        {"nearest", nearest}});
+    }
+    out << nlohmann::json{{"run", r.run},
+                          {"analysis", r.analysis},
+                          {"split", r.split},
+                          {"k", r.k},
+                          {"images", r.images},
+                          {"class_names", r.class_names},
+                          {"prototypes", protos},
+                          {"images_per_second", r.images_per_second},
+                          {"seconds", r.seconds}}
+                .dump(2)
+        << '\n';
+    return;
+  }
+  int64_t all_own = 0, none_own = 0;
+  for (const auto& p : r.prototypes) {
+    all_own += p.own_class == static_cast<int64_t>(p.nearest.size()) ? 1 : 0;
+    none_own += p.own_class == 0 ? 1 : 0;
+  }
+  out << r.run << ": analysis #" << r.analysis << ", the " << r.k << " nearest " << r.split << " patches of "
+      << r.prototypes.size() << " prototypes over " << r.images << " images in " << r.seconds << " s ("
+      << r.images_per_second << " images/s)\n  " << all_own << " prototypes with all of them from their own class, "
+      << none_own << " with none\n";
+  char line[256];
+  for (const auto& p : r.prototypes) {
+    std::snprintf(line, sizeof line, "  #%-5lld %-28s %lld/%zu own class;", static_cast<long long>(p.prototype),
+                  r.class_names.at(static_cast<size_t>(p.class_index)).c_str(), static_cast<long long>(p.own_class),
+                  p.nearest.size());
+    out << line;
+    for (const auto& n : p.nearest) {
+      std::snprintf(line, sizeof line, " %s (%.3g)", n.image_path.c_str(), n.similarity);
+      out << line;
+    }
+    out << '\n';
+  }
+}
+
 }  // namespace ppnet::cli

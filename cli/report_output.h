@@ -15,5 +15,6 @@ void print_report(std::ostream& out, const pipeline::ProjectReport& report, bool
 void print_report(std::ostream& out, const pipeline::LastLayerReport& report, bool json);
 void print_report(std::ostream& out, const pipeline::EvaluateReport& report, bool json);
 void print_report(std::ostream& out, const pipeline::ExplainReport& report, bool json);
+void print_report(std::ostream& out, const pipeline::AnalyzeReport& report, bool json);
 
 }  // namespace ppnet::cli

@@ -195,6 +195,30 @@ CREATE TABLE evaluations (
   top5_accuracy REAL NOT NULL,
   details_json TEXT NOT NULL) STRICT;
 )sql",
+      // 5: global analyses (ppnet analyze): each prototype's nearest patches over a split.
+      R"sql(
+CREATE TABLE analyses (
+  id INTEGER PRIMARY KEY,
+  created TEXT NOT NULL,
+  checkpoint TEXT NOT NULL,
+  projection INTEGER,
+  split TEXT NOT NULL,
+  k INTEGER NOT NULL,
+  images INTEGER NOT NULL,
+  pictures TEXT NOT NULL,
+  seconds REAL NOT NULL) STRICT;
+CREATE TABLE nearest_patches (
+  analysis_id INTEGER NOT NULL REFERENCES analyses(id),
+  prototype INTEGER NOT NULL,
+  rank INTEGER NOT NULL,
+  image_path TEXT NOT NULL,
+  image_id TEXT NOT NULL,
+  class_index INTEGER NOT NULL,
+  cell_h INTEGER NOT NULL, cell_w INTEGER NOT NULL,
+  distance REAL NOT NULL, similarity REAL NOT NULL,
+  box_x0 INTEGER NOT NULL, box_y0 INTEGER NOT NULL, box_x1 INTEGER NOT NULL, box_y1 INTEGER NOT NULL,
+  PRIMARY KEY (analysis_id, prototype, rank)) STRICT;
+)sql",
   };
   return kMigrations;
 }

@@ -77,6 +77,29 @@ struct EvaluationRow {
   std::string details_json;  // per-class accuracy, confusion matrix, last-layer statistics
 };
 
+/// One global analysis (ppnet analyze): the model it looked at and the split it searched.
+struct AnalysisRow {
+  int64_t id = 0;
+  std::string created;
+  std::string checkpoint;
+  std::optional<int64_t> projection;  // the latest projection when it ran
+  std::string split;
+  int64_t k = 0, images = 0;
+  std::string pictures;  // folder of its PNGs, relative to the run; empty when none were written
+  double seconds = 0;
+};
+
+/// One of a prototype's k nearest patches in an analysis (rank 0 is the nearest).
+struct NearestPatchRow {
+  int64_t prototype = 0, rank = 0;
+  std::string image_path;  // relative to the data folder
+  std::string image_id;
+  int64_t class_index = 0;
+  int64_t cell_h = 0, cell_w = 0;
+  double distance = 0, similarity = 0;
+  int64_t box[4] = {0, 0, 0, 0};  // high-activation box in the image file's pixels
+};
+
 /// Owns run.sqlite. Every method is one transaction; errors throw std::runtime_error.
 class RunStore {
  public:
@@ -111,6 +134,13 @@ class RunStore {
 
   void add_evaluation(const EvaluationRow& row);
   std::vector<EvaluationRow> evaluations();
+
+  /// The id the next analysis will get (its pictures folder is named before it commits).
+  int64_t next_analysis_id();
+  /// Records an analysis (with `analysis.id`) and its rows in one transaction.
+  void add_analysis(const AnalysisRow& analysis, const std::vector<NearestPatchRow>& rows);
+  std::optional<AnalysisRow> latest_analysis();
+  std::vector<NearestPatchRow> nearest_patches(int64_t analysis_id);
 
   Database& database() { return db_; }
 

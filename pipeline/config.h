@@ -114,6 +114,17 @@ struct EvaluateConfig {
   RuntimeConfig runtime;
 };
 
+/// `ppnet analyze`: each prototype's nearest patches over a split (the reference's global analysis).
+struct AnalyzeConfig {
+  std::string run, data;
+  std::string split = "push";  // push, test, val or train
+  int k = 5;
+  int batch_size = 75;
+  bool save_images = true;  // a patch and a boxed image per nearest patch
+  bool json = false;
+  RuntimeConfig runtime;
+};
+
 struct InfoConfig {
   std::string run;
   bool json = false;

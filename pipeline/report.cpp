@@ -89,6 +89,51 @@ std::string chart(const std::string& title, const std::vector<std::pair<std::str
   return s.str() + "</svg>";
 }
 
+// The latest analysis: each prototype's projected patch next to its nearest patches. Those are
+// linked rather than embedded (k per prototype would make the page huge), relative to the page.
+std::string nearest_patches_section(RunFolder& run, const std::vector<std::string>& class_names,
+                                    const fs::path& page_dir) {
+  std::ostringstream h;
+  h << "<h2>Nearest patches</h2>";
+  const auto analysis = run.store().latest_analysis();
+  if (!analysis) {
+    h << "<p>not analysed yet: <code>ppnet analyze --run RUN --data DATA</code></p>";
+    return h.str();
+  }
+  h << "<p>analysis #" << analysis->id << " (" << analysis->created << "): the " << analysis->k << " nearest "
+    << html_escape(analysis->split) << " patches of each prototype of " << html_escape(analysis->checkpoint)
+    << ", one per image, nearest first; a red caption marks another class.</p>";
+  const auto projection = analysis->projection;
+  std::map<int64_t, std::vector<db::NearestPatchRow>> by_prototype;
+  for (auto& r : run.store().nearest_patches(analysis->id)) by_prototype[r.prototype].push_back(std::move(r));
+  std::map<int64_t, int64_t> class_of;
+  if (projection) {
+    for (const auto& p : run.store().prototypes(*projection)) class_of[p.prototype] = p.class_index;
+  }
+  for (const auto& [j, rows] : by_prototype) {
+    h << "<div class=\"n\"><b>#" << j << "</b>";
+    const auto cls = class_of.find(j);
+    if (cls != class_of.end()) h << " " << html_escape(class_names.at(static_cast<size_t>(cls->second)));
+    h << "<br>";
+    if (projection) {
+      h << thumbnail(run.dir() / "prototypes" / std::to_string(*projection) / (std::to_string(j) + "-patch.png"), 64);
+    }
+    for (const auto& r : rows) {
+      const bool other = cls != class_of.end() && r.class_index != cls->second;
+      h << "<figure><img height=\"64\" alt=\"\" src=\"";
+      if (!analysis->pictures.empty()) {
+        const fs::path png = run.dir() / analysis->pictures / (std::to_string(j) + "-" + std::to_string(r.rank) + "-patch.png");
+        h << html_escape(url_path(fs::relative(png, page_dir).generic_string()));
+      }
+      h << "\"><figcaption" << (other ? " style=\"color:#c00\"" : "") << ">"
+        << html_escape(class_names.at(static_cast<size_t>(r.class_index))) << " " << std::setprecision(3) << r.similarity
+        << std::setprecision(6) << "</figcaption></figure>";
+    }
+    h << "</div>";
+  }
+  return h.str();
+}
+
 }  // namespace
 
 ReportResult run_report(const ReportConfig& c) {
@@ -103,6 +148,7 @@ ReportResult run_report(const ReportConfig& c) {
   h << "<!doctype html><meta charset=\"utf-8\"><title>ppnet run " << html_escape(c.run) << "</title><style>"
     << "body{font-family:sans-serif;margin:20px}table{border-collapse:collapse}td,th{border:1px solid #ddd;"
        "padding:3px 6px;font-size:12px}.p{display:inline-block;margin:4px;text-align:center;font-size:11px}"
+       ".n{margin:6px 0}.n figure{display:inline-block;margin:2px;text-align:center;font-size:11px}"
        "svg{margin:6px;border:1px solid #eee}</style>"
     << "<h1>Run " << html_escape(c.run) << "</h1><p>model " << html_escape(r.model_json) << "<br>data " << html_escape(r.data_path)
     << "<br>created " << html_escape(r.created) << " by " << html_escape(r.ppnet_version) << "</p>";
@@ -230,6 +276,7 @@ ReportResult run_report(const ReportConfig& c) {
   }
   ReportResult out;
   out.path = c.out.empty() ? (run.dir() / "report.html").string() : c.out;
+  h << nearest_patches_section(run, class_names, fs::absolute(out.path).parent_path());
   write_file_atomic(out.path, h.str());
   out.accuracy = evals.empty() ? -1.0 : evals.back().accuracy;
   out.split = evals.empty() ? "" : evals.back().split;

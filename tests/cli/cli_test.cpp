@@ -18,7 +18,7 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 TEST(Cli, HelpListsEveryCommand) {
   const auto r = run_ppnet("--help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* c : {"prepare", "train", "project", "last-layer", "explain", "evaluate", "info", "weights"}) {
+  for (const char* c : {"prepare", "train", "project", "last-layer", "analyze", "explain", "evaluate", "info", "weights"}) {
     EXPECT_TRUE(contains(r.out, std::string("  ") + c + " ")) << c;
   }
   EXPECT_EQ(run_ppnet("help").out, r.out);
@@ -45,7 +45,8 @@ TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
       {"project", {"--data", "--run", "--threads", "--device"}},
       {"last-layer", {"--data", "--run", "--epochs", "--threads", "--seed", "--device"}},
       {"explain", {"--run", "--dir", "--out", "--top-k", "--threads", "--device"}},
-      {"evaluate", {"--run", "--data", "--split", "--json", "--threads", "--device"}},
+      {"evaluate", {"--run", "--data", "--split", "--json", "--threads", "--device", "--metrics", "--part-box"}},
+      {"analyze", {"--run", "--data", "--split", "--k", "--json", "--threads", "--device"}},
       {"info", {"--run", "--json"}},
       {"weights", {"--arch", "--weights", "--json", "--threads"}},
   };
@@ -70,6 +71,13 @@ TEST(Cli, UsageMistakesExitTwoWithAHint) {
                         Case{"train --threads many", "--threads"},
                         Case{"train --stage hot", "--stage 'hot': expected warm or joint"},
                         Case{"evaluate --split dev", "--split 'dev'"},
+                        Case{"evaluate --run r --data d --metrics pointing,charm", "unknown metric 'charm'"},
+                        Case{"evaluate --run r --data d --part-box 2", "--part-box must be in [0, 1]"},
+                        Case{"evaluate --run r --data d --noise nan", "--noise must be a finite number"},
+                        Case{"analyze --run r --data d --k 0", "--k must be in 1…1000"},
+                        Case{"analyze --run r --data d --split dev", "--split 'dev': expected push, test, val or train"},
+                        Case{"analyze --data d", "missing --run"},
+                        Case{"prepare --idx x --parts p --out o", "--parts goes with --folder"},
                         Case{"weights --arch small --weights w --device tpu", "--device 'tpu'"},
                         Case{"weights --arch small", "missing --weights"},
                         Case{"info stray", "positional"}}) {

@@ -242,6 +242,69 @@ TEST_F(Audit, PrototypesOnBackgroundScoreLow) {
             << ", purity " << r.parts.purity << '\n';
 }
 
+TEST_F(Audit, AnalyzeRecordsEachPrototypesNearestPatches) {
+  const fs::path run_dir = copy_run("analyze");
+  AnalyzeConfig c;
+  c.run = run_dir.string();
+  c.data = data();
+  c.k = 5;
+  c.runtime.threads = 2;
+  const auto r = run_analyze(c);
+  EXPECT_EQ(r.analysis, 1);
+  EXPECT_EQ(r.images, 240);  // push: 60 per class
+  ASSERT_EQ(r.prototypes.size(), 4u);
+  RunFolder run = RunFolder::open(run_dir);
+  const auto projection = run.store().prototypes(*run.store().latest_projection());
+  const auto parts = read_data_parts(data());
+  int boxes_on_part = 0;
+  for (const auto& p : r.prototypes) {
+    ASSERT_EQ(p.nearest.size(), 5u);
+    EXPECT_EQ(p.own_class, 5) << "prototype " << p.prototype << " of a well-trained model";
+    // The nearest patch is the one the prototype was projected onto.
+    const auto& source = projection[static_cast<size_t>(p.prototype)];
+    EXPECT_EQ(p.nearest[0].image_path, source.image_path);
+    EXPECT_EQ(p.nearest[0].cell_h, source.cell_h);
+    EXPECT_EQ(p.nearest[0].cell_w, source.cell_w);
+    EXPECT_LT(p.nearest[0].distance, 1e-4);
+    for (size_t n = 0; n < p.nearest.size(); ++n) {
+      const auto& near = p.nearest[n];
+      if (n > 0) {
+        EXPECT_GE(near.distance, p.nearest[n - 1].distance);
+        EXPECT_NE(near.image_path, p.nearest[n - 1].image_path) << "one patch per image";
+      }
+      EXPECT_TRUE(fs::exists(run_dir / near.patch_png)) << near.patch_png;
+      const int box[4] = {static_cast<int>(near.box[0]), static_cast<int>(near.box[1]), static_cast<int>(near.box[2]),
+                          static_cast<int>(near.box[3])};
+      boxes_on_part += parts_in_box(parts.find(near.image_path)->parts, box) & kPart0 ? 1 : 0;
+    }
+  }
+  EXPECT_GE(boxes_on_part, 16) << "of 20 high-activation boxes hold the planted part";
+
+  // The same rows in run.sqlite, and a page that shows them.
+  const auto analysis = run.store().latest_analysis();
+  ASSERT_TRUE(analysis.has_value());
+  EXPECT_EQ(analysis->split, "push");
+  EXPECT_EQ(analysis->checkpoint, run.store().latest_final_checkpoint()->path);
+  const auto rows = run.store().nearest_patches(analysis->id);
+  ASSERT_EQ(rows.size(), 20u);
+  EXPECT_EQ(rows[7].image_path, r.prototypes[1].nearest[2].image_path);
+  EXPECT_DOUBLE_EQ(rows[7].similarity, r.prototypes[1].nearest[2].similarity);
+  ReportConfig rc;
+  rc.run = run_dir.string();
+  const std::string html = test::read_file(run_report(rc).path);
+  EXPECT_NE(html.find("<h2>Nearest patches</h2>"), std::string::npos);
+  EXPECT_NE(html.find("src=\"analysis/1/3-4-patch.png\""), std::string::npos);
+
+  // A second analysis over the test split gets the next id and its own pictures.
+  c.split = "test";
+  c.k = 3;
+  const auto t = run_analyze(c);
+  EXPECT_EQ(t.analysis, 2);
+  EXPECT_EQ(t.images, 80);
+  EXPECT_TRUE(fs::exists(run_dir / "analysis/2/0-2-box.png"));
+  EXPECT_EQ(run.store().nearest_patches(2).size(), 12u);
+}
+
 TEST_F(Audit, PartMetricsNeedPartAnnotations) {
   const fs::path run_dir = copy_run("noparts");
   const fs::path data_copy = dir_->path() / "data-noparts";

@@ -39,6 +39,10 @@ struct Seen {
     flushed += zero;
     exact += exact_here;
   }
+  size_t thread_count() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return threads.size();
+  }
 };
 
 int test_threads() { return std::max(2, static_cast<int>(std::thread::hardware_concurrency())); }
@@ -57,9 +61,14 @@ void on_every_intra_op_thread(Seen* seen) {
 // Like the batch loader: a thread of its own whose tbb::parallel_for spreads over TBB workers.
 void in_a_loader_thread(Seen* seen) {
   std::thread loader([&] {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     tbb::parallel_for(0, 64, [&](int) {
       seen->record();
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // lets the workers join in
+      // Holds the calling thread until a worker has joined in, so a busy machine cannot finish
+      // all 64 items on one thread before the workers wake up.
+      while (seen->thread_count() < 2 && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     });
   });
   loader.join();

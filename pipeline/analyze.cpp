@@ -1,0 +1,156 @@
+#include <oneapi/tbb/parallel_for.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <map>
+#include <opencv2/imgcodecs.hpp>
+
+#include "pipeline/atomic_file.h"
+#include "pipeline/commands.h"
+#include "pipeline/image_data.h"
+#include "pipeline/interrupt.h"
+#include "pipeline/nearest_search.h"
+#include "pipeline/progress.h"
+#include "pipeline/render.h"
+#include "pipeline/run_folder.h"
+#include "pipeline/runtime.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::vector<ListEntry> split_list(const fs::path& data, const Manifest& manifest, const std::string& split) {
+  if (!manifest.counts.count(split)) {
+    throw std::runtime_error(data.string() + " has no " + split + " split" +
+                             (split == "val" ? " (prepare it with --val-fraction)" : ""));
+  }
+  return read_list(data, split);
+}
+
+// The records of the nearest patches: boxes from each slot's similarity map at the image file's
+// size, and (when asked) a patch and a boxed picture per slot. Images are decoded once each, in
+// parallel.
+std::vector<db::NearestPatchRow> describe(const model::NearestPatches& nearest, const std::vector<ListEntry>& list,
+                                          const fs::path& data, const fs::path& pictures) {
+  const auto images = nearest.image(), cells = nearest.cell();
+  const auto distances = nearest.distance().to(torch::kFloat64);
+  const auto maps = model::similarity_from_distance(nearest.maps());
+  const int64_t P = images.size(0), K = images.size(1), W = maps.size(3);
+  std::map<int64_t, std::vector<std::pair<int64_t, int64_t>>> slots_of;  // image → (prototype, rank)
+  for (int64_t j = 0; j < P; ++j) {
+    for (int64_t r = 0; r < K; ++r) {
+      const int64_t i = images[j][r].item<int64_t>();
+      if (i >= 0) slots_of[i].push_back({j, r});
+    }
+  }
+  const std::vector<std::pair<int64_t, std::vector<std::pair<int64_t, int64_t>>>> work(slots_of.begin(), slots_of.end());
+  std::vector<std::vector<db::NearestPatchRow>> rows_of(work.size());
+  Progress progress("analyze: record", work.size());
+  tbb::parallel_for(size_t{0}, work.size(), [&](size_t n) {
+    if (InterruptScope::stop_requested()) return;
+    const ListEntry& e = list[static_cast<size_t>(work[n].first)];
+    const cv::Mat original = cv::imread((data / e.path).string(), cv::IMREAD_COLOR);
+    if (original.empty()) throw std::runtime_error((data / e.path).string() + ": no longer readable");
+    for (const auto& [j, r] : work[n].second) {
+      db::NearestPatchRow row;
+      row.prototype = j;
+      row.rank = r;
+      row.image_path = e.path;
+      row.image_id = e.source_id;
+      row.class_index = e.class_index;
+      const int64_t cell = cells[j][r].item<int64_t>();
+      row.cell_h = cell / W;
+      row.cell_w = cell % W;
+      row.distance = distances[j][r].item<double>();
+      row.similarity = model::similarity_from_distance(distances[j][r]).item<double>();
+      const cv::Mat sim = tensor_to_mat(maps[j][r]);
+      const auto box = high_activation_box(sim, original.cols, original.rows);
+      for (int q = 0; q < 4; ++q) row.box[q] = box[static_cast<size_t>(q)];
+      if (!pictures.empty()) {
+        const std::string stem = (pictures / (std::to_string(j) + "-" + std::to_string(r))).string();
+        write_file_atomic(stem + "-patch.png", encode_png(original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]))));
+        write_file_atomic(stem + "-box.png", encode_png(draw_box(original, box)));
+      }
+      rows_of[n].push_back(std::move(row));
+    }
+    progress.advance();
+  });
+  if (InterruptScope::stop_requested()) {
+    throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged");
+  }
+  std::vector<db::NearestPatchRow> rows;
+  for (auto& v : rows_of) rows.insert(rows.end(), v.begin(), v.end());
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return std::tie(a.prototype, a.rank) < std::tie(b.prototype, b.rank); });
+  return rows;
+}
+
+}  // namespace
+
+AnalyzeReport run_analyze(const AnalyzeConfig& c) {
+  const auto start = Clock::now();
+  const Runtime rt = start_runtime(c.runtime);
+  const fs::path data(c.data);
+  RunWithData opened = open_run_with_data(c.run, data);
+  RunFolder& run = opened.run;
+  db::RunStore& store = run.store();
+  const auto list = split_list(data, opened.manifest, c.split);
+  auto net = load_latest_model(run, rt.device);
+  net->eval();
+  InterruptScope interrupt_scope;
+
+  // 1. One pass: each prototype's k nearest patches, one per image.
+  const auto nearest = search_nearest_patches(*net, data, list, opened.model.img_size, c.batch_size, c.k, rt.device,
+                                              "analyze: search " + c.split);
+  const double search_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+
+  // 2. Boxes and pictures, into the folder the analysis will own (left over by an interrupted
+  //    analysis with the same id, it is emptied first).
+  db::AnalysisRow a;
+  a.id = store.next_analysis_id();
+  fs::path pictures;
+  if (c.save_images) {
+    a.pictures = "analysis/" + std::to_string(a.id);
+    pictures = run.absolute(a.pictures);
+    fs::remove_all(pictures);
+    fs::create_directories(pictures);
+  }
+  const auto rows = describe(nearest, list, data, pictures);
+
+  // 3. One transaction records it.
+  const auto final_checkpoint = store.latest_final_checkpoint();
+  a.checkpoint = final_checkpoint ? final_checkpoint->path : run.checkpoint_name("init");
+  a.projection = store.latest_projection();
+  a.split = c.split;
+  a.k = c.k;
+  a.images = static_cast<int64_t>(list.size());
+  a.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  store.add_analysis(a, rows);
+
+  AnalyzeReport r;
+  r.run = c.run;
+  r.split = c.split;
+  r.analysis = a.id;
+  r.k = c.k;
+  r.images = a.images;
+  for (const auto& cls : opened.manifest.classes) r.class_names.push_back(cls.name);
+  const auto identity = net->prototype_class_identity().argmax(1).cpu();
+  for (int64_t j = 0; j < net->num_prototypes(); ++j) {
+    r.prototypes.push_back({j, identity[j].item<int64_t>(), 0, {}});
+  }
+  for (const auto& row : rows) {
+    auto& p = r.prototypes[static_cast<size_t>(row.prototype)];
+    p.own_class += row.class_index == p.class_index ? 1 : 0;
+    p.nearest.push_back({row.rank, row.class_index, row.image_path, row.image_id, row.cell_h, row.cell_w, row.distance,
+                         row.similarity, {row.box[0], row.box[1], row.box[2], row.box[3]},
+                         a.pictures.empty() ? "" : a.pictures + "/" + std::to_string(row.prototype) + "-" +
+                                                       std::to_string(row.rank) + "-patch.png"});
+  }
+  r.seconds = a.seconds;
+  r.images_per_second = static_cast<double>(list.size()) / std::max(search_seconds, 1e-9);
+  return r;
+}
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,32 @@
+#include "pipeline/nearest_search.h"
+
+#include <torch/torch.h>
+
+#include "pipeline/image_data.h"
+#include "pipeline/interrupt.h"
+#include "pipeline/progress.h"
+
+namespace ppnet::pipeline {
+
+model::NearestPatches search_nearest_patches(model::ProtoPNetImpl& net, const std::filesystem::path& data,
+                                             const std::vector<ListEntry>& list, int img_size, int batch_size,
+                                             int64_t k, torch::Device device, const std::string& label) {
+  torch::NoGradGuard no_grad;
+  model::NearestPatches nearest(net.num_prototypes(), k);
+  BatchLoader loader(data, list, sequential_order(list.size()), img_size, batch_size, 0);
+  Progress progress(label, list.size());
+  Batch b;
+  int64_t offset = 0;
+  while (loader.next(&b)) {
+    const int64_t B = b.images.size(0);
+    nearest.add(net.activations(b.images.to(device)).distances, torch::arange(offset, offset + B, torch::kInt64));
+    offset += B;
+    progress.advance(static_cast<uint64_t>(B));
+    if (InterruptScope::stop_requested()) {
+      throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged");
+    }
+  }
+  return nearest;
+}
+
+}  // namespace ppnet::pipeline
