@@ -31,6 +31,8 @@ const std::vector<CommandInfo>& commands() {
        "ppnet last-layer --data DATA --run RUN [--solver prox|adam] [options]"},
       {"analyze", "each prototype's nearest patches over a split, recorded with pictures",
        "ppnet analyze --run RUN --data DATA [--k 5] [--split push|test|val|train] [--json] [options]"},
+      {"prune", "remove prototypes whose nearest patches are of other classes, or duplicates",
+       "ppnet prune --run RUN --data DATA [--k 6] [--threshold 3] [--duplicates] [--dry-run] [options]"},
       {"explain", "explain every image of a folder: heatmaps, JSON, an HTML gallery",
        "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]"},
       {"evaluate", "accuracy and loss terms of a run on a data split",
@@ -402,6 +404,7 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     return 0;
   }
   if (name == "analyze") return run_analyze_command(info, args);
+  if (name == "prune") return run_prune_command(info, args);
   if (name != "weights") throw std::logic_error("command '" + name + "' is listed but not dispatched");
   pipeline::WeightsConfig c;
   o.add_options()

@@ -32,5 +32,6 @@ void require(const std::string& cmd, const boost::program_options::variables_map
 
 /// The commands that live in a file of their own (cli/<name>_command.cpp).
 int run_analyze_command(const CommandInfo& info, const std::vector<std::string>& args);
+int run_prune_command(const CommandInfo& info, const std::vector<std::string>& args);
 
 }  // namespace ppnet::cli

@@ -396,4 +396,32 @@ void print_report(std::ostream& out, const pipeline::AnalyzeReport& r, bool json
   }
 }
 
+void print_report(std::ostream& out, const pipeline::PruneReport& r, bool json) {
+  if (json) {
+    nlohmann::json removed = nlohmann::json::array();
+    for (const auto& p : r.removed) {
+      removed.push_back({{"prototype", p.prototype}, {"class_index", p.class_index}, {"reason", p.reason}, {"detail", p.detail}});
+    }
+    out << nlohmann::json{{"run", r.run},
+                          {"stage_id", r.stage_id},
+                          {"dry_run", r.dry_run},
+                          {"prototypes_before", r.prototypes_before},
+                          {"prototypes_after", r.prototypes_after},
+                          {"removed", removed},
+                          {"classes_left_without_prototypes", r.classes_left_without_prototypes},
+                          {"images_per_second", r.images_per_second},
+                          {"seconds", r.seconds}}
+                .dump(2)
+        << '\n';
+    return;
+  }
+  out << r.run << ": " << (r.dry_run ? "would remove " : "removed ") << r.removed.size() << " of " << r.prototypes_before
+      << " prototypes (" << r.prototypes_after << " left)";
+  if (r.stage_id > 0) out << " as stage #" << r.stage_id;
+  out << " in " << r.seconds << " s\n";
+  for (const auto& p : r.removed) out << "  #" << p.prototype << " (" << p.reason << "): " << p.detail << '\n';
+  for (const auto& name : r.classes_left_without_prototypes) out << "  warning: class " << name << " has no prototype left\n";
+  if (r.stage_id > 0) out << "  next: ppnet last-layer --run " << r.run << " --data DATA\n";
+}
+
 }  // namespace ppnet::cli

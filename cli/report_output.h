@@ -16,5 +16,6 @@ void print_report(std::ostream& out, const pipeline::LastLayerReport& report, bo
 void print_report(std::ostream& out, const pipeline::EvaluateReport& report, bool json);
 void print_report(std::ostream& out, const pipeline::ExplainReport& report, bool json);
 void print_report(std::ostream& out, const pipeline::AnalyzeReport& report, bool json);
+void print_report(std::ostream& out, const pipeline::PruneReport& report, bool json);
 
 }  // namespace ppnet::cli

@@ -219,6 +219,16 @@ CREATE TABLE nearest_patches (
   box_x0 INTEGER NOT NULL, box_y0 INTEGER NOT NULL, box_x1 INTEGER NOT NULL, box_y1 INTEGER NOT NULL,
   PRIMARY KEY (analysis_id, prototype, rank)) STRICT;
 )sql",
+      // 6: prototypes a prune stage removed (its kept ones are in prototypes, renumbered).
+      R"sql(
+CREATE TABLE pruned (
+  stage_id INTEGER NOT NULL REFERENCES stages(id),
+  prototype INTEGER NOT NULL,
+  class_index INTEGER NOT NULL,
+  reason TEXT NOT NULL CHECK (reason IN ('nearest', 'duplicate')),
+  detail TEXT NOT NULL,
+  PRIMARY KEY (stage_id, prototype)) STRICT;
+)sql",
   };
   return kMigrations;
 }

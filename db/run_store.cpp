@@ -168,11 +168,9 @@ std::vector<EpochRow> RunStore::epochs(std::optional<int64_t> stage_id) {
   return out;
 }
 
-void RunStore::finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows,
-                                 const CheckpointRow& c) {
-  Transaction tx(db_);
-  db_.prepare("DELETE FROM prototypes WHERE stage_id = ?").bind(1, stage_id).run();
-  auto insert = db_.prepare("INSERT INTO prototypes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+namespace {
+void insert_prototypes(Database& db, int64_t stage_id, const std::vector<PrototypeRow>& rows) {
+  auto insert = db.prepare("INSERT INTO prototypes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   for (const auto& r : rows) {
     insert.bind(1, stage_id).bind(2, r.prototype).bind(3, r.class_index).bind(4, r.image_path).bind(5, r.image_id);
     insert.bind(6, r.image_width).bind(7, r.image_height).bind(8, r.cell_h).bind(9, r.cell_w);
@@ -180,6 +178,14 @@ void RunStore::finish_projection(int64_t stage_id, const std::vector<PrototypeRo
     for (int k = 0; k < 4; ++k) insert.bind(12 + k, r.rf[k]).bind(16 + k, r.box[k]);
     insert.run();
   }
+}
+}  // namespace
+
+void RunStore::finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows,
+                                 const CheckpointRow& c) {
+  Transaction tx(db_);
+  db_.prepare("DELETE FROM prototypes WHERE stage_id = ?").bind(1, stage_id).run();
+  insert_prototypes(db_, stage_id, rows);
   db_.prepare("INSERT OR REPLACE INTO checkpoints (stage_id, epoch, batch, path, final, created) VALUES (?, 0, 0, ?, 1, ?)")
       .bind(1, stage_id)
       .bind(2, c.path)
@@ -216,7 +222,7 @@ std::vector<PrototypeRow> RunStore::prototypes(int64_t stage_id) {
 }
 
 std::optional<int64_t> RunStore::latest_projection() {
-  auto s = db_.prepare("SELECT id FROM stages WHERE kind = 'project' AND status = 'done' ORDER BY id DESC LIMIT 1");
+  auto s = db_.prepare("SELECT id FROM stages WHERE kind IN ('project', 'prune') AND status = 'done' ORDER BY id DESC LIMIT 1");
   if (!s.step()) return std::nullopt;
   return s.column_int(0);
 }
@@ -242,6 +248,45 @@ std::vector<EvaluationRow> RunStore::evaluations() {
     out.push_back({s.column_int(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_int(4),
                    s.column_double(5), s.column_double(6), s.column_text(7)});
   }
+  return out;
+}
+
+int64_t RunStore::next_stage_id() {
+  auto s = db_.prepare("SELECT COALESCE(MAX(id), 0) + 1 FROM stages");
+  s.step();
+  return s.column_int(0);
+}
+
+void RunStore::add_prune(const StageRow& stage, const std::vector<PrototypeRow>& kept,
+                         const std::vector<PrunedRow>& removed, const std::string& checkpoint) {
+  Transaction tx(db_);
+  const std::string now = utc_now();
+  db_.prepare("INSERT INTO stages (id, kind, status, started, finished, config_json, start_checkpoint) "
+              "VALUES (?, 'prune', 'done', ?, ?, ?, ?)")
+      .bind(1, stage.id)
+      .bind(2, stage.started.empty() ? now : stage.started)
+      .bind(3, now)
+      .bind(4, stage.config_json)
+      .bind(5, stage.start_checkpoint)
+      .run();
+  insert_prototypes(db_, stage.id, kept);
+  auto insert = db_.prepare("INSERT INTO pruned VALUES (?, ?, ?, ?, ?)");
+  for (const auto& r : removed) {
+    insert.bind(1, stage.id).bind(2, r.prototype).bind(3, r.class_index).bind(4, r.reason).bind(5, r.detail).run();
+  }
+  db_.prepare("INSERT INTO checkpoints (stage_id, epoch, batch, path, final, created) VALUES (?, 0, 0, ?, 1, ?)")
+      .bind(1, stage.id)
+      .bind(2, checkpoint)
+      .bind(3, now)
+      .run();
+  tx.commit();
+}
+
+std::vector<PrunedRow> RunStore::pruned(int64_t stage_id) {
+  auto s = db_.prepare("SELECT prototype, class_index, reason, detail FROM pruned WHERE stage_id = ? ORDER BY prototype");
+  s.bind(1, stage_id);
+  std::vector<PrunedRow> out;
+  while (s.step()) out.push_back({s.column_int(0), s.column_int(1), s.column_text(2), s.column_text(3)});
   return out;
 }
 

@@ -77,6 +77,13 @@ struct EvaluationRow {
   std::string details_json;  // per-class accuracy, confusion matrix, last-layer statistics
 };
 
+/// A prototype a prune stage removed, by its index before the prune.
+struct PrunedRow {
+  int64_t prototype = 0, class_index = 0;
+  std::string reason;  // "nearest": too few of its nearest push patches from its class; "duplicate"
+  std::string detail;  // in words, with the numbers
+};
+
 /// One global analysis (ppnet analyze): the model it looked at and the split it searched.
 struct AnalysisRow {
   int64_t id = 0;
@@ -129,8 +136,17 @@ class RunStore {
   /// all in one transaction (rows of an earlier attempt at the same stage are replaced).
   void finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows, const CheckpointRow& checkpoint);
   std::vector<PrototypeRow> prototypes(int64_t stage_id);
-  /// The most recent finished projection's stage id.
+  /// The stage id of the latest record of where the prototypes came from: the most recent
+  /// finished projection or prune (a prune re-records the prototypes it keeps, renumbered).
   std::optional<int64_t> latest_projection();
+
+  /// The id the next stage will get.
+  int64_t next_stage_id();
+  /// Records a whole prune stage in one transaction: the stage (id `stage.id`, done), the kept
+  /// prototypes' rows (with that stage id), the removed ones, and its final checkpoint.
+  void add_prune(const StageRow& stage, const std::vector<PrototypeRow>& kept, const std::vector<PrunedRow>& removed,
+                 const std::string& checkpoint);
+  std::vector<PrunedRow> pruned(int64_t stage_id);
 
   void add_evaluation(const EvaluationRow& row);
   std::vector<EvaluationRow> evaluations();

@@ -68,7 +68,7 @@ ProtoPNetImpl::ProtoPNetImpl(const ProtoPNetOptions& options) : options_(options
   add_on_layers_ = register_module(
       "add_on_layers",
       make_add_on_layers(features_->out_channels(), options.prototype_dim, options.add_on));
-  const int64_t p = num_prototypes();
+  const int64_t p = options.num_classes * options.prototypes_per_class;
   prototype_vectors_ =
       register_parameter("prototype_vectors", torch::rand({p, options.prototype_dim, 1, 1}));
   last_layer_ = register_module(
@@ -84,6 +84,22 @@ void ProtoPNetImpl::set_last_layer_connections(double incorrect) {
   torch::NoGradGuard no_grad;
   const auto own = prototype_class_identity_.t();  // C×P
   last_layer_->weight.copy_(own + incorrect * (1 - own));
+}
+
+void ProtoPNetImpl::keep_prototypes(const std::vector<int64_t>& keep) {
+  const int64_t P = num_prototypes();
+  std::vector<bool> seen(static_cast<size_t>(P), false);
+  for (int64_t j : keep) {
+    if (j < 0 || j >= P) throw std::invalid_argument("keep_prototypes: index " + std::to_string(j) + " out of range");
+    if (seen[static_cast<size_t>(j)]) throw std::invalid_argument("keep_prototypes: index " + std::to_string(j) + " twice");
+    seen[static_cast<size_t>(j)] = true;
+  }
+  torch::NoGradGuard no_grad;
+  const auto index = torch::tensor(keep, torch::kInt64).to(prototype_vectors_.device());
+  prototype_vectors_.set_data(prototype_vectors_.index_select(0, index));
+  prototype_class_identity_.set_data(prototype_class_identity_.index_select(0, index));
+  last_layer_->weight.set_data(last_layer_->weight.index_select(1, index));
+  last_layer_->options.in_features(static_cast<int64_t>(keep.size()));
 }
 
 torch::Tensor ProtoPNetImpl::latent(const torch::Tensor& images) {

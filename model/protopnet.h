@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/backbone.h"
 #include "model/receptive_field.h"
@@ -44,6 +45,8 @@ struct ProtoPNetActivations {
 /// Parameter names follow the reference implementation: "features.*" (torchvision names below
 /// it), "add_on_layers.*", "prototype_vectors" (P×D×1×1), "last_layer.weight" (C×P, no bias);
 /// buffer "prototype_class_identity" (P×C float, prototype j belongs to class j / per_class).
+/// Loading a state saved from a pruned model gives this one the saved P (the archive's tensors
+/// replace the module's, shapes included).
 class ProtoPNetImpl : public torch::nn::Module {
  public:
   /// Throws std::invalid_argument for an unknown architecture or a non-positive count.
@@ -59,7 +62,13 @@ class ProtoPNetImpl : public torch::nn::Module {
   ProtoPNetOutput classify(const torch::Tensor& distances);       // from B×P×H×W distance maps
 
   const ProtoPNetOptions& options() const { return options_; }
-  int64_t num_prototypes() const { return options_.num_classes * options_.prototypes_per_class; }
+  /// P: classes × prototypes per class, until keep_prototypes() or a loaded checkpoint of a
+  /// pruned model changes it.
+  int64_t num_prototypes() const { return prototype_vectors_.size(0); }
+  /// Keeps only the prototypes `keep` (distinct indices, in that order): their vectors,
+  /// class-identity rows and last-layer columns, in place (optimizers created afterwards see
+  /// the new shapes). Throws std::invalid_argument for an index out of range or repeated.
+  void keep_prototypes(const std::vector<int64_t>& keep);
   /// Largest possible squared distance: D (latent values lie in (0,1) after the Sigmoid).
   double max_distance() const { return static_cast<double>(options_.prototype_dim); }
   ReceptiveField receptive_field(int64_t img_size) const;

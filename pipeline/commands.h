@@ -216,6 +216,29 @@ struct AnalyzeReport {
 /// pictures) in run.sqlite as one analysis. An interrupted analysis records nothing.
 AnalyzeReport run_analyze(const AnalyzeConfig& config);
 
+struct PrunedPrototype {
+  int64_t prototype = 0, class_index = 0;  // index before the prune
+  std::string reason, detail;              // "nearest" or "duplicate"; in words
+};
+
+struct PruneReport {
+  std::string run;
+  int64_t stage_id = 0;  // the prune stage recorded; 0 with --dry-run or when nothing was removed
+  int64_t prototypes_before = 0, prototypes_after = 0;
+  std::vector<PrunedPrototype> removed;
+  std::vector<std::string> classes_left_without_prototypes;
+  bool dry_run = false;
+  double images_per_second = 0, seconds = 0;
+};
+
+/// Removes the prototypes whose k nearest push patches include fewer than `threshold` of their
+/// own class (the reference's rule) and, with `duplicates`, prototypes projected onto the same
+/// patch as another of their class: vectors, class identity and last-layer columns (a
+/// duplicate's weights are added to the prototype it duplicates, so logits do not change). The
+/// pruned model, its kept prototypes' records (renumbered) and the removed ones commit together
+/// as a stage of kind "prune"; killed at any moment, the run stays as it was. Needs a projection.
+PruneReport run_prune(const PruneConfig& config);
+
 struct ExplainReport {
   std::string out;
   int64_t images = 0, explained = 0, kept = 0;  // kept: finished by an earlier run

@@ -125,6 +125,19 @@ struct AnalyzeConfig {
   RuntimeConfig runtime;
 };
 
+/// `ppnet prune`: the reference's prototype pruning (prune.py), and duplicate removal.
+struct PruneConfig {
+  std::string run, data;
+  int k = 6;          // nearest push patches examined per prototype
+  int threshold = 3;  // remove a prototype with fewer than this many of them from its class (0: never)
+  bool duplicates = false;  // also remove prototypes projected onto the same image and cell as
+                            // an earlier prototype of their class (its last-layer weights merged)
+  int batch_size = 75;
+  bool dry_run = false;  // report what would be removed, change nothing
+  bool json = false;
+  RuntimeConfig runtime;
+};
+
 struct InfoConfig {
   std::string run;
   bool json = false;

@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -303,6 +307,163 @@ TEST_F(Audit, AnalyzeRecordsEachPrototypesNearestPatches) {
   EXPECT_EQ(t.images, 80);
   EXPECT_TRUE(fs::exists(run_dir / "analysis/2/0-2-box.png"));
   EXPECT_EQ(run.store().nearest_patches(2).size(), 12u);
+}
+
+// Adds a fifth prototype to the projected run: of class `cls`, with prototype `copy_of`'s vector,
+// last-layer column and projection record (same image and cell), as if projected there too.
+void plant_prototype(const fs::path& run_dir, int64_t cls, int64_t copy_of) {
+  RunFolder run = RunFolder::open(run_dir);
+  auto net = load_latest_model(run, torch::kCPU);
+  {
+    torch::NoGradGuard no_grad;
+    auto& v = net->prototype_vectors();
+    v.set_data(torch::cat({v, v.narrow(0, copy_of, 1)}, 0));
+    auto identity = torch::zeros({1, 4});
+    identity[0][cls] = 1;
+    const_cast<torch::Tensor&>(net->prototype_class_identity()).set_data(torch::cat({net->prototype_class_identity(), identity}, 0));
+    auto& w = net->last_layer()->weight;
+    w.set_data(torch::cat({w, identity.t() + -0.5 * (1 - identity.t())}, 1));
+  }
+  const int64_t projection = *run.store().latest_projection();
+  const auto checkpoint = run.store().latest_final_checkpoint()->path;
+  save_checkpoint(run.absolute(checkpoint), *net, nullptr, nullptr);
+  auto rows = run.store().prototypes(projection);
+  auto extra = rows[static_cast<size_t>(copy_of)];
+  extra.prototype = 4;
+  extra.class_index = cls;
+  rows.push_back(extra);
+  run.store().finish_projection(projection, rows, {0, projection, 0, 0, checkpoint, true, ""});
+}
+
+torch::Tensor test_logits(RunFolder& run, const std::string& data) {
+  auto net = load_latest_model(run, torch::kCPU);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> images;
+  for (const auto& e : read_list(data, "test")) images.push_back(load_image_tensor(fs::path(data) / e.path, 48));
+  return net->forward(torch::stack(images)).logits;
+}
+
+TEST_F(Audit, PruneRemovesAPrototypeOnAnotherClassesPartAndKeepsAccuracy) {
+  const fs::path run_dir = copy_run("prune");
+  const double original = evaluate(run_dir, {}).accuracy;
+  plant_prototype(run_dir, 0, 1);  // class 0's new prototype sits on class 1's part
+  const double planted = evaluate(run_dir, {}).accuracy;
+  EXPECT_LT(planted, original) << "class 1 images now also vote for class 0";
+
+  PruneConfig c;
+  c.run = run_dir.string();
+  c.data = data();
+  c.runtime.threads = 2;
+  c.dry_run = true;
+  auto r = run_prune(c);
+  ASSERT_EQ(r.removed.size(), 1u);
+  EXPECT_EQ(r.stage_id, 0);
+  RunFolder run = RunFolder::open(run_dir);
+  EXPECT_EQ(run.store().latest_stage()->kind, "project") << "a dry run changes nothing";
+
+  c.dry_run = false;
+  r = run_prune(c);
+  EXPECT_EQ(r.prototypes_before, 5);
+  EXPECT_EQ(r.prototypes_after, 4);
+  ASSERT_EQ(r.removed.size(), 1u);
+  EXPECT_EQ(r.removed[0].prototype, 4);
+  EXPECT_EQ(r.removed[0].reason, "nearest");
+  EXPECT_NE(r.removed[0].detail.find("0 of its 6 nearest push patches are of its class"), std::string::npos) << r.removed[0].detail;
+  EXPECT_TRUE(r.classes_left_without_prototypes.empty());
+
+  // Recorded: a prune stage, the removed prototype with its reason, the kept ones renumbered.
+  const auto stage = run.store().latest_stage();
+  EXPECT_EQ(stage->kind, "prune");
+  EXPECT_EQ(stage->id, r.stage_id);
+  const auto pruned = run.store().pruned(r.stage_id);
+  ASSERT_EQ(pruned.size(), 1u);
+  EXPECT_EQ(pruned[0].class_index, 0);
+  EXPECT_EQ(*run.store().latest_projection(), r.stage_id);
+  EXPECT_EQ(run.store().prototypes(r.stage_id).size(), 4u);
+
+  // The pruned model: 4 prototypes, the accuracy of the unplanted one; evaluate and the last
+  // layer run on it.
+  EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 4);
+  const auto after = evaluate(run_dir, {"sparsity"});
+  EXPECT_GE(after.accuracy, original - 1e-9);
+  EXPECT_EQ(after.prototypes, 4);
+  LastLayerConfig lc;
+  lc.run = run_dir.string();
+  lc.data = data();
+  lc.runtime.threads = 2;
+  EXPECT_GE(run_last_layer(lc).epochs.back().eval_accuracy, 0.8);
+  EXPECT_EQ(load_latest_model(run, torch::kCPU)->last_layer()->weight.size(1), 4);
+}
+
+TEST_F(Audit, PruneDuplicatesMergesWeightsSoLogitsDoNotChange) {
+  const fs::path run_dir = copy_run("duplicate");
+  plant_prototype(run_dir, 2, 2);  // a second prototype of class 2 on the same patch
+  RunFolder run = RunFolder::open(run_dir);
+  const auto before = test_logits(run, data());
+  PruneConfig c;
+  c.run = run_dir.string();
+  c.data = data();
+  c.threshold = 0;  // duplicates only
+  c.duplicates = true;
+  const auto r = run_prune(c);
+  ASSERT_EQ(r.removed.size(), 1u);
+  EXPECT_EQ(r.removed[0].reason, "duplicate");
+  EXPECT_NE(r.removed[0].detail.find("same patch as prototype 2"), std::string::npos) << r.removed[0].detail;
+  const auto after = test_logits(run, data());
+  EXPECT_EQ(after.size(1), 4);
+  EXPECT_LT((after - before).abs().max().item<double>(), 1e-4);
+  // Nothing left to remove: no stage.
+  const auto again = run_prune(c);
+  EXPECT_TRUE(again.removed.empty());
+  EXPECT_EQ(again.stage_id, 0);
+  EXPECT_EQ(run.store().latest_stage()->id, r.stage_id);
+}
+
+// Killed at any moment, a prune leaves the run as it was or completely pruned: kills spread over
+// the time an uninterrupted prune of the same run takes.
+TEST_F(Audit, PruneKilledAtAnyMomentLeavesTheRunWhole) {
+  const std::vector<std::string> args = {"prune", "--threads", "1", "--data", data(), "--run"};
+  auto prune_args = [&](const fs::path& run) {
+    auto a = args;
+    a.push_back(run.string());
+    return a;
+  };
+  const fs::path timed = copy_run("timed");
+  plant_prototype(timed, 0, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(test::wait_exit(test::spawn_ppnet(prune_args(timed), (dir_->path() / "timed.log").string())), 0);
+  const double full_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+  const fs::path run_dir = copy_run("killed");
+  plant_prototype(run_dir, 0, 1);
+  int unchanged = 0;
+  for (const double at : {0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95}) {
+    const int pid = test::spawn_ppnet(prune_args(run_dir), (dir_->path() / "killed.log").string());
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(at * full_ms));
+    kill(pid, SIGKILL);
+    test::wait_exit(pid);
+    RunFolder run = RunFolder::open(run_dir);
+    const auto latest = run.store().latest_stage();
+    if (latest->kind == "prune") {  // it committed before the kill: complete
+      EXPECT_TRUE(fs::exists(run.absolute(run.store().latest_final_checkpoint()->path)));
+      EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 4);
+      EXPECT_EQ(run.store().prototypes(latest->id).size(), 4u);
+      break;
+    }
+    ++unchanged;
+    EXPECT_EQ(latest->status, "done");
+    EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 5) << "after a kill at " << at * full_ms << " ms";
+    EXPECT_EQ(run.store().latest_final_checkpoint()->path, run.store().checkpoints(latest->id).back().path);
+  }
+  EXPECT_GE(unchanged, 3) << "kills before the commit (an uninterrupted prune took " << full_ms << " ms)";
+  // A prune after the kills completes (or finds nothing left to do).
+  PruneConfig c;
+  c.run = run_dir.string();
+  c.data = data();
+  run_prune(c);
+  RunFolder run = RunFolder::open(run_dir);
+  EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 4);
 }
 
 TEST_F(Audit, PartMetricsNeedPartAnnotations) {

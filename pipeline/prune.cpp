@@ -1,0 +1,178 @@
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <tuple>
+
+#include "pipeline/commands.h"
+#include "pipeline/interrupt.h"
+#include "pipeline/nearest_search.h"
+#include "pipeline/run_folder.h"
+#include "pipeline/runtime.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// A prune starts from a finished run with a projection, never in the middle of another stage.
+int64_t require_projection(RunFolder& run, const std::string& run_name) {
+  const auto latest = run.store().latest_stage();
+  if (latest && latest->status != "done") {
+    throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " + run_name +
+                             " did not finish; continue it with --resume first");
+  }
+  const auto projection = run.store().latest_projection();
+  if (!projection) throw std::runtime_error(run_name + ": nothing to prune before the prototypes are projected (ppnet project)");
+  return *projection;
+}
+
+// The reference's rule: fewer than `threshold` of the k nearest push patches from the class.
+void by_nearest_patches(const model::NearestPatches& nearest, const std::vector<ListEntry>& push,
+                        const std::vector<int64_t>& classes, const PruneConfig& c, std::map<int64_t, PrunedPrototype>& out) {
+  const auto images = nearest.image();
+  for (int64_t j = 0; j < images.size(0); ++j) {
+    int64_t own = 0, found = 0;
+    for (int64_t r = 0; r < images.size(1); ++r) {
+      const int64_t i = images[j][r].item<int64_t>();
+      if (i < 0) continue;
+      ++found;
+      own += push[static_cast<size_t>(i)].class_index == classes[static_cast<size_t>(j)] ? 1 : 0;
+    }
+    if (own < c.threshold) {
+      out[j] = {j, classes[static_cast<size_t>(j)], "nearest",
+                std::to_string(own) + " of its " + std::to_string(found) + " nearest push patches are of its class (threshold " +
+                    std::to_string(c.threshold) + ")"};
+    }
+  }
+}
+
+// Two prototypes of a class projected onto the same image and cell are the same vector: the
+// later one goes, its weights merged into the first (`merge_into` later → first).
+void duplicates(const std::vector<db::PrototypeRow>& rows, std::map<int64_t, PrunedPrototype>& out,
+                std::map<int64_t, int64_t>& merge_into) {
+  std::map<std::tuple<int64_t, std::string, int64_t, int64_t>, int64_t> first;
+  for (const auto& r : rows) {
+    const auto key = std::make_tuple(r.class_index, r.image_path, r.cell_h, r.cell_w);
+    const auto [it, fresh] = first.emplace(key, r.prototype);
+    if (fresh || out.count(r.prototype)) continue;
+    if (out.count(it->second)) {  // the first one goes by the other rule: this one takes its place
+      it->second = r.prototype;
+      continue;
+    }
+    out[r.prototype] = {r.prototype, r.class_index, "duplicate",
+                        "projected onto the same patch as prototype " + std::to_string(it->second) + " (" + r.image_path +
+                            ", cell " + std::to_string(r.cell_h) + "," + std::to_string(r.cell_w) + ")"};
+    merge_into[r.prototype] = it->second;
+  }
+}
+
+}  // namespace
+
+PruneReport run_prune(const PruneConfig& c) {
+  const auto start = Clock::now();
+  const Runtime rt = start_runtime(c.runtime);
+  const fs::path data(c.data);
+  RunWithData opened = open_run_with_data(c.run, data);
+  RunFolder& run = opened.run;
+  db::RunStore& store = run.store();
+  const int64_t projection = require_projection(run, c.run);
+  const auto rows = store.prototypes(projection);
+  auto net = load_latest_model(run, rt.device);
+  net->eval();
+  InterruptScope interrupt_scope;
+  const int64_t P = net->num_prototypes();
+  std::vector<int64_t> classes(static_cast<size_t>(P));
+  {
+    const auto id = net->prototype_class_identity().argmax(1).cpu();
+    for (int64_t j = 0; j < P; ++j) classes[static_cast<size_t>(j)] = id[j].item<int64_t>();
+  }
+
+  // 1. What goes, and why.
+  PruneReport report;
+  report.run = c.run;
+  report.dry_run = c.dry_run;
+  report.prototypes_before = P;
+  std::map<int64_t, PrunedPrototype> removed;
+  std::map<int64_t, int64_t> merge_into;
+  const auto push = read_list(data, "push");
+  if (c.threshold > 0) {
+    const auto nearest = search_nearest_patches(*net, data, push, opened.model.img_size, c.batch_size, c.k, rt.device,
+                                                "prune: search push");
+    report.images_per_second =
+        static_cast<double>(push.size()) / std::max(std::chrono::duration<double>(Clock::now() - start).count(), 1e-9);
+    by_nearest_patches(nearest, push, classes, c, removed);
+  }
+  if (c.duplicates) duplicates(rows, removed, merge_into);
+  std::vector<int64_t> keep;
+  std::vector<bool> class_kept(opened.manifest.classes.size(), false);
+  for (int64_t j = 0; j < P; ++j) {
+    if (removed.count(j)) continue;
+    keep.push_back(j);
+    class_kept[static_cast<size_t>(classes[static_cast<size_t>(j)])] = true;
+  }
+  for (const auto& [j, p] : removed) report.removed.push_back(p);
+  for (size_t k = 0; k < class_kept.size(); ++k) {
+    if (!class_kept[k]) report.classes_left_without_prototypes.push_back(opened.manifest.classes[k].name);
+  }
+  report.prototypes_after = static_cast<int64_t>(keep.size());
+  if (c.dry_run || removed.empty()) {
+    report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return report;
+  }
+  if (keep.empty()) throw std::runtime_error("every prototype would be removed; lower --threshold");
+
+  // 2. The pruned model: duplicates' weights merged, then only the kept prototypes.
+  {
+    torch::NoGradGuard no_grad;
+    auto& w = net->last_layer()->weight;
+    for (const auto& [from, to] : merge_into) w.select(1, to).add_(w.select(1, from));
+  }
+  net->keep_prototypes(keep);
+
+  // 3. Files first (named after the stage id the commit will use; leftovers of a prune killed
+  //    before its commit are replaced), then one transaction makes them the run's.
+  db::StageRow stage;
+  stage.id = store.next_stage_id();
+  stage.started = db::utc_now();
+  const auto base = store.latest_final_checkpoint();
+  stage.start_checkpoint = base ? base->path : run.checkpoint_name("init");
+  stage.config_json = nlohmann::json{{"k", c.k},
+                                     {"threshold", c.threshold},
+                                     {"duplicates", c.duplicates},
+                                     {"projection", projection},
+                                     {"kept", keep}}
+                          .dump();
+  const std::string checkpoint = run.checkpoint_name("prune" + std::to_string(stage.id));
+  save_checkpoint(run.absolute(checkpoint), *net, nullptr, nullptr);
+  const fs::path from_pics = run.dir() / "prototypes" / std::to_string(projection);
+  const fs::path to_pics = run.dir() / "prototypes" / std::to_string(stage.id);
+  fs::remove_all(to_pics);
+  fs::create_directories(to_pics);
+  std::vector<db::PrototypeRow> kept_rows;
+  for (size_t n = 0; n < keep.size(); ++n) {
+    if (InterruptScope::stop_requested()) throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged");
+    const int64_t j = keep[n];
+    const auto row = std::find_if(rows.begin(), rows.end(), [&](const db::PrototypeRow& r) { return r.prototype == j; });
+    if (row == rows.end()) continue;  // never projected (no push image of its class)
+    db::PrototypeRow r = *row;
+    r.stage_id = stage.id;
+    r.prototype = static_cast<int64_t>(n);
+    kept_rows.push_back(r);
+    for (const char* kind : {"-patch.png", "-box.png", "-heatmap.png"}) {
+      const fs::path src = from_pics / (std::to_string(j) + kind);
+      if (fs::exists(src)) fs::copy_file(src, to_pics / (std::to_string(n) + kind));
+    }
+  }
+  std::vector<db::PrunedRow> removed_rows;
+  for (const auto& p : report.removed) removed_rows.push_back({p.prototype, p.class_index, p.reason, p.detail});
+  store.add_prune(stage, kept_rows, removed_rows, checkpoint);
+  report.stage_id = stage.id;
+  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return report;
+}
+
+}  // namespace ppnet::pipeline
