@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench bench-stages demo clean
+.PHONY: all deps configure build test bench bench-stages bench-audit demo clean
 
 all: build
 
@@ -34,6 +34,10 @@ bench: build
 # Every stage's images/s and peak memory on a fixed synthetic workload, as a table.
 bench-stages: build
 	/usr/bin/python3 tests/benchmarks/stages.py $(BUILD_DIR)
+
+# analyze, prune and evaluate --metrics against the bare forward pass (vgg16 at 224 px).
+bench-audit: build
+	/usr/bin/python3 tests/benchmarks/audit.py $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR)

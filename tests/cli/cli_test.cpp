@@ -18,7 +18,8 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 TEST(Cli, HelpListsEveryCommand) {
   const auto r = run_ppnet("--help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* c : {"prepare", "train", "project", "last-layer", "analyze", "explain", "evaluate", "info", "weights"}) {
+  for (const char* c : {"prepare", "train", "project", "last-layer", "analyze", "prune", "explain", "evaluate", "info",
+                        "weights"}) {
     EXPECT_TRUE(contains(r.out, std::string("  ") + c + " ")) << c;
   }
   EXPECT_EQ(run_ppnet("help").out, r.out);
@@ -47,6 +48,7 @@ TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
       {"explain", {"--run", "--dir", "--out", "--top-k", "--threads", "--device"}},
       {"evaluate", {"--run", "--data", "--split", "--json", "--threads", "--device", "--metrics", "--part-box"}},
       {"analyze", {"--run", "--data", "--split", "--k", "--json", "--threads", "--device"}},
+      {"prune", {"--run", "--data", "--k", "--threshold", "--duplicates", "--dry-run", "--json", "--threads"}},
       {"info", {"--run", "--json"}},
       {"weights", {"--arch", "--weights", "--json", "--threads"}},
   };
@@ -77,6 +79,8 @@ TEST(Cli, UsageMistakesExitTwoWithAHint) {
                         Case{"analyze --run r --data d --k 0", "--k must be in 1…1000"},
                         Case{"analyze --run r --data d --split dev", "--split 'dev': expected push, test, val or train"},
                         Case{"analyze --data d", "missing --run"},
+                        Case{"prune --run r --data d --threshold 0", "nothing to do: --threshold 0 without --duplicates"},
+                        Case{"prune --run r --data d --k 4 --threshold 5", "--threshold must be in 0…K"},
                         Case{"prepare --idx x --parts p --out o", "--parts goes with --folder"},
                         Case{"weights --arch small --weights w --device tpu", "--device 'tpu'"},
                         Case{"weights --arch small", "missing --weights"},
