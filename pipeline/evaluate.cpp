@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <optional>
-#include <set>
-#include <tuple>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include "model/loss.h"
 #include "model/nearest_patches.h"

@@ -121,7 +121,8 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
       source = {{"image", row.image_path}, {"image_id", row.image_id}, {"cell", {row.cell_h, row.cell_w}},
                 {"box", {row.box[0], row.box[1], row.box[2], row.box[3]}}};
       const fs::path saved = ctx.run_dir / "prototypes" / std::to_string(ctx.projection) / (std::to_string(p) + "-patch.png");
-      source_patch = cv::imread(saved.string(), cv::IMREAD_COLOR);
+      std::error_code ec;
+      if (fs::is_regular_file(saved, ec)) source_patch = cv::imread(saved.string(), cv::IMREAD_COLOR);
       if (source_patch.empty()) {  // projected with --no-images: crop it from the data
         const cv::Mat src = cv::imread((ctx.data_dir / row.image_path).string(), cv::IMREAD_COLOR);
         if (!src.empty() && row.box[2] <= src.cols && row.box[3] <= src.rows) {

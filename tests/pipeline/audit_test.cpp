@@ -394,6 +394,42 @@ TEST_F(Audit, PruneRemovesAPrototypeOnAnotherClassesPartAndKeepsAccuracy) {
   lc.runtime.threads = 2;
   EXPECT_GE(run_last_layer(lc).epochs.back().eval_accuracy, 0.8);
   EXPECT_EQ(load_latest_model(run, torch::kCPU)->last_layer()->weight.size(1), 4);
+
+  // explain names the pruned model's prototypes and their (renumbered) sources.
+  ExplainConfig ec;
+  ec.run = run_dir.string();
+  ec.dir = (fs::path(data()) / "test" / "002.Bird_B").string();
+  ec.out = (dir_->path() / "explained-pruned").string();
+  ec.top_k = 4;
+  EXPECT_EQ(run_explain(ec).failed.size(), 0u);
+  const auto kept = run.store().prototypes(r.stage_id);
+  int explained = 0;
+  for (const auto& e : fs::directory_iterator(ec.out)) {
+    if (!fs::exists(e.path() / "explanation.json")) continue;
+    const auto j = nlohmann::json::parse(test::read_file((e.path() / "explanation.json").string()));
+    for (const auto& p : j["prototypes"]) {
+      const auto index = p["index"].get<size_t>();
+      ASSERT_LT(index, 4u);
+      EXPECT_EQ(p["source"]["image"].get<std::string>(), kept[index].image_path);
+    }
+    ++explained;
+  }
+  EXPECT_EQ(explained, 20);
+
+  // Training goes on with 4 prototypes (Adam's state has their shape), and projects them.
+  TrainConfig tc;
+  tc.stage = "joint";
+  tc.data = data();
+  tc.run = run_dir.string();
+  tc.epochs = 1;
+  tc.batch_size = 10;
+  tc.runtime.threads = 2;
+  run_train(tc);
+  ProjectConfig pc;
+  pc.data = data();
+  pc.run = run_dir.string();
+  pc.save_images = false;
+  EXPECT_EQ(run_project(pc).prototypes, 4);
 }
 
 TEST_F(Audit, PruneDuplicatesMergesWeightsSoLogitsDoNotChange) {
