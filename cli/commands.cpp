@@ -140,10 +140,10 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     if (c.size < 0) throw UsageError("--size must be 0 (keep) or a pixel count", name);
     for (const auto& [opt, v] : {std::pair<const char*, double>{"val-fraction", c.val_fraction},
                                  {"test-fraction", c.test_fraction}, {"flip", c.flip}}) {
-      if (v < 0 || v >= 1) throw UsageError(std::string("--") + opt + " must be in [0, 1)", name);
+      if (!(v >= 0 && v < 1)) throw UsageError(std::string("--") + opt + " must be in [0, 1)", name);  // NaN too
     }
-    if (c.rotation < 0 || c.skew < 0 || c.shear < 0 || c.skew >= 0.5 || c.shear >= 60) {
-      throw UsageError("augmentation ranges: --rotation ≥ 0, 0 ≤ --skew < 0.5, 0 ≤ --shear < 60", name);
+    if (!(c.rotation >= 0 && c.rotation <= 360 && c.skew >= 0 && c.skew < 0.5 && c.shear >= 0 && c.shear < 60)) {
+      throw UsageError("augmentation ranges: 0 ≤ --rotation ≤ 360, 0 ≤ --skew < 0.5, 0 ≤ --shear < 60", name);
     }
     const auto report = pipeline::run_prepare(c);
     for (const auto& f : report.failed) std::cerr << "ppnet prepare: failed: " << f << '\n';

@@ -10,6 +10,9 @@ namespace po = boost::program_options;
 
 namespace {
 
+// More threads than this only thrash (and tens of thousands hang the machine starting them).
+constexpr int kMaxThreads = 1024;
+
 // The line of a config file that sets `name`, for error messages; 0 when not found.
 int config_line_of(const std::string& path, std::string name) {
   while (!name.empty() && name[0] == '-') name.erase(0, 1);
@@ -40,7 +43,9 @@ void add_runtime(po::options_description& o, pipeline::RuntimeConfig& rt) {
 }
 
 void check_runtime(const std::string& cmd, const pipeline::RuntimeConfig& rt) {
-  if (rt.threads < 0) throw UsageError("--threads must be 0 (all cores) or a positive count", cmd);
+  if (rt.threads < 0 || rt.threads > kMaxThreads) {
+    throw UsageError("--threads must be 0 (all cores) or 1…" + std::to_string(kMaxThreads), cmd);
+  }
   static const std::regex kDevice("cpu|cuda(:[0-9]+)?");
   if (!std::regex_match(rt.device, kDevice)) {
     throw UsageError("--device '" + rt.device + "': expected cpu, cuda or cuda:N", cmd);

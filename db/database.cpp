@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <regex>
 #include <stdexcept>
 
 namespace ppnet::db {
@@ -85,13 +87,14 @@ void Transaction::commit() {
 
 void Database::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 
-Database::Database(const std::string& path, const Migrations& migrations) : path_(path) {
+Database::Database(const std::string& path, const Migrations& migrations, int32_t application_id) : path_(path) {
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   db_.reset(raw);
   if (rc != SQLITE_OK) fail(raw, "cannot open database " + path);
   try {
     sqlite3_busy_timeout(raw, 10000);
+    check_ownership(migrations, application_id);  // before anything writes to the file
     exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
     const int version = schema_version();
     if (version > static_cast<int>(migrations.size())) {
@@ -103,7 +106,11 @@ Database::Database(const std::string& path, const Migrations& migrations) : path
       Transaction tx(*this);
       exec(migrations[v]);
       exec("PRAGMA user_version = " + std::to_string(v + 1));
+      if (application_id != 0) exec("PRAGMA application_id = " + std::to_string(application_id));
       tx.commit();
+    }
+    if (application_id != 0 && pragma_int("application_id") == 0) {  // a file of ppnet 0.1
+      exec("PRAGMA application_id = " + std::to_string(application_id));
     }
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
@@ -119,6 +126,40 @@ void Database::exec(const std::string& sql) {
     sqlite3_free(err);
     throw std::runtime_error(msg + " (in '" + sql + "')");
   }
+}
+
+int64_t Database::pragma_int(const std::string& name) {
+  Statement s = prepare("PRAGMA " + name);
+  s.step();
+  return s.column_int(0);
+}
+
+void Database::check_ownership(const Migrations& migrations, int32_t application_id) {
+  const int64_t id = pragma_int("application_id"), version = pragma_int("user_version");
+  std::vector<std::string> tables;
+  auto s = prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+  while (s.step()) tables.push_back(s.column_text(0));
+  if (tables.empty() && version == 0 && id == 0) return;  // new or empty: ours to fill
+  std::string why;
+  if (application_id != 0 && id != 0 && id != application_id) {
+    why = "its application id is " + std::to_string(id) + ", not ppnet's " + std::to_string(application_id);
+  } else if (version == 0) {
+    why = "it has tables but no schema version";
+  } else if (application_id != 0 && id == 0 && !migrations.empty()) {
+    // Without an id, only a file whose first table is the one ppnet's first migration creates.
+    static const std::regex kFirstTable(R"(CREATE TABLE\s+(\w+))", std::regex::icase);
+    std::smatch m;
+    if (std::regex_search(migrations[0], m, kFirstTable) &&
+        std::find(tables.begin(), tables.end(), m[1].str()) == tables.end()) {
+      why = "it lacks ppnet's table '" + m[1].str() + "'";
+    }
+  }
+  if (why.empty()) return;
+  std::string list;
+  for (size_t i = 0; i < tables.size() && i < 5; ++i) list += (i ? ", " : "") + tables[i];
+  if (tables.size() > 5) list += ", …";
+  throw std::runtime_error("not a ppnet database (" + why + "; tables: " + (list.empty() ? "none" : list) +
+                           "); refusing to change it: use another folder");
 }
 
 int Database::schema_version() {

@@ -63,9 +63,12 @@ class Database {
  public:
   /// Opens (creating if needed) the database at `path` with WAL journaling, foreign keys on and
   /// a busy timeout, then applies each migration the file has not seen, each in its own
-  /// transaction that also bumps PRAGMA user_version. Throws std::runtime_error naming the file
-  /// when it cannot be opened, is not a database, or has a schema newer than `migrations`.
-  Database(const std::string& path, const Migrations& migrations);
+  /// transaction that also bumps PRAGMA user_version and sets PRAGMA application_id. Throws
+  /// std::runtime_error naming the file when it cannot be opened, is not a database, has a
+  /// schema newer than `migrations`, or is another program's database: one with tables but no
+  /// schema version, another application id, or (without an id, as files of ppnet 0.1) without
+  /// the first table `migrations` creates. Nothing is written to a file it refuses.
+  Database(const std::string& path, const Migrations& migrations, int32_t application_id = 0);
 
   Statement prepare(const std::string& sql);
   /// Runs SQL without results (may hold several statements; used for schema changes).
@@ -74,6 +77,8 @@ class Database {
   const std::string& path() const { return path_; }
 
  private:
+  int64_t pragma_int(const std::string& name);
+  void check_ownership(const Migrations& migrations, int32_t application_id);
   struct Closer {
     void operator()(sqlite3* db) const;
   };
@@ -81,7 +86,8 @@ class Database {
   std::unique_ptr<sqlite3, Closer> db_;
 };
 
-/// The migrations of run.sqlite, oldest first.
+/// The migrations of run.sqlite, oldest first, and its PRAGMA application_id ("ppnt").
 const Migrations& run_migrations();
+inline constexpr int32_t kRunApplicationId = 0x70706e74;
 
 }  // namespace ppnet::db

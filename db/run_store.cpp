@@ -13,7 +13,7 @@ std::string utc_now() {
   return buf;
 }
 
-RunStore::RunStore(const std::string& path) : db_(path, run_migrations()) {}
+RunStore::RunStore(const std::string& path) : db_(path, run_migrations(), kRunApplicationId) {}
 
 std::optional<RunRow> RunStore::run() {
   auto s = db_.prepare("SELECT created, ppnet_version, model_json, data_path, data_manifest FROM run");

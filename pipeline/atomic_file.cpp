@@ -36,6 +36,22 @@ void write_file_atomic(const fs::path& path, const std::string& bytes) {
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 
+void write_output_file(const fs::path& path, const std::string& bytes) {
+  std::error_code ec;
+  const fs::path target = fs::is_symlink(fs::symlink_status(path, ec)) ? fs::weakly_canonical(path, ec) : path;
+  const auto status = fs::status(target, ec);
+  if (fs::is_directory(status)) throw std::runtime_error(path.string() + ": is a folder; name a file");
+  if (fs::exists(status) && !fs::is_regular_file(status)) {  // a device, FIFO or socket: write into it
+    std::FILE* f = std::fopen(target.c_str(), "wb");
+    if (!f) throw std::runtime_error(path.string() + ": cannot write (" + std::strerror(errno) + ")");
+    const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    const bool closed = std::fclose(f) == 0;
+    if (!ok || !closed) throw std::runtime_error(path.string() + ": write failed (" + std::strerror(errno) + ")");
+    return;
+  }
+  write_file_atomic(target, bytes);
+}
+
 bool is_temporary_name(const std::string& filename) {
   return !filename.empty() && filename[0] == '.' && filename.find(".tmp-") != std::string::npos;
 }

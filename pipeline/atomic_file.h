@@ -12,6 +12,12 @@ namespace ppnet::pipeline {
 void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
 void write_file_atomic(const std::filesystem::path& path, const void* data, size_t size);
 
+/// Writes a file the user named in an output option: a new path or a regular file atomically,
+/// as write_file_atomic; through a symbolic link, the link's target (the link stays a link); a
+/// device, FIFO or socket directly, never replacing it by a regular file. Throws
+/// std::runtime_error naming the path when it is a folder or the write fails.
+void write_output_file(const std::filesystem::path& path, const std::string& bytes);
+
 /// True for the temporary names write_file_atomic uses.
 bool is_temporary_name(const std::string& filename);
 

@@ -151,6 +151,9 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   if (c.split == "val" && !manifest.counts.count("val")) {
     throw std::runtime_error(c.data + " has no val split (prepare it with --val-fraction)");
   }
+  for (const auto& output : {c.predictions_csv, c.confusion_csv}) {
+    if (!output.empty()) run.check_output(output);  // before the pass, not after it
+  }
   const auto list = read_list(data, c.split);
   const int64_t C = m.num_classes;
   EvaluateReport r;
@@ -228,7 +231,7 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.images_per_second = static_cast<double>(r.images) / std::max(r.seconds, 1e-9);
 
-  if (!c.predictions_csv.empty()) write_file_atomic(c.predictions_csv, predictions.str());
+  if (!c.predictions_csv.empty()) write_output_file(c.predictions_csv, predictions.str());
   if (!c.confusion_csv.empty()) {
     std::ostringstream os;
     os << "true\\predicted";
@@ -239,7 +242,7 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
       for (auto v : r.confusion[static_cast<size_t>(k)]) os << ',' << v;
       os << '\n';
     }
-    write_file_atomic(c.confusion_csv, os.str());
+    write_output_file(c.confusion_csv, os.str());
   }
   nlohmann::json details = {{"per_class_accuracy", r.per_class_accuracy},
                             {"confusion", r.confusion},

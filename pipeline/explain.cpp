@@ -223,8 +223,15 @@ ExplainReport run_explain(const ExplainConfig& c) {
 
   if (!fs::is_directory(c.dir)) throw std::runtime_error(c.dir + ": not a folder");
   std::vector<std::string> images;
+  // An --out inside --dir is left out: its pictures are not images to explain (they would grow
+  // with every run).
+  const fs::path out_dir = fs::weakly_canonical(fs::absolute(c.out));
   for (auto it = fs::recursive_directory_iterator(c.dir, fs::directory_options::skip_permission_denied);
        it != fs::recursive_directory_iterator(); ++it) {
+    if (it->is_directory() && fs::weakly_canonical(it->path()) == out_dir) {
+      it.disable_recursion_pending();
+      continue;
+    }
     if (it->is_regular_file() && is_image_file(it->path()) && it->path().filename().string()[0] != '.') {
       images.push_back(fs::relative(it->path(), c.dir).generic_string());
     }

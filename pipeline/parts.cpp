@@ -20,13 +20,6 @@ constexpr int kMaxParts = 64;  // part sets are 64-bit masks
   throw std::runtime_error(path.string() + " line " + std::to_string(line) + ": " + what);
 }
 
-std::vector<std::string> split_ws(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream is(s);
-  for (std::string t; is >> t;) out.push_back(t);
-  return out;
-}
-
 std::string trim(std::string s) {
   s.erase(0, s.find_first_not_of(" \t\r"));
   s.erase(s.find_last_not_of(" \t\r") + 1);

@@ -180,6 +180,16 @@ PrepareReport run_prepare(const PrepareConfig& c) {
     throw;
   }
 
+  // The data lists are tab-separated lines: a name holding a tab or a line break cannot be listed.
+  for (const auto& img : set.images) {
+    const std::string names = img.id + set.classes[static_cast<size_t>(img.class_index)].folder + img.stem;
+    if (names.find_first_of("\t\n\r") != std::string::npos) {
+      if (created) fs::remove_all(out);
+      throw std::runtime_error((img.file.empty() ? img.id : img.file.string()) +
+                               ": the name holds a tab or line break, which the data lists cannot hold; rename it");
+    }
+  }
+
   // 2. Roles: the seeded validation hold-out comes out of each class's training images.
   std::vector<Role> role(set.images.size(), Role::kTrain);
   std::vector<std::vector<size_t>> train_of_class(set.classes.size());

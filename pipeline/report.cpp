@@ -138,6 +138,7 @@ std::string nearest_patches_section(RunFolder& run, const std::vector<std::strin
 
 ReportResult run_report(const ReportConfig& c) {
   RunFolder run = RunFolder::open(c.run);
+  if (!c.out.empty()) run.check_output(c.out);
   db::RunStore& store = run.store();
   const auto r = *store.run();
   const json manifest = json::parse(r.data_manifest);
@@ -277,7 +278,7 @@ ReportResult run_report(const ReportConfig& c) {
   ReportResult out;
   out.path = c.out.empty() ? (run.dir() / "report.html").string() : c.out;
   h << nearest_patches_section(run, class_names, fs::absolute(out.path).parent_path());
-  write_file_atomic(out.path, h.str());
+  write_output_file(out.path, h.str());
   out.accuracy = evals.empty() ? -1.0 : evals.back().accuracy;
   out.split = evals.empty() ? "" : evals.back().split;
   return out;

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -49,15 +50,16 @@ model::ProtoPNetOptions to_model_options(const ModelConfig& m) {
   return o;
 }
 
-RunFolder::RunFolder(fs::path dir, std::unique_ptr<db::RunStore> store)
-    : dir_(std::move(dir)), store_(std::move(store)) {}
+RunFolder::RunFolder(fs::path dir, std::unique_ptr<RunLock> lock, std::unique_ptr<db::RunStore> store)
+    : dir_(std::move(dir)), lock_(std::move(lock)), store_(std::move(store)) {}
 
-RunFolder RunFolder::open(const fs::path& dir) {
+RunFolder RunFolder::open(const fs::path& dir, Access access) {
   const fs::path db = dir / "run.sqlite";
   if (!fs::exists(db)) {
     throw std::runtime_error(dir.string() + ": no run here (no run.sqlite); 'ppnet train' creates one");
   }
-  RunFolder r(dir, std::make_unique<db::RunStore>(db.string()));
+  auto lock = access == Access::kWrite ? std::make_unique<RunLock>(dir) : nullptr;
+  RunFolder r(dir, std::move(lock), std::make_unique<db::RunStore>(db.string()));
   if (!r.has_run()) throw std::runtime_error(db.string() + ": holds no run yet; 'ppnet train' creates one");
   return r;
 }
@@ -66,7 +68,8 @@ RunFolder RunFolder::open_or_create(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir / "checkpoints", ec);
   if (ec) throw std::runtime_error(dir.string() + ": cannot create the run folder: " + ec.message());
-  return RunFolder(dir, std::make_unique<db::RunStore>((dir / "run.sqlite").string()));
+  auto lock = std::make_unique<RunLock>(dir);
+  return RunFolder(dir, std::move(lock), std::make_unique<db::RunStore>((dir / "run.sqlite").string()));
 }
 
 bool RunFolder::has_run() { return store_->run().has_value(); }
@@ -90,11 +93,26 @@ void RunFolder::check_data(const fs::path& data, const Manifest& manifest) {
   }
 }
 
+void RunFolder::check_output(const fs::path& output) const {
+  std::error_code ec;
+  const fs::path file = fs::weakly_canonical(fs::absolute(output), ec);
+  const fs::path run = fs::weakly_canonical(fs::absolute(dir_), ec);
+  const fs::path inside = file.lexically_relative(run);
+  if (inside.empty() || *inside.begin() == "..") return;
+  const std::string first = inside.begin()->string();
+  static const char* const kKept[] = {"run.sqlite", "run.sqlite-wal", "run.sqlite-shm", "run.sqlite-journal", ".lock"};
+  const bool kept_file = std::find(std::begin(kKept), std::end(kKept), inside.generic_string()) != std::end(kKept);
+  if (kept_file || first == "checkpoints" || first == "prototypes" || first == "analysis") {
+    throw std::runtime_error(output.string() + ": is one of the files of run " + dir_.string() +
+                             " (its database, lock, checkpoints or pictures); choose another path");
+  }
+}
+
 std::string RunFolder::checkpoint_name(const std::string& tag) const { return "checkpoints/" + tag + ".pt"; }
 
 RunWithData open_run_with_data(const fs::path& run_dir, const fs::path& data) {
   Manifest manifest = read_manifest(data);
-  RunFolder run = RunFolder::open(run_dir);
+  RunFolder run = RunFolder::open(run_dir, Access::kWrite);
   run.check_data(data, manifest);
   ModelConfig model = run.model_config();
   return {std::move(run), std::move(manifest), std::move(model)};

@@ -13,6 +13,7 @@
 #include "db/run_store.h"
 #include "model/protopnet.h"
 #include "pipeline/manifest.h"
+#include "pipeline/run_lock.h"
 
 namespace torch::optim {
 class Optimizer;
@@ -45,11 +46,16 @@ struct TrainingPosition {
   std::vector<double> sums;
 };
 
+/// kWrite: the command writes to the run and holds its lock (pipeline/run_lock.h) while the
+/// RunFolder lives; kRead: it only reads (info, report, explain), alongside a writer.
+enum class Access { kRead, kWrite };
+
 class RunFolder {
  public:
-  /// Opens an existing run folder; throws when `dir` holds no run.sqlite with a run in it.
-  static RunFolder open(const std::filesystem::path& dir);
-  /// Opens `dir`, creating the folder and an empty run.sqlite when absent.
+  /// Opens an existing run folder; throws when `dir` holds no run.sqlite with a run in it, or
+  /// (kWrite) when another process writes to it.
+  static RunFolder open(const std::filesystem::path& dir, Access access = Access::kRead);
+  /// Opens `dir` for writing, creating the folder and an empty run.sqlite when absent.
   static RunFolder open_or_create(const std::filesystem::path& dir);
 
   const std::filesystem::path& dir() const { return dir_; }
@@ -61,18 +67,25 @@ class RunFolder {
   /// run was created with (other classes, source or preparation options).
   void check_data(const std::filesystem::path& data, const Manifest& manifest);
 
+  /// Throws std::runtime_error when `output` (an output option's file, symbolic links followed)
+  /// is one of the files ppnet keeps in the run: run.sqlite and its journals, the lock, or
+  /// anything under checkpoints/, prototypes/ or analysis/.
+  void check_output(const std::filesystem::path& output) const;
+
   /// Path under checkpoints/ for a new checkpoint, relative to the run folder.
   std::string checkpoint_name(const std::string& tag) const;
   std::filesystem::path absolute(const std::string& relative) const { return dir_ / relative; }
 
  private:
-  RunFolder(std::filesystem::path dir, std::unique_ptr<db::RunStore> store);
+  RunFolder(std::filesystem::path dir, std::unique_ptr<RunLock> lock, std::unique_ptr<db::RunStore> store);
   std::filesystem::path dir_;
+  std::unique_ptr<RunLock> lock_;  // first in, last out: taken before the database is opened
   std::unique_ptr<db::RunStore> store_;
 };
 
-/// An existing run opened for a command that reads `data`: the data's manifest has been checked
-/// against the one the run was created with (RunFolder::check_data).
+/// An existing run opened for a command that reads `data` and writes to the run (it holds the
+/// run's lock): the data's manifest has been checked against the one the run was created with
+/// (RunFolder::check_data).
 struct RunWithData {
   RunFolder run;
   Manifest manifest;

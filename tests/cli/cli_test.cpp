@@ -82,6 +82,10 @@ TEST(Cli, UsageMistakesExitTwoWithAHint) {
                         Case{"prune --run r --data d --threshold 0", "nothing to do: --threshold 0 without --duplicates"},
                         Case{"prune --run r --data d --k 4 --threshold 5", "--threshold must be in 0…K"},
                         Case{"prepare --idx x --parts p --out o", "--parts goes with --folder"},
+                        Case{"prepare --idx x --out o --val-fraction nan", "--val-fraction must be in [0, 1)"},
+                        Case{"prepare --idx x --out o --rotation inf", "augmentation ranges"},
+                        Case{"prepare --idx x --out o --skew nan", "augmentation ranges"},
+                        Case{"weights --arch small --weights w --threads 100000", "--threads must be 0 (all cores) or 1…1024"},
                         Case{"weights --arch small --weights w --device tpu", "--device 'tpu'"},
                         Case{"weights --arch small", "missing --weights"},
                         Case{"info stray", "positional"}}) {

@@ -184,6 +184,14 @@ TEST_F(ExplainCli, OddNamesCorruptFilesEmptyFoldersAndResumes) {
                 " --shard 1/2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["images"], 1);  // of plain.png, third.png and the one in "a folder"
+
+  // An --out inside --dir is not explained on the next run: the count stays the same.
+  const std::string inside = "explain --run " + dir_->file("run") + " --dir " + q(imgs) + " --out " + q(imgs / "explained") + " --json";
+  for (int run = 0; run < 2; ++run) {
+    r = run_ppnet(inside + (run ? " --force" : ""));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out)["images"], 3) << "run " << run;
+  }
 }
 
 TEST(ExplainRefusal, AnUnprojectedRunNamesTheCommandToRun) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "tests/common/test_util.h"
 
 namespace ppnet::db {
@@ -105,6 +107,55 @@ TEST(Database, StatementBindsAndReadsEveryType) {
   EXPECT_TRUE(s.column_is_null(3));
   EXPECT_FALSE(s.step());
   EXPECT_THROW(db.prepare("SELECT nope FROM t"), std::runtime_error);
+}
+
+// Another program's database is refused without a byte written: one with tables but no schema
+// version, one with another application id, one with a version but none of ppnet's tables.
+TEST(Database, RefusesAForeignDatabaseWithoutWritingToIt) {
+  TempDir dir;
+  struct Case {
+    const char* name;
+    Migrations migrations;
+    int32_t id;
+    const char* why;
+  };
+  const Case cases[] = {
+      {"plain.sqlite", {"CREATE TABLE people (name TEXT); INSERT INTO people VALUES ('ada');"}, 0, "it has tables but no schema version"},
+      {"other-app.sqlite", {"CREATE TABLE meta (k TEXT);"}, 0x12345678, "its application id is 305419896"},
+      {"versioned.sqlite", {"CREATE TABLE people (name TEXT);"}, 0, "it lacks ppnet's table 'meta'"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = dir.file(c.name);
+    {
+      Database other(path, c.migrations, c.id);
+      if (std::string(c.name) == "plain.sqlite") other.exec("PRAGMA user_version = 0");
+      other.exec("PRAGMA journal_mode=DELETE");  // one file, so its bytes say everything
+    }
+    const std::string before = test::read_file(path);
+    try {
+      Database db(path, run_migrations(), kRunApplicationId);
+      ADD_FAILURE() << c.name << ": expected an exception";
+    } catch (const std::runtime_error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(path + ": not a ppnet database (" + c.why), std::string::npos) << msg;
+      EXPECT_NE(msg.find("tables: "), std::string::npos) << msg;
+    }
+    EXPECT_EQ(test::read_file(path), before) << c.name << " was changed";
+    EXPECT_FALSE(std::filesystem::exists(path + "-wal")) << c.name;
+  }
+}
+
+TEST(Database, AdoptsItsOwnFilesWithAndWithoutAnApplicationId) {
+  TempDir dir;
+  const std::string path = dir.file("run.sqlite");
+  { Database old(path, Migrations{run_migrations()[0], run_migrations()[1]}); }  // as ppnet 0.1 wrote it: no id
+  Database db(path, run_migrations(), kRunApplicationId);
+  EXPECT_EQ(db.schema_version(), static_cast<int>(run_migrations().size()));
+  auto s = db.prepare("PRAGMA application_id");
+  ASSERT_TRUE(s.step());
+  EXPECT_EQ(s.column_int(0), kRunApplicationId);
+  Database again(path, run_migrations(), kRunApplicationId);  // and reopens it
+  Database fresh(dir.file("new.sqlite"), run_migrations(), kRunApplicationId);
 }
 
 }  // namespace

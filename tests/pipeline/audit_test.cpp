@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,6 +20,7 @@
 #include "pipeline/parts.h"
 #include "pipeline/render.h"
 #include "pipeline/run_folder.h"
+#include "pipeline/run_lock.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -500,6 +503,74 @@ TEST_F(Audit, PruneKilledAtAnyMomentLeavesTheRunWhole) {
   run_prune(c);
   RunFolder run = RunFolder::open(run_dir);
   EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 4);
+}
+
+// While one process writes to a run, another writer is refused with the holder's pid; readers
+// (info, report) go on.
+TEST_F(Audit, ASecondWriterIsRefusedWhileReadersGoOn) {
+  const fs::path run_dir = copy_run("locked");
+  const std::string run = " --run " + run_dir.string(), with_data = run + " --data " + data();
+  {
+    RunLock writer(run_dir);
+    for (const std::string cmd : {"evaluate", "analyze", "prune", "project", "last-layer"}) {
+      const auto r = test::run_ppnet(cmd + with_data + " --threads 1");
+      EXPECT_EQ(r.exit_code, 1) << cmd;
+      EXPECT_NE(r.err.find("is in use by pid " + std::to_string(getpid())), std::string::npos) << cmd << ": " << r.err;
+    }
+    const auto t = test::run_ppnet("train --stage joint --resume --epochs 1" + with_data);
+    EXPECT_EQ(t.exit_code, 1);
+    EXPECT_NE(t.err.find("is in use by pid"), std::string::npos) << t.err;
+    EXPECT_EQ(test::run_ppnet("info" + run).exit_code, 0);
+    EXPECT_EQ(test::run_ppnet("report" + run).exit_code, 0);
+  }
+  EXPECT_EQ(test::run_ppnet("evaluate" + with_data + " --threads 1").exit_code, 0);
+}
+
+// Output options never replace the run's own files, nor a device, FIFO or symbolic link.
+TEST_F(Audit, OutputsNeverClobberTheRunOrSpecialFiles) {
+  const fs::path run_dir = copy_run("outputs");
+  const auto before = test::snapshot(run_dir);
+  const std::string with_data = " --run " + run_dir.string() + " --data " + data() + " --threads 1";
+  for (const std::string target : {"run.sqlite", ".lock", "checkpoints/x.pt", "prototypes/3/0-patch.png"}) {
+    for (const std::string& cmd : {"evaluate" + with_data + " --confusion-csv ", "evaluate" + with_data + " --predictions-csv ",
+                                  "report --run " + run_dir.string() + " --out "}) {
+      const auto r = test::run_ppnet(cmd + (run_dir / target).string());
+      EXPECT_EQ(r.exit_code, 1) << cmd << target;
+      EXPECT_NE(r.err.find("is one of the files of run"), std::string::npos) << r.err;
+    }
+  }
+  auto after = test::snapshot(run_dir);
+  after.erase(".lock");  // the refused writers' lock note; not part of the comparison
+  auto before_all = before;
+  before_all.erase(".lock");
+  for (const auto& [name, bytes] : before_all) {
+    EXPECT_TRUE(after.count(name) && after.at(name) == bytes) << name << " changed or went";
+  }
+  for (const auto& [name, bytes] : after) EXPECT_TRUE(before_all.count(name)) << name << " appeared";
+
+  // A symbolic link stays a link (its target is written); a FIFO is written through.
+  const fs::path target = dir_->path() / "target.csv", link = dir_->path() / "link.csv";
+  test::write_file(target.string(), "old");
+  fs::create_symlink(target, link);
+  ASSERT_EQ(test::run_ppnet("evaluate" + with_data + " --confusion-csv " + link.string()).exit_code, 0);
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(test::read_file(target.string()).rfind("true\\predicted", 0), 0u);
+  const fs::path fifo = dir_->path() / "fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+  std::string piped;
+  std::thread reader([&] { piped = test::read_file(fifo.string()); });
+  const auto r = test::run_ppnet("evaluate" + with_data + " --predictions-csv " + fifo.string());
+  reader.join();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  EXPECT_EQ(piped.rfind("path,label,predicted,logit\n", 0), 0u);
+  // A full device: the write fails, the device stays a device.
+  if (fs::exists("/dev/full")) {
+    const auto full = test::run_ppnet("evaluate" + with_data + " --predictions-csv /dev/full");
+    EXPECT_EQ(full.exit_code, 1);
+    EXPECT_NE(full.err.find("/dev/full: write failed"), std::string::npos) << full.err;
+    EXPECT_TRUE(fs::is_character_file("/dev/full"));
+  }
 }
 
 TEST_F(Audit, PartMetricsNeedPartAnnotations) {

@@ -334,6 +334,23 @@ TEST(Prepare, FolderWithAPartsFile) {
   EXPECT_NE(msg.find("image 'class0/nope.png' is not an image of the data set"), std::string::npos) << msg;
 }
 
+TEST(Prepare, NamesTheListsCannotHoldAreRefusedBeforeAnythingIsWritten) {
+  TempDir dir;
+  for (const std::string bad : {"line\nbreak.png", "tab\there.png"}) {
+    const fs::path src = dir.path() / "src";
+    fs::remove_all(src);
+    test::make_pattern_folder(src, 2, 3);
+    fs::copy_file(src / "class0" / "img000.png", src / "class1" / bad);
+    PrepareConfig c;
+    c.folder = src.string();
+    c.out = (dir.path() / "data").string();
+    c.copies = 0;
+    const std::string msg = error_of(c);
+    EXPECT_NE(msg.find((src / "class1" / bad).string() + ": the name holds a tab or line break"), std::string::npos) << msg;
+    EXPECT_FALSE(fs::exists(dir.path() / "data"));
+  }
+}
+
 TEST(Prepare, IdxFilesPlainAndGzipped) {
   for (const bool gz : {false, true}) {
     TempDir dir;
