@@ -3,6 +3,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,10 @@
 
 namespace ppnet::pipeline {
 namespace {
+
+// Containers nest no deeper than this: a state dict needs a handful of levels, and hostile bytes
+// could otherwise nest without end.
+constexpr int kMaxDepth = 100;
 
 // The Python values a state-dict pickle can hold.
 struct PyValue;
@@ -26,6 +31,31 @@ struct PyValue {
   std::vector<Py> items;
   std::vector<std::pair<Py, Py>> entries;
   torch::Tensor tensor;
+  int depth = 1;  // 1 + the deepest child's depth, as far as the parser has seen
+
+  PyValue() = default;
+  PyValue(const PyValue&) = delete;
+  PyValue& operator=(const PyValue&) = delete;
+  // Without recursion: children whose last owner this is are emptied one by one from a work
+  // list, so however deep the nesting, no destructor runs more than one level deep.
+  ~PyValue() {
+    std::vector<Py> pending;
+    auto release = [&pending](PyValue& v) {
+      for (auto& c : v.items) pending.push_back(std::move(c));
+      for (auto& [k, c] : v.entries) {
+        pending.push_back(std::move(k));
+        pending.push_back(std::move(c));
+      }
+      v.items.clear();
+      v.entries.clear();
+    };
+    release(*this);
+    while (!pending.empty()) {
+      Py p = std::move(pending.back());
+      pending.pop_back();
+      if (p && p.use_count() == 1) release(*p);
+    }
+  }
 };
 
 Py make(PyValue::Kind kind) {
@@ -77,6 +107,7 @@ class Unpickler {
         case 't': case 'l': {                          // TUPLE, LIST
           auto v = make(op == 't' ? PyValue::Kind::kTuple : PyValue::Kind::kList);
           v->items = pop_mark();
+          for (const auto& c : v->items) deepen(at, *v, c);
           push(v);
           break;
         }
@@ -90,6 +121,7 @@ class Unpickler {
           auto v = make(PyValue::Kind::kTuple);
           v->items.resize(op - 0x84);
           for (size_t k = v->items.size(); k-- > 0;) v->items[k] = pop();
+          for (const auto& c : v->items) deepen(at, *v, c);
           push(v);
           break;
         }
@@ -148,11 +180,17 @@ class Unpickler {
           add_pairs(dict_on_top(at), kv);
           break;
         }
-        case 'a': { Py v = pop(); list_on_top(at).items.push_back(v); break; }  // APPEND
+        case 'a': {                                    // APPEND
+          Py v = pop();
+          deepen(at, list_on_top(at), v);
+          list_on_top(at).items.push_back(v);
+          break;
+        }
         case 'e': {                                    // APPENDS
           auto vs = pop_mark();
-          auto& list = list_on_top(at).items;
-          list.insert(list.end(), vs.begin(), vs.end());
+          auto& list = list_on_top(at);
+          for (const auto& c : vs) deepen(at, list, c);
+          list.items.insert(list.items.end(), vs.begin(), vs.end());
           break;
         }
         case 'Q': {                                    // BINPERSID
@@ -233,7 +271,13 @@ class Unpickler {
   }
   void add_pairs(PyValue& dict, const std::vector<Py>& kv) {
     if (kv.size() % 2) fail(pos_, "odd number of items for a dict");
+    for (const auto& c : kv) deepen(pos_, dict, c);
     for (size_t k = 0; k < kv.size(); k += 2) dict.entries.emplace_back(kv[k], kv[k + 1]);
+  }
+  // `parent` gets `child`: its depth grows to hold it, within kMaxDepth.
+  void deepen(size_t at, PyValue& parent, const Py& child) {
+    parent.depth = std::max(parent.depth, child->depth + 1);
+    if (parent.depth > kMaxDepth) fail(at, "containers nested deeper than " + std::to_string(kMaxDepth));
   }
 
   std::vector<int64_t> int_tuple(size_t at, const Py& v) {
