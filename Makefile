@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench bench-stages bench-audit demo clean
+.PHONY: all deps configure build test bench bench-stages bench-audit fuzz demo clean
 
 all: build
 
@@ -38,6 +38,15 @@ bench-stages: build
 # analyze, prune and evaluate --metrics against the bare forward pass (vgg16 at 224 px).
 bench-audit: build
 	/usr/bin/python3 tests/benchmarks/audit.py $(BUILD_DIR)
+
+# libFuzzer targets (clang, ASan, UBSan) for every parser of outside bytes, FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR ?= build-fuzz
+fuzz: deps
+	scripts/install-deps.sh --fuzz
+	cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPPNET_FUZZ=ON
+	cmake --build $(FUZZ_DIR) -j $(JOBS)
+	scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD_DIR)

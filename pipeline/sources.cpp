@@ -135,15 +135,20 @@ std::vector<uint8_t> read_idx_file(const fs::path& dir, const std::string& name,
   uint64_t total = 1;
   for (uint32_t i = 0; i < (magic & 0xff); ++i) {
     dims->push_back(read_u32());
-    total *= dims->back();
+    if (__builtin_mul_overflow(total, uint64_t{dims->back()}, &total) || total > (1ull << 34)) {
+      throw std::runtime_error(path.string() + ": implausible IDX dimensions");
+    }
   }
-  if (total > (1ull << 34)) throw std::runtime_error(path.string() + ": implausible IDX dimensions");
-  std::vector<uint8_t> data(total);
-  uint64_t got = 0;
-  while (got < total) {
-    const int n = gzread(in.get(), data.data() + got, static_cast<unsigned>(std::min<uint64_t>(total - got, 1u << 30)));
+  // Grown as the bytes arrive, so a header that claims more than the file holds costs no more
+  // memory than the file itself.
+  std::vector<uint8_t> data;
+  data.reserve(static_cast<size_t>(std::min<uint64_t>(total, uint64_t{1} << 26)));
+  while (data.size() < total) {
+    const size_t at = data.size();
+    data.resize(at + static_cast<size_t>(std::min<uint64_t>(total - at, uint64_t{1} << 24)));
+    const int n = gzread(in.get(), data.data() + at, static_cast<unsigned>(data.size() - at));
     if (n <= 0) throw std::runtime_error(path.string() + ": truncated (expected " + std::to_string(total) + " data bytes)");
-    got += static_cast<uint64_t>(n);
+    data.resize(at + static_cast<size_t>(n));
   }
   return data;
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -18,10 +19,15 @@ namespace {
 // Containers nest no deeper than this: a state dict needs a handful of levels, and hostile bytes
 // could otherwise nest without end.
 constexpr int kMaxDepth = 100;
+// A state dict of a few thousand tensors makes tens of thousands of values; this many would take
+// gigabytes, which hostile bytes should not get to ask for.
+constexpr size_t kMaxValues = 4'000'000;
 
-// The Python values a state-dict pickle can hold.
+// The Python values a state-dict pickle can hold. The unpickler owns them all (an arena), and
+// containers refer to their items by plain pointers: a hostile pickle can build cycles (a dict
+// holding itself through the memo) or deep chains, and neither leaks nor recurses when freed.
 struct PyValue;
-using Py = std::shared_ptr<PyValue>;
+using Py = PyValue*;
 struct PyValue {
   enum class Kind { kNone, kBool, kInt, kFloat, kString, kTuple, kList, kDict, kGlobal, kTensor };
   Kind kind = Kind::kNone;
@@ -32,47 +38,7 @@ struct PyValue {
   std::vector<std::pair<Py, Py>> entries;
   torch::Tensor tensor;
   int depth = 1;  // 1 + the deepest child's depth, as far as the parser has seen
-
-  PyValue() = default;
-  PyValue(const PyValue&) = delete;
-  PyValue& operator=(const PyValue&) = delete;
-  // Without recursion: children whose last owner this is are emptied one by one from a work
-  // list, so however deep the nesting, no destructor runs more than one level deep.
-  ~PyValue() {
-    std::vector<Py> pending;
-    auto release = [&pending](PyValue& v) {
-      for (auto& c : v.items) pending.push_back(std::move(c));
-      for (auto& [k, c] : v.entries) {
-        pending.push_back(std::move(k));
-        pending.push_back(std::move(c));
-      }
-      v.items.clear();
-      v.entries.clear();
-    };
-    release(*this);
-    while (!pending.empty()) {
-      Py p = std::move(pending.back());
-      pending.pop_back();
-      if (p && p.use_count() == 1) release(*p);
-    }
-  }
 };
-
-Py make(PyValue::Kind kind) {
-  auto v = std::make_shared<PyValue>();
-  v->kind = kind;
-  return v;
-}
-Py make_int(int64_t i) {
-  auto v = make(PyValue::Kind::kInt);
-  v->i = i;
-  return v;
-}
-Py make_string(PyValue::Kind kind, std::string s) {
-  auto v = make(kind);
-  v->s = std::move(s);
-  return v;
-}
 
 torch::Dtype storage_dtype(const std::string& global) {
   static const std::map<std::string, torch::Dtype> kTypes = {
@@ -89,6 +55,8 @@ torch::Dtype storage_dtype(const std::string& global) {
 class Unpickler {
  public:
   using PersistentLoad = std::function<torch::Tensor(const Py&)>;
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
   Unpickler(const char* data, size_t size, PersistentLoad load)
       : data_(data), size_(size), persistent_load_(std::move(load)) {}
 
@@ -212,6 +180,23 @@ class Unpickler {
   }
 
  private:
+  Py make(PyValue::Kind kind) {
+    if (values_.size() == kMaxValues) fail(pos_, "more than " + std::to_string(kMaxValues) + " values: not a state dict");
+    values_.emplace_back();
+    values_.back().kind = kind;
+    return &values_.back();
+  }
+  Py make_int(int64_t i) {
+    Py v = make(PyValue::Kind::kInt);
+    v->i = i;
+    return v;
+  }
+  Py make_string(PyValue::Kind kind, std::string s) {
+    Py v = make(kind);
+    v->s = std::move(s);
+    return v;
+  }
+
   [[noreturn]] void fail(size_t at, const std::string& what) const {
     throw std::runtime_error("data.pkl byte " + std::to_string(at) + ": " + what);
   }
@@ -335,6 +320,7 @@ class Unpickler {
   size_t size_;
   size_t pos_ = 0;
   PersistentLoad persistent_load_;
+  std::deque<PyValue> values_;  // every value made; addresses stay put as it grows
   std::vector<Py> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Py> memo_;
@@ -342,7 +328,7 @@ class Unpickler {
 
 const PyValue* find_key(const PyValue& dict, const std::string& key) {
   for (const auto& [k, v] : dict.entries) {
-    if (k->kind == PyValue::Kind::kString && k->s == key) return v.get();
+    if (k->kind == PyValue::Kind::kString && k->s == key) return v;
   }
   return nullptr;
 }
@@ -410,12 +396,13 @@ model::TensorMap read_torch_save(const std::string& path) {
       storages.emplace(key, t);
       return t;
     };
-    Py root = Unpickler(static_cast<const char*>(pickle.get()), pickle_size, load_storage).load();
+    Unpickler unpickler(static_cast<const char*>(pickle.get()), pickle_size, load_storage);
+    const Py root = unpickler.load();
 
     if (root->kind != PyValue::Kind::kDict) {
       throw std::runtime_error("the saved object is not a dict of tensors");
     }
-    const PyValue* dict = root.get();
+    const PyValue* dict = root;
     for (const char* wrapper : {"state_dict", "model"}) {
       const PyValue* inner = find_key(*root, wrapper);
       if (inner && inner->kind == PyValue::Kind::kDict) {

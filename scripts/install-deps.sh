@@ -13,9 +13,11 @@ packages=(
   python3 python3-torch python3-torchvision
 )
 
-# --demo: also the data set of the demo.
+# --demo: also the data set of the demo; --fuzz: clang with libFuzzer and its OpenMP runtime.
 if [ "${1:-}" = "--demo" ]; then
   packages=(dataset-fashion-mnist)
+elif [ "${1:-}" = "--fuzz" ]; then
+  packages=(clang-14 libfuzzer-14-dev libomp-14-dev)
 fi
 
 missing=()
