@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench bench-stages bench-audit fuzz demo clean
+.PHONY: all deps configure build test test-asan bench bench-stages bench-audit fuzz demo clean
 
 all: build
 
@@ -21,6 +21,16 @@ build: deps configure
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+# The whole suite built with AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/);
+# library-owned allocations kept until exit are suppressed (tests/sanitizers.supp).
+ASAN_DIR ?= build-asan
+test-asan: deps
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	ASAN_OPTIONS=detect_odr_violation=0:strict_init_order=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers.supp \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --test-dir $(ASAN_DIR) --output-on-failure -j $(JOBS)
 
 # The main job end to end on Fashion-MNIST (Debian's dataset-fashion-mnist): prepare, train
 # warm and joint, project, last layer, evaluate, explain a sample, report. Resumes when re-run.

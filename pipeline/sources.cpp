@@ -174,10 +174,10 @@ std::string safe_name(const std::string& name) {
 }
 
 cv::Rect cub_crop(const double box[4], int width, int height) {
-  const int x0 = std::max(0, static_cast<int>(std::floor(box[0])));
-  const int y0 = std::max(0, static_cast<int>(std::floor(box[1])));
-  const int x1 = std::min(width, static_cast<int>(std::ceil(box[0] + box[2])));
-  const int y1 = std::min(height, static_cast<int>(std::ceil(box[1] + box[3])));
+  // Clamped to the image in floating point first: a box far outside it must not overflow an int.
+  auto clamp = [](double v, int hi) { return static_cast<int>(std::clamp(v, 0.0, static_cast<double>(hi))); };
+  const int x0 = clamp(std::floor(box[0]), width), y0 = clamp(std::floor(box[1]), height);
+  const int x1 = clamp(std::ceil(box[0] + box[2]), width), y1 = clamp(std::ceil(box[1] + box[3]), height);
   if (x1 <= x0 || y1 <= y0) return {};
   return {x0, y0, x1 - x0, y1 - y0};
 }
@@ -363,7 +363,8 @@ SourceSet read_idx(const fs::path& dir, const std::string& class_names) {
       throw std::runtime_error(lpath.string() + ": " + std::to_string(ldims[0]) + " labels for " +
                                std::to_string(idims[0]) + " images in " + ipath.string());
     }
-    if (set.idx_height == 0) {
+    if (idims[1] > 65536 || idims[2] > 65536) throw std::runtime_error(ipath.string() + ": implausible image size");
+    if (!is_test) {
       set.idx_height = static_cast<int>(idims[1]);
       set.idx_width = static_cast<int>(idims[2]);
     } else if (set.idx_height != static_cast<int>(idims[1]) || set.idx_width != static_cast<int>(idims[2])) {
@@ -397,6 +398,9 @@ cv::Mat load_source_image(const SourceSet& set, const SourceImage& image, cv::Re
   if (image.idx_row >= 0) {
     if (crop) *crop = cv::Rect(0, 0, set.idx_width, set.idx_height);
     const size_t size = static_cast<size_t>(set.idx_height) * static_cast<size_t>(set.idx_width);
+    if ((static_cast<size_t>(image.idx_row) + 1) * size > set.idx_pixels->size()) {
+      throw std::runtime_error("IDX image " + image.id + " lies outside the pixel data");
+    }
     const uint8_t* p = set.idx_pixels->data() + static_cast<size_t>(image.idx_row) * size;
     return cv::Mat(set.idx_height, set.idx_width, CV_8UC1, const_cast<uint8_t*>(p)).clone();
   }

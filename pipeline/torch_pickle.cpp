@@ -392,7 +392,7 @@ model::TensorMap read_torch_save(const std::string& path) {
                                  std::to_string(numel) + " elements");
       }
       auto t = torch::empty({static_cast<int64_t>(numel)}, torch::TensorOptions().dtype(dtype));
-      std::memcpy(t.data_ptr(), bytes.get(), numel * torch::elementSize(dtype));
+      if (numel > 0) std::memcpy(t.data_ptr(), bytes.get(), numel * torch::elementSize(dtype));
       storages.emplace(key, t);
       return t;
     };

@@ -351,6 +351,30 @@ TEST(Prepare, NamesTheListsCannotHoldAreRefusedBeforeAnythingIsWritten) {
   }
 }
 
+// Found by fuzzing (tests/fuzz/corpus/*/regression-*): a box far outside the image overflowed an
+// int, and training images of zero rows let the test images' pixels be read out of bounds.
+TEST(Prepare, HostileBoxesAndIdxSizesAreHandled) {
+  const double far[4] = {2.1e70, 2, 3, 4};
+  EXPECT_TRUE(cub_crop(far, 16, 12).empty());
+  const double huge[4] = {-1e300, -1e300, 2e300, 2e300};
+  EXPECT_EQ(cub_crop(huge, 16, 12), cv::Rect(0, 0, 16, 12));
+
+  TempDir dir;
+  auto be32 = [](uint32_t v) {
+    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+  };
+  test::write_file(dir.file("train-images-idx3-ubyte"), be32(0x803) + be32(3) + be32(0) + be32(5));
+  test::write_file(dir.file("train-labels-idx1-ubyte"), be32(0x801) + be32(3) + std::string(3, '\0'));
+  test::write_file(dir.file("t10k-images-idx3-ubyte"), be32(0x803) + be32(1) + be32(4) + be32(5) + std::string(20, 'x'));
+  test::write_file(dir.file("t10k-labels-idx1-ubyte"), be32(0x801) + be32(1) + std::string(1, '\0'));
+  try {
+    read_idx(dir.path(), "mnist");
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("image size differs from the training images'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Prepare, IdxFilesPlainAndGzipped) {
   for (const bool gz : {false, true}) {
     TempDir dir;
