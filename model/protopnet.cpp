@@ -86,6 +86,11 @@ void ProtoPNetImpl::set_last_layer_connections(double incorrect) {
   last_layer_->weight.copy_(own + incorrect * (1 - own));
 }
 
+std::vector<int64_t> ProtoPNetImpl::prototype_classes() const {
+  const auto classes = prototype_class_identity_.argmax(1).to(torch::kCPU, torch::kInt64).contiguous();
+  return {classes.data_ptr<int64_t>(), classes.data_ptr<int64_t>() + classes.numel()};
+}
+
 void ProtoPNetImpl::keep_prototypes(const std::vector<int64_t>& keep) {
   const int64_t P = num_prototypes();
   std::vector<bool> seen(static_cast<size_t>(P), false);

@@ -78,6 +78,8 @@ class ProtoPNetImpl : public torch::nn::Module {
   torch::nn::Linear& last_layer() { return last_layer_; }
   torch::Tensor& prototype_vectors() { return prototype_vectors_; }
   const torch::Tensor& prototype_class_identity() const { return prototype_class_identity_; }
+  /// The class each prototype belongs to (its identity row's one), P entries.
+  std::vector<int64_t> prototype_classes() const;
 
   /// Weight 1 from a prototype to its own class and `incorrect` to every other class.
   void set_last_layer_connections(double incorrect = -0.5);

@@ -21,28 +21,22 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::vector<ListEntry> split_list(const fs::path& data, const Manifest& manifest, const std::string& split) {
-  if (!manifest.counts.count(split)) {
-    throw std::runtime_error(data.string() + " has no " + split + " split" +
-                             (split == "val" ? " (prepare it with --val-fraction)" : ""));
-  }
-  return read_list(data, split);
-}
-
 // The records of the nearest patches: boxes from each slot's similarity map at the image file's
 // size, and (when asked) a patch and a boxed picture per slot. Images are decoded once each, in
 // parallel.
 std::vector<db::NearestPatchRow> describe(const model::NearestPatches& nearest, const std::vector<ListEntry>& list,
                                           const fs::path& data, const fs::path& pictures) {
-  const auto images = nearest.image(), cells = nearest.cell();
-  const auto distances = nearest.distance().to(torch::kFloat64);
+  const auto images_t = nearest.image(), cells_t = nearest.cell();
+  const auto distances_t = nearest.distance().to(torch::kFloat64);
+  const auto similarities_t = model::similarity_from_distance(distances_t);
+  const auto images = images_t.accessor<int64_t, 2>(), cells = cells_t.accessor<int64_t, 2>();
+  const auto distances = distances_t.accessor<double, 2>(), similarities = similarities_t.accessor<double, 2>();
   const auto maps = model::similarity_from_distance(nearest.maps());
-  const int64_t P = images.size(0), K = images.size(1), W = maps.size(3);
+  const int64_t P = images_t.size(0), K = images_t.size(1), W = maps.size(3);
   std::map<int64_t, std::vector<std::pair<int64_t, int64_t>>> slots_of;  // image → (prototype, rank)
   for (int64_t j = 0; j < P; ++j) {
     for (int64_t r = 0; r < K; ++r) {
-      const int64_t i = images[j][r].item<int64_t>();
-      if (i >= 0) slots_of[i].push_back({j, r});
+      if (images[j][r] >= 0) slots_of[images[j][r]].push_back({j, r});
     }
   }
   const std::vector<std::pair<int64_t, std::vector<std::pair<int64_t, int64_t>>>> work(slots_of.begin(), slots_of.end());
@@ -60,11 +54,10 @@ std::vector<db::NearestPatchRow> describe(const model::NearestPatches& nearest, 
       row.image_path = e.path;
       row.image_id = e.source_id;
       row.class_index = e.class_index;
-      const int64_t cell = cells[j][r].item<int64_t>();
-      row.cell_h = cell / W;
-      row.cell_w = cell % W;
-      row.distance = distances[j][r].item<double>();
-      row.similarity = model::similarity_from_distance(distances[j][r]).item<double>();
+      row.cell_h = cells[j][r] / W;
+      row.cell_w = cells[j][r] % W;
+      row.distance = distances[j][r];
+      row.similarity = similarities[j][r];
       const cv::Mat sim = tensor_to_mat(maps[j][r]);
       const auto box = high_activation_box(sim, original.cols, original.rows);
       for (int q = 0; q < 4; ++q) row.box[q] = box[static_cast<size_t>(q)];
@@ -96,7 +89,7 @@ AnalyzeReport run_analyze(const AnalyzeConfig& c) {
   RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
   db::RunStore& store = run.store();
-  const auto list = split_list(data, opened.manifest, c.split);
+  const auto list = read_split_list(data, opened.manifest, c.split);
   auto net = load_latest_model(run, rt.device);
   net->eval();
   InterruptScope interrupt_scope;
@@ -136,10 +129,8 @@ AnalyzeReport run_analyze(const AnalyzeConfig& c) {
   r.k = c.k;
   r.images = a.images;
   for (const auto& cls : opened.manifest.classes) r.class_names.push_back(cls.name);
-  const auto identity = net->prototype_class_identity().argmax(1).cpu();
-  for (int64_t j = 0; j < net->num_prototypes(); ++j) {
-    r.prototypes.push_back({j, identity[j].item<int64_t>(), 0, {}});
-  }
+  const auto classes = net->prototype_classes();
+  for (size_t j = 0; j < classes.size(); ++j) r.prototypes.push_back({static_cast<int64_t>(j), classes[j], 0, {}});
   for (const auto& row : rows) {
     auto& p = r.prototypes[static_cast<size_t>(row.prototype)];
     p.own_class += row.class_index == p.class_index ? 1 : 0;

@@ -40,22 +40,21 @@ class PartPass {
         metrics_(net.num_prototypes(), {c.consistency_threshold}),
         nearest_(net.num_prototypes(), c.purity_k),
         weights_(net.last_layer()->weight.detach().cpu()) {
-    const auto identity = net.prototype_class_identity().cpu();
-    own_.resize(static_cast<size_t>(identity.size(1)));
-    for (int64_t j = 0; j < identity.size(0); ++j) {
-      own_[static_cast<size_t>(identity[j].argmax().item<int64_t>())].push_back(j);
-    }
+    own_.resize(static_cast<size_t>(net.prototype_class_identity().size(1)));
+    const auto classes = net.prototype_classes();
+    for (size_t j = 0; j < classes.size(); ++j) own_[static_cast<size_t>(classes[j])].push_back(static_cast<int64_t>(j));
   }
   bool wants(const char* metric) const { return c_.metrics.count(metric) > 0; }
 
   /// `d`, `noisy_d`: B×P×H×W distances of the batch (noisy_d undefined without stability);
-  /// `logits`: B×C.
-  void observe(const Batch& b, int64_t first, const torch::Tensor& d, const torch::Tensor& logits,
+  /// `out`: what classify() made of `d`.
+  void observe(const Batch& b, int64_t first, const torch::Tensor& d, const model::ProtoPNetOutput& out,
                const torch::Tensor& noisy_d) {
     const auto sim = model::similarity_from_distance(d).cpu();
     const auto noisy_sim = noisy_d.defined() ? model::similarity_from_distance(noisy_d).cpu() : torch::Tensor();
-    const auto pred = logits.argmax(1).cpu();
-    const auto contribution = sim.flatten(2).amax(2) * weights_.index_select(0, pred);  // B×P
+    const auto pred = out.logits.argmax(1).cpu();
+    const auto contribution =
+        model::similarity_from_distance(out.min_distances).cpu() * weights_.index_select(0, pred);  // B×P
     const auto top = contribution.argmax(1);
     std::vector<int64_t> annotated;
     for (int64_t i = 0; i < b.labels.size(0); ++i) {
@@ -85,11 +84,12 @@ class PartPass {
   PartMetricsResult finish() {
     if (wants("purity")) {
       const auto maps = model::similarity_from_distance(nearest_.maps());
-      const auto images = nearest_.image();
-      for (int64_t j = 0; j < images.size(0); ++j) {
+      const auto images_t = nearest_.image();
+      const auto images = images_t.accessor<int64_t, 2>();
+      for (int64_t j = 0; j < images_t.size(0); ++j) {
         std::vector<uint64_t> sets;
-        for (int64_t r = 0; r < images.size(1); ++r) {
-          const int64_t i = images[j][r].item<int64_t>();
+        for (int64_t r = 0; r < images_t.size(1); ++r) {
+          const int64_t i = images[j][r];
           if (i < 0) continue;
           sets.push_back(parts_in(maps[j][r], *parts_.find(list_[static_cast<size_t>(i)].path)));
         }
@@ -148,13 +148,10 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   net->eval();
   torch::NoGradGuard no_grad;
 
-  if (c.split == "val" && !manifest.counts.count("val")) {
-    throw std::runtime_error(c.data + " has no val split (prepare it with --val-fraction)");
-  }
   for (const auto& output : {c.predictions_csv, c.confusion_csv}) {
     if (!output.empty()) run.check_output(output);  // before the pass, not after it
   }
-  const auto list = read_list(data, c.split);
+  const auto list = read_split_list(data, manifest, c.split);
   const int64_t C = m.num_classes;
   EvaluateReport r;
   r.run = c.run;
@@ -177,13 +174,14 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
       if (part_pass) {
         const auto x = b.images.to(rt.device);
         const auto d = net->activations(x).distances;
-        logits = net->classify(d).logits.cpu();
+        const auto out = net->classify(d);
+        logits = out.logits.cpu();
         torch::Tensor noisy_d;
         if (part_pass->wants("stability")) {
           const auto noise = torch::randn(b.images.sizes(), noise_generator, torch::kFloat32) * c.noise;
           noisy_d = net->activations(x + noise.to(rt.device)).distances;
         }
-        part_pass->observe(b, b.index * c.batch_size, d, logits, noisy_d);
+        part_pass->observe(b, b.index * c.batch_size, d, out, noisy_d);
       } else {
         logits = net->forward(b.images.to(rt.device)).logits.cpu();
       }

@@ -96,4 +96,12 @@ std::vector<ListEntry> read_list(const fs::path& data, const std::string& split)
   return out;
 }
 
+std::vector<ListEntry> read_split_list(const fs::path& data, const Manifest& manifest, const std::string& split) {
+  if (!manifest.counts.count(split)) {
+    throw std::runtime_error(data.string() + " has no " + split + " split" +
+                             (split == "val" ? " (prepare it with --val-fraction)" : ""));
+  }
+  return read_list(data, split);
+}
+
 }  // namespace ppnet::pipeline

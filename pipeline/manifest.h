@@ -50,5 +50,8 @@ void write_list(const std::filesystem::path& data, const std::string& split,
                 const std::vector<ListEntry>& entries);
 /// Throws std::runtime_error naming the file and line when a line is malformed.
 std::vector<ListEntry> read_list(const std::filesystem::path& data, const std::string& split);
+/// read_list for a split the user chose: throws saying so when `manifest` has no such split.
+std::vector<ListEntry> read_split_list(const std::filesystem::path& data, const Manifest& manifest,
+                                       const std::string& split);
 
 }  // namespace ppnet::pipeline

@@ -1,6 +1,5 @@
 #include <torch/torch.h>
 
-#include <algorithm>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -33,11 +32,12 @@ int64_t require_projection(RunFolder& run, const std::string& run_name) {
 // The reference's rule: fewer than `threshold` of the k nearest push patches from the class.
 void by_nearest_patches(const model::NearestPatches& nearest, const std::vector<ListEntry>& push,
                         const std::vector<int64_t>& classes, const PruneConfig& c, std::map<int64_t, PrunedPrototype>& out) {
-  const auto images = nearest.image();
-  for (int64_t j = 0; j < images.size(0); ++j) {
+  const auto images_t = nearest.image();
+  const auto images = images_t.accessor<int64_t, 2>();
+  for (int64_t j = 0; j < images_t.size(0); ++j) {
     int64_t own = 0, found = 0;
-    for (int64_t r = 0; r < images.size(1); ++r) {
-      const int64_t i = images[j][r].item<int64_t>();
+    for (int64_t r = 0; r < images_t.size(1); ++r) {
+      const int64_t i = images[j][r];
       if (i < 0) continue;
       ++found;
       own += push[static_cast<size_t>(i)].class_index == classes[static_cast<size_t>(j)] ? 1 : 0;
@@ -85,11 +85,7 @@ PruneReport run_prune(const PruneConfig& c) {
   net->eval();
   InterruptScope interrupt_scope;
   const int64_t P = net->num_prototypes();
-  std::vector<int64_t> classes(static_cast<size_t>(P));
-  {
-    const auto id = net->prototype_class_identity().argmax(1).cpu();
-    for (int64_t j = 0; j < P; ++j) classes[static_cast<size_t>(j)] = id[j].item<int64_t>();
-  }
+  const std::vector<int64_t> classes = net->prototype_classes();
 
   // 1. What goes, and why.
   PruneReport report;
@@ -152,13 +148,15 @@ PruneReport run_prune(const PruneConfig& c) {
   const fs::path to_pics = run.dir() / "prototypes" / std::to_string(stage.id);
   fs::remove_all(to_pics);
   fs::create_directories(to_pics);
+  std::map<int64_t, const db::PrototypeRow*> row_of;
+  for (const auto& r : rows) row_of[r.prototype] = &r;
   std::vector<db::PrototypeRow> kept_rows;
   for (size_t n = 0; n < keep.size(); ++n) {
     if (InterruptScope::stop_requested()) throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged");
     const int64_t j = keep[n];
-    const auto row = std::find_if(rows.begin(), rows.end(), [&](const db::PrototypeRow& r) { return r.prototype == j; });
-    if (row == rows.end()) continue;  // never projected (no push image of its class)
-    db::PrototypeRow r = *row;
+    const auto row = row_of.find(j);
+    if (row == row_of.end()) continue;  // never projected (no push image of its class)
+    db::PrototypeRow r = *row->second;
     r.stage_id = stage.id;
     r.prototype = static_cast<int64_t>(n);
     kept_rows.push_back(r);

@@ -89,6 +89,50 @@ std::string chart(const std::string& title, const std::vector<std::pair<std::str
   return s.str() + "</svg>";
 }
 
+// The interpretability metrics of every evaluation that measured them, latest first.
+std::string interpretability_section(const std::vector<db::EvaluationRow>& evals, const std::string& run_name) {
+  std::ostringstream h;
+  h << "<h2>Interpretability</h2>";
+  std::vector<std::pair<const db::EvaluationRow*, json>> measured;
+  for (auto it = evals.rbegin(); it != evals.rend(); ++it) {
+    const json d = json::parse(it->details_json);
+    if (d.contains("metrics")) measured.emplace_back(&*it, d["metrics"]);
+  }
+  if (measured.empty()) {
+    h << "<p>not measured yet: <code>ppnet evaluate --run " << html_escape(run_name)
+      << " --data DATA --metrics all</code> (part metrics need part annotations)</p>";
+  } else {
+    static const char* const kNames[] = {"consistency", "stability", "pointing", "purity"};
+    h << "<p>Part metrics (README, &ldquo;Auditing a model&rdquo;): 0 to 1, higher is better; sparsity: share of "
+         "last-layer weights exactly 0 and distinct projected patches.</p><table><tr><th>evaluated</th><th>split</th>"
+         "<th>model</th>";
+    for (const char* n : kNames) h << "<th>" << n << "</th>";
+    h << "<th>zero weights</th><th>distinct patches</th></tr>";
+    for (const auto& [e, m] : measured) {
+      h << "<tr><td>" << e->created << "</td><td>" << html_escape(e->split) << "</td><td>" << html_escape(e->checkpoint)
+        << "</td>";
+      for (const char* n : kNames) {
+        if (!m.contains(n) || m[n]["value"].get<double>() < 0) {
+          h << "<td>&ndash;</td>";
+          continue;
+        }
+        const double v = m[n]["value"].get<double>();
+        h << "<td><div style=\"background:linear-gradient(90deg,rgba(31,119,180,.5) " << 100 * v << "%,transparent 0)\">"
+          << std::fixed << std::setprecision(3) << v << std::defaultfloat << "</div></td>";
+      }
+      if (m.contains("sparsity")) {
+        h << "<td>" << m["sparsity"]["zero_weights"].get<double>() << "</td><td>" << m["sparsity"]["distinct_patches"]
+          << " of " << m["sparsity"]["prototypes"] << "</td>";
+      } else {
+        h << "<td>&ndash;</td><td>&ndash;</td>";
+      }
+      h << "</tr>";
+    }
+    h << "</table>";
+  }
+  return h.str();
+}
+
 // The latest analysis: each prototype's projected patch next to its nearest patches. Those are
 // linked rather than embedded (k per prototype would make the page huge), relative to the page.
 std::string nearest_patches_section(RunFolder& run, const std::vector<std::string>& class_names,
@@ -216,45 +260,7 @@ ReportResult run_report(const ReportConfig& c) {
     }
   }
 
-  // Interpretability metrics of every evaluation that measured them, latest first.
-  h << "<h2>Interpretability</h2>";
-  std::vector<std::pair<const db::EvaluationRow*, json>> measured;
-  for (auto it = evals.rbegin(); it != evals.rend(); ++it) {
-    const json d = json::parse(it->details_json);
-    if (d.contains("metrics")) measured.emplace_back(&*it, d["metrics"]);
-  }
-  if (measured.empty()) {
-    h << "<p>not measured yet: <code>ppnet evaluate --run " << html_escape(c.run)
-      << " --data DATA --metrics all</code> (part metrics need part annotations)</p>";
-  } else {
-    static const char* const kNames[] = {"consistency", "stability", "pointing", "purity"};
-    h << "<p>Part metrics (README, &ldquo;Auditing a model&rdquo;): 0 to 1, higher is better; sparsity: share of "
-         "last-layer weights exactly 0 and distinct projected patches.</p><table><tr><th>evaluated</th><th>split</th>"
-         "<th>model</th>";
-    for (const char* n : kNames) h << "<th>" << n << "</th>";
-    h << "<th>zero weights</th><th>distinct patches</th></tr>";
-    for (const auto& [e, m] : measured) {
-      h << "<tr><td>" << e->created << "</td><td>" << html_escape(e->split) << "</td><td>" << html_escape(e->checkpoint)
-        << "</td>";
-      for (const char* n : kNames) {
-        if (!m.contains(n) || m[n]["value"].get<double>() < 0) {
-          h << "<td>&ndash;</td>";
-          continue;
-        }
-        const double v = m[n]["value"].get<double>();
-        h << "<td><div style=\"background:linear-gradient(90deg,rgba(31,119,180,.5) " << 100 * v << "%,transparent 0)\">"
-          << std::fixed << std::setprecision(3) << v << std::defaultfloat << "</div></td>";
-      }
-      if (m.contains("sparsity")) {
-        h << "<td>" << m["sparsity"]["zero_weights"].get<double>() << "</td><td>" << m["sparsity"]["distinct_patches"]
-          << " of " << m["sparsity"]["prototypes"] << "</td>";
-      } else {
-        h << "<td>&ndash;</td><td>&ndash;</td>";
-      }
-      h << "</tr>";
-    }
-    h << "</table>";
-  }
+  h << interpretability_section(evals, c.run);
 
   // The prototypes of the latest projection, grouped by class.
   h << "<h2>Prototypes</h2>";

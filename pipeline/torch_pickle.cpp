@@ -150,8 +150,9 @@ class Unpickler {
         }
         case 'a': {                                    // APPEND
           Py v = pop();
-          deepen(at, list_on_top(at), v);
-          list_on_top(at).items.push_back(v);
+          PyValue& list = list_on_top(at);
+          deepen(at, list, v);
+          list.items.push_back(v);
           break;
         }
         case 'e': {                                    // APPENDS
