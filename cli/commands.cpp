@@ -220,15 +220,18 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     if (c.lr_schedule && *c.lr_schedule != "step" && *c.lr_schedule != "cosine") {
       throw UsageError("--lr-schedule '" + *c.lr_schedule + "': expected step or cosine", name);
     }
+    // Ranges wide enough for any sensible recipe, narrow enough that float32 cannot overflow.
     for (const auto& [opt, v] : {std::pair<const char*, double>{"lr-backbone", c.lr_backbone.value_or(1.0)},
                                  {"lr-add-on", c.lr_add_on}, {"lr-prototypes", c.lr_prototypes}, {"lr-gamma", c.lr_gamma}}) {
-      if (!std::isfinite(v) || v <= 0) throw UsageError(std::string("--") + opt + " must be a finite number > 0", name);
+      if (!(v > 0 && v <= 100)) throw UsageError(std::string("--") + opt + " must be a number in (0, 100]", name);
     }
-    for (const auto& [opt, v] : {std::pair<const char*, double>{"weight-decay", c.weight_decay}, {"l1", c.l1},
-                                 {"cross-entropy", c.cross_entropy}, {"cluster", c.cluster}, {"separation", c.separation}}) {
-      if (!std::isfinite(v)) throw UsageError(std::string("--") + opt + " must be a finite number", name);
+    for (const auto& [opt, v] : {std::pair<const char*, double>{"weight-decay", c.weight_decay}, {"l1", c.l1}}) {
+      if (!(v >= 0 && v <= 1000)) throw UsageError(std::string("--") + opt + " must be a number in [0, 1000]", name);
     }
-    if (c.weight_decay < 0) throw UsageError("--weight-decay must be 0 or more", name);
+    for (const auto& [opt, v] : {std::pair<const char*, double>{"cross-entropy", c.cross_entropy}, {"cluster", c.cluster},
+                                 {"separation", c.separation}}) {
+      if (!(std::abs(v) <= 1000)) throw UsageError(std::string("--") + opt + " must be a number in [-1000, 1000]", name);
+    }
     for (const char* opt : {"arch", "img-size", "prototypes-per-class", "prototype-dim", "add-on"}) {
       if (vm.count(opt) && !vm[opt].defaulted()) c.given.insert(opt);
     }
@@ -243,6 +246,8 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
         ("run", po::value(&c.run)->value_name("RUN"), "run folder")
         ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "push batch size")
         ("no-images", po::bool_switch(&no_images), "record the prototypes without writing their PNGs")
+        ("resume", po::bool_switch(&c.resume),
+         "after an interruption: do nothing when the latest stage is a finished projection")
         ("json", po::bool_switch(&json), "machine-readable report on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
@@ -285,9 +290,9 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     if (c.epochs < 1 || c.batch_size < 1 || c.eval_batch_size < 1 || c.max_iterations < 1) {
       throw UsageError("--epochs, --batch-size, --eval-batch-size and --max-iterations must be at least 1", name);
     }
-    if (!std::isfinite(c.l1) || c.l1 < 0) throw UsageError("--l1 must be a finite number ≥ 0", name);
-    if (!std::isfinite(c.lr) || c.lr <= 0) throw UsageError("--lr must be a finite number > 0", name);
-    if (!std::isfinite(c.tolerance) || c.tolerance <= 0) throw UsageError("--tolerance must be a finite number > 0", name);
+    if (!(c.l1 >= 0 && c.l1 <= 1000)) throw UsageError("--l1 must be a number in [0, 1000]", name);
+    if (!(c.lr > 0 && c.lr <= 100)) throw UsageError("--lr must be a number in (0, 100]", name);
+    if (!(c.tolerance > 0 && c.tolerance <= 1)) throw UsageError("--tolerance must be a number in (0, 1]", name);
     if (c.solver == "prox") {
       for (const char* opt : {"epochs", "batch-size", "lr", "recompute"}) {
         if (vm.count(opt) && !vm[opt].defaulted()) {

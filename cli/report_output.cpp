@@ -195,9 +195,14 @@ void print_report(std::ostream& out, const pipeline::ProjectReport& r, bool json
                           {"mean_distance_before", r.mean_distance_before},
                           {"max_distance_after", r.max_distance_after},
                           {"images_per_second", r.images_per_second},
-                          {"seconds", r.seconds}}
+                          {"seconds", r.seconds},
+                          {"already_done", r.already_done}}
                 .dump(2)
         << '\n';
+    return;
+  }
+  if (r.already_done) {
+    out << r.run << ": projection #" << r.projection << " already finished: nothing to do\n";
     return;
   }
   out << r.run << ": projection #" << r.projection << ", " << r.projected << " of " << r.prototypes

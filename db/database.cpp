@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include "db/crash_point.h"
+
 #include <algorithm>
 #include <regex>
 #include <stdexcept>
@@ -11,6 +13,15 @@ namespace {
 
 [[noreturn]] void fail(sqlite3* db, const std::string& context) {
   throw std::runtime_error(context + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+}
+
+// Called by SQLite after each commit to the WAL. Replaces the default hook, so it also does what
+// that one does: a passive checkpoint once the WAL holds 1000 pages (SQLite's default).
+int after_commit(void*, sqlite3* db, const char* schema, int pages) {
+  if (pages >= 1000) sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  const char* file = sqlite3_db_filename(db, schema);
+  durable_write("commit", file ? file : "");
+  return SQLITE_OK;
 }
 
 }  // namespace
@@ -96,19 +107,30 @@ Database::Database(const std::string& path, const Migrations& migrations, int32_
     sqlite3_busy_timeout(raw, 10000);
     check_ownership(migrations, application_id);  // before anything writes to the file
     exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
+    sqlite3_wal_hook(raw, after_commit, nullptr);
     const int version = schema_version();
     if (version > static_cast<int>(migrations.size())) {
       throw std::runtime_error("schema version " + std::to_string(version) +
                                " is newer than this ppnet understands (" +
                                std::to_string(migrations.size()) + "): use a newer ppnet");
     }
+    // Foreign keys off while migrating (it cannot change inside a transaction), so that a
+    // migration may rebuild a table others refer to (SQLite's procedure for schema changes
+    // ALTER TABLE cannot make); each one is checked before its commit.
+    if (static_cast<size_t>(version) < migrations.size()) exec("PRAGMA foreign_keys=OFF");
     for (size_t v = static_cast<size_t>(version); v < migrations.size(); ++v) {
       Transaction tx(*this);
       exec(migrations[v]);
+      Statement check = prepare("PRAGMA foreign_key_check");
+      if (check.step()) {
+        throw std::runtime_error("schema step " + std::to_string(v + 1) + " broke a reference from table " +
+                                 check.column_text(0));
+      }
       exec("PRAGMA user_version = " + std::to_string(v + 1));
       if (application_id != 0) exec("PRAGMA application_id = " + std::to_string(application_id));
       tx.commit();
     }
+    exec("PRAGMA foreign_keys=ON");
     if (application_id != 0 && pragma_int("application_id") == 0) {  // a file of ppnet 0.1
       exec("PRAGMA application_id = " + std::to_string(application_id));
     }
@@ -269,6 +291,20 @@ CREATE TABLE pruned (
   reason TEXT NOT NULL CHECK (reason IN ('nearest', 'duplicate')),
   detail TEXT NOT NULL,
   PRIMARY KEY (stage_id, prototype)) STRICT;
+)sql",
+      // 7: a stage whose training diverged is 'failed': kept for inspection, it holds up nothing.
+      R"sql(
+CREATE TABLE stages_new (
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running', 'interrupted', 'done', 'failed')),
+  started TEXT NOT NULL,
+  finished TEXT,
+  config_json TEXT NOT NULL,
+  start_checkpoint TEXT NOT NULL) STRICT;
+INSERT INTO stages_new SELECT id, kind, status, started, finished, config_json, start_checkpoint FROM stages;
+DROP TABLE stages;
+ALTER TABLE stages_new RENAME TO stages;
 )sql",
   };
   return kMigrations;

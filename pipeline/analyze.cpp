@@ -3,10 +3,10 @@
 
 #include <chrono>
 #include <map>
-#include <opencv2/imgcodecs.hpp>
 
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
+#include "pipeline/image_file.h"
 #include "pipeline/image_data.h"
 #include "pipeline/interrupt.h"
 #include "pipeline/nearest_search.h"
@@ -45,8 +45,7 @@ std::vector<db::NearestPatchRow> describe(const model::NearestPatches& nearest, 
   tbb::parallel_for(size_t{0}, work.size(), [&](size_t n) {
     if (InterruptScope::stop_requested()) return;
     const ListEntry& e = list[static_cast<size_t>(work[n].first)];
-    const cv::Mat original = cv::imread((data / e.path).string(), cv::IMREAD_COLOR);
-    if (original.empty()) throw std::runtime_error((data / e.path).string() + ": no longer readable");
+    const cv::Mat original = read_image_file(data / e.path);
     for (const auto& [j, r] : work[n].second) {
       db::NearestPatchRow row;
       row.prototype = j;

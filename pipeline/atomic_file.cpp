@@ -7,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "db/crash_point.h"
+
 namespace ppnet::pipeline {
 
 namespace fs = std::filesystem;
@@ -30,6 +32,7 @@ void write_file_atomic(const fs::path& path, const void* data, size_t size) {
     fs::remove(tmp, ec);
     throw std::runtime_error(path.string() + ": cannot rename into place: " + ec.message());
   }
+  db::durable_write("rename", path.string());
 }
 
 void write_file_atomic(const fs::path& path, const std::string& bytes) {

@@ -126,6 +126,7 @@ struct ProjectReport {
   double max_distance_after = 0;    // re-encoded source patch to the projected prototype (≈ 0)
   double images_per_second = 0;     // push images searched per second
   double seconds = 0;
+  bool already_done = false;  // --resume found the latest stage a finished projection
 };
 
 /// Replaces every prototype by its nearest latent patch among the push images of its own class

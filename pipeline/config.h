@@ -67,6 +67,7 @@ struct ProjectConfig {
   std::string data, run;
   int batch_size = 75;
   bool save_images = true;  // the patch, box and heatmap PNGs of every prototype
+  bool resume = false;       // nothing to do when the latest stage is a finished projection
   RuntimeConfig runtime;
 };
 

@@ -12,6 +12,7 @@
 
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
+#include "pipeline/image_file.h"
 #include "pipeline/html.h"
 #include "pipeline/image_data.h"
 #include "pipeline/interrupt.h"
@@ -67,8 +68,7 @@ struct Context {
 void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor& logits, const torch::Tensor& distances,
                  const torch::Tensor& weight, const torch::Tensor& proto_class) {
   const ExplainConfig& c = ctx.config;
-  const cv::Mat original = cv::imread((ctx.dir / rel).string(), cv::IMREAD_COLOR);
-  if (original.empty()) throw std::runtime_error((ctx.dir / rel).string() + ": not a readable image");
+  const cv::Mat original = read_image_file(ctx.dir / rel);
   const fs::path folder = ctx.out / rel;
   const int W0 = original.cols, H0 = original.rows;
   const int64_t C = logits.size(0);

@@ -3,17 +3,17 @@
 #include <oneapi/tbb/parallel_for.h>
 #include <torch/torch.h>
 
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <random>
+
+#include "pipeline/image_file.h"
 
 namespace ppnet::pipeline {
 
 namespace fs = std::filesystem;
 
 torch::Tensor load_image_tensor(const fs::path& path, int size) {
-  cv::Mat img = cv::imread(path.string(), cv::IMREAD_COLOR);  // grey files come back as 3 channels
-  if (img.empty()) throw std::runtime_error(path.string() + ": not a readable image");
+  const cv::Mat img = read_image_file(path);  // grey files come back as 3 channels
   cv::Mat rgb, resized, f;
   cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
   if (rgb.cols != size || rgb.rows != size) {

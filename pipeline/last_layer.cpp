@@ -318,7 +318,13 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
   report.cache_seconds = seconds_since(cache_start);
 
   const auto solve_start = Clock::now();
-  if (prox) {
+  if (!existing.empty() && existing.back().final) {
+    // Killed after the final checkpoint was recorded and before the stage was marked done: the
+    // solution is that checkpoint; solving again would go on from it and end elsewhere.
+    const auto final = objective_of(f);
+    report.initial_objective = report.objective = final.objective;
+    report.residual = final.residual;
+  } else if (prox) {
     solve_prox(f, report);  // reports the objectives it computed anyway
   } else {
     report.initial_objective = objective_of(f).objective;

@@ -4,11 +4,11 @@
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include "model/receptive_field.h"
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
+#include "pipeline/image_file.h"
 #include "pipeline/image_data.h"
 #include "pipeline/interrupt.h"
 #include "pipeline/progress.h"
@@ -37,7 +37,14 @@ ProjectReport run_project(const ProjectConfig& c) {
   int64_t stage_id = 0;
   std::string start_checkpoint;
   const auto latest = store.latest_stage();
-  if (latest && latest->status != "done") {
+  if (c.resume && latest && latest->kind == "project" && latest->status == "done") {
+    ProjectReport done;
+    done.run = c.run;
+    done.projection = latest->id;
+    done.already_done = true;
+    return done;
+  }
+  if (latest && latest->status != "done" && latest->status != "failed") {
     if (latest->kind != "project") {
       throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " + c.run +
                                " did not finish; continue it with --resume first");
@@ -131,8 +138,7 @@ ProjectReport run_project(const ProjectConfig& c) {
     tbb::parallel_for(size_t{0}, sources.size(), [&](size_t s) {
       if (InterruptScope::stop_requested()) return;
       const ListEntry& e = push[static_cast<size_t>(sources[s].first)];
-      const cv::Mat original = cv::imread((data / e.path).string(), cv::IMREAD_COLOR);
-      if (original.empty()) throw std::runtime_error((data / e.path).string() + ": no longer readable");
+      const cv::Mat original = read_image_file(data / e.path);
       for (int64_t j : sources[s].second) {
         db::PrototypeRow r;
         r.stage_id = stage_id;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <stdexcept>
 
 #include "pipeline/atomic_file.h"
@@ -61,6 +62,7 @@ RunFolder RunFolder::open(const fs::path& dir, Access access) {
   auto lock = access == Access::kWrite ? std::make_unique<RunLock>(dir) : nullptr;
   RunFolder r(dir, std::move(lock), std::make_unique<db::RunStore>(db.string()));
   if (!r.has_run()) throw std::runtime_error(db.string() + ": holds no run yet; 'ppnet train' creates one");
+  if (access == Access::kWrite) r.remove_leftovers();
   return r;
 }
 
@@ -69,7 +71,43 @@ RunFolder RunFolder::open_or_create(const fs::path& dir) {
   fs::create_directories(dir / "checkpoints", ec);
   if (ec) throw std::runtime_error(dir.string() + ": cannot create the run folder: " + ec.message());
   auto lock = std::make_unique<RunLock>(dir);
-  return RunFolder(dir, std::move(lock), std::make_unique<db::RunStore>((dir / "run.sqlite").string()));
+  RunFolder r(dir, std::move(lock), std::make_unique<db::RunStore>((dir / "run.sqlite").string()));
+  if (r.has_run()) r.remove_leftovers();
+  return r;
+}
+
+size_t RunFolder::remove_leftovers() {
+  size_t removed = 0;
+  for (const char* sub : {"checkpoints", "prototypes", "analysis"}) removed += remove_temporary_files(dir_ / sub);
+
+  std::set<std::string> referenced;
+  for (const auto& stage : store_->stages()) {
+    referenced.insert(stage.start_checkpoint);
+    for (const auto& ck : store_->checkpoints(stage.id)) referenced.insert(ck.path);
+  }
+  static const std::regex kOwnCheckpoint(R"((stage\d+-e\d+-b\d+|project\d+|prune\d+)\.pt)");
+  std::error_code ec;
+  std::vector<fs::path> doomed;
+  for (auto it = fs::directory_iterator(dir_ / "checkpoints", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (std::regex_match(name, kOwnCheckpoint) && !referenced.count("checkpoints/" + name)) doomed.push_back(it->path());
+  }
+  // Pictures written under the id of a stage or analysis whose commit never came.
+  const auto numbered_from = [&](const char* sub, int64_t first_unused) {
+    for (auto it = fs::directory_iterator(dir_ / sub, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (!name.empty() && name.size() < 18 && std::all_of(name.begin(), name.end(), ::isdigit) &&
+          std::stoll(name) >= first_unused) {
+        doomed.push_back(it->path());
+      }
+    }
+    ec.clear();
+  };
+  ec.clear();
+  numbered_from("prototypes", store_->next_stage_id());
+  numbered_from("analysis", store_->next_analysis_id());
+  for (const auto& p : doomed) removed += fs::remove_all(p, ec) > 0 ? 1 : 0;
+  return removed;
 }
 
 bool RunFolder::has_run() { return store_->run().has_value(); }
@@ -123,7 +161,7 @@ StageStart resolve_stage(RunFolder& run, const std::string& kind, bool resume, c
   auto& store = run.store();
   const auto latest = store.latest_stage();
   StageStart s;
-  if (latest && latest->status != "done") {
+  if (latest && latest->status != "done" && latest->status != "failed") {
     if (!resume || latest->kind != kind) {
       throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " +
                                run.dir().string() + " did not finish; continue it first" +
@@ -135,7 +173,7 @@ StageStart resolve_stage(RunFolder& run, const std::string& kind, bool resume, c
     s.resumed = true;
     return s;
   }
-  if (resume && latest && latest->kind == kind) {
+  if (resume && latest && latest->kind == kind && latest->status == "done") {
     s.stage_id = latest->id;
     s.settings_json = latest->config_json;
     s.already_done = true;

@@ -78,6 +78,10 @@ class RunFolder {
 
  private:
   RunFolder(std::filesystem::path dir, std::unique_ptr<RunLock> lock, std::unique_ptr<db::RunStore> store);
+  /// What a killed writer left that no commit refers to: temporary files, checkpoints of ppnet's
+  /// names that no row records, picture folders of stage or analysis ids not yet committed.
+  /// Called with the lock held, so no other writer can be making them. Returns how many went.
+  size_t remove_leftovers();
   std::filesystem::path dir_;
   std::unique_ptr<RunLock> lock_;  // first in, last out: taken before the database is opened
   std::unique_ptr<db::RunStore> store_;
@@ -94,7 +98,8 @@ struct RunWithData {
 RunWithData open_run_with_data(const std::filesystem::path& run_dir, const std::filesystem::path& data);
 
 /// Where a stage of `kind` starts. An unfinished latest stage of the same kind is resumed when
-/// `resume`, with the settings it recorded; `resume` on a finished one means nothing to do;
+/// `resume`, with the settings it recorded; `resume` on a finished one means nothing to do; a
+/// failed one (training diverged) holds up nothing: a new stage begins, with or without `resume`;
 /// otherwise a new stage row is begun from the latest finished stage's final checkpoint.
 /// Throws when another kind of stage is unfinished (it must be resumed first).
 struct StageStart {

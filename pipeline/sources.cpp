@@ -6,11 +6,12 @@
 #include <cmath>
 #include <fstream>
 #include <map>
-#include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+
+#include "pipeline/image_file.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -404,10 +405,7 @@ cv::Mat load_source_image(const SourceSet& set, const SourceImage& image, cv::Re
     const uint8_t* p = set.idx_pixels->data() + static_cast<size_t>(image.idx_row) * size;
     return cv::Mat(set.idx_height, set.idx_width, CV_8UC1, const_cast<uint8_t*>(p)).clone();
   }
-  std::error_code ec;
-  if (!fs::is_regular_file(image.file, ec)) throw std::runtime_error(image.file.string() + ": missing");
-  cv::Mat img = cv::imread(image.file.string(), cv::IMREAD_COLOR);
-  if (img.empty()) throw std::runtime_error(image.file.string() + ": not a readable image (corrupt or unknown format)");
+  cv::Mat img = read_image_file(image.file);
   if (crop) *crop = cv::Rect(0, 0, img.cols, img.rows);
   if (!image.has_box) return img;
   const cv::Rect r = cub_crop(image.box, img.cols, img.rows);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -103,6 +104,16 @@ struct Sums {  // loss, CE, cluster, separation, avg separation (all × batch si
   double mean(size_t i) const { return v[6] > 0 ? v[i] / v[6] : 0.0; }
   double accuracy() const { return mean(5); }
 };
+
+// Training that has diverged cannot be resumed into anything useful: the stage is marked failed
+// (its checkpoints stay for inspection), which frees the run for a new stage from the last
+// finished one.
+[[noreturn]] void fail_stage(db::RunStore& store, int64_t stage_id, const std::string& where) {
+  store.set_stage_status(stage_id, "failed");
+  throw std::runtime_error("training diverged at " + where + "; stage #" + std::to_string(stage_id) +
+                           " is marked failed and the run goes on from its last finished stage: train again with "
+                           "lower learning rates or loss coefficients");
+}
 
 Sums evaluate(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& list, int img_size,
               int batch_size, torch::Device device, const model::LossCoefficients& coef) {
@@ -254,6 +265,10 @@ TrainReport run_train(const TrainConfig& c) {
       loss.backward();
       optimizer.step();
       sums.add(terms, loss.detach(), out.logits.detach(), y);
+      if (!std::all_of(sums.v.begin(), sums.v.end(), [](double v) { return std::isfinite(v); })) {
+        fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1) +
+                                        ": the loss is " + std::to_string(loss.item<double>()));
+      }
       seen_now += y.size(0);
       pos.batch = b.index + 1;
       pos.sums = sums.v;
@@ -305,6 +320,10 @@ TrainReport run_train(const TrainConfig& c) {
       torch::NoGradGuard no_grad;
       row.l1 = model::off_class_l1(net->last_layer()->weight, net->prototype_class_identity()).item<double>();
       row.prototype_distance = model::mean_pairwise_prototype_distance(net->prototype_vectors()).item<double>();
+    }
+    for (const double v : {row.eval_cross_entropy, row.eval_cluster, row.eval_separation, row.eval_avg_separation, row.l1,
+                           row.prototype_distance}) {
+      if (!std::isfinite(v)) fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + ": a metric is not finite");
     }
     row.images_per_second = seen_now / std::max(train_secs, 1e-9);
     row.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "model/backbone.h"
 #include "pipeline/run_folder.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
@@ -140,6 +141,38 @@ TEST_F(TrainCli, ProjectionKilledLeavesTheRunAsItWasAndARerunCompletes) {
     r = run_ppnet("last-layer " + base + " " + bad);
     EXPECT_EQ(r.exit_code, 2) << bad;
   }
+}
+
+// Values that make training blow up are refused before anything is recorded; training that
+// diverges anyway (here: backbone weights scaled so far that float32 overflows) fails its stage,
+// which does not hold up the run: the next train starts a new stage instead of demanding --resume.
+TEST_F(TrainCli, BadValuesAreRefusedAndADivergedStageDoesNotBlockTheRun) {
+  const std::string base = "--data " + dir_.file("data") + " --run " + dir_.file("run") +
+                           " --arch small --img-size 28 --prototype-dim 16 --batch-size 16 --epochs 1";
+  for (const char* bad : {"--lr-prototypes nan", "--lr-backbone inf", "--cluster -1e300", "--l1 -1"}) {
+    const auto r = run_ppnet("train --stage warm " + base + " " + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir_.path() / "run")) << "nothing recorded for a refused value";
+
+  auto backbone = model::make_backbone("small");
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& p : backbone->named_parameters()) state[p.key()] = p.value().detach() * 1e20;
+  for (const auto& b : backbone->named_buffers()) state[b.key()] = b.value();
+  test::write_safetensors(dir_.file("huge.safetensors"), state);
+  auto r = run_ppnet("train --stage warm " + base + " --weights " + dir_.file("huge.safetensors"));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(contains(r.err, "training diverged at warm epoch 1 batch 1")) << r.err;
+  EXPECT_TRUE(contains(r.err, "stage #1 is marked failed")) << r.err;
+  r = run_ppnet("train --stage warm --resume " + base);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "stage #2 is marked failed")) << "a new stage, not a refusal: " << r.err;
+  r = run_ppnet("info --run " + dir_.file("run") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["stages"].size(), 2u);
+  EXPECT_EQ(j["stages"][0]["status"], "failed");
+  EXPECT_EQ(j["stages"][1]["status"], "failed");
 }
 
 class TrainKilled : public TrainCli, public ::testing::WithParamInterface<int> {};

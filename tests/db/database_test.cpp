@@ -46,6 +46,42 @@ TEST(Database, AppliesOnlyTheMissingSteps) {
   EXPECT_THROW(db.prepare("INSERT INTO b (a_id) VALUES (42)").run(), std::runtime_error);
 }
 
+// Step 7 rebuilds `stages`, which epochs, checkpoints, prototypes and pruned refer to: a run made
+// at step 6 keeps every row and reference, gains the 'failed' status, and still enforces keys.
+TEST(Database, RebuildingStagesKeepsARunsRowsAndReferences) {
+  TempDir dir;
+  const std::string path = dir.file("run.sqlite");
+  const Migrations six(run_migrations().begin(), run_migrations().begin() + 6);
+  {
+    Database db(path, six, kRunApplicationId);
+    db.exec("INSERT INTO stages VALUES (1, 'warm', 'done', 't0', 't1', '{}', 'checkpoints/init.pt');"
+            "INSERT INTO stages VALUES (2, 'joint', 'interrupted', 't2', NULL, '{\"a\":1}', 'c1.pt');"
+            "INSERT INTO checkpoints VALUES (1, 1, 1, 0, 'c1.pt', 1, 't1');");
+    EXPECT_THROW(db.exec("UPDATE stages SET status = 'failed' WHERE id = 2"), std::runtime_error);
+  }
+  Database db(path, run_migrations(), kRunApplicationId);
+  EXPECT_EQ(db.schema_version(), static_cast<int>(run_migrations().size()));
+  auto rows = db.prepare("SELECT id, kind, status, COALESCE(finished, '-'), config_json FROM stages ORDER BY id");
+  ASSERT_TRUE(rows.step());
+  EXPECT_EQ(rows.column_text(2), "done");
+  EXPECT_EQ(rows.column_text(3), "t1");
+  ASSERT_TRUE(rows.step());
+  EXPECT_EQ(rows.column_text(1), "joint");
+  EXPECT_EQ(rows.column_text(3), "-");
+  EXPECT_EQ(rows.column_text(4), "{\"a\":1}");
+  EXPECT_FALSE(rows.step());
+  db.exec("UPDATE stages SET status = 'failed' WHERE id = 2");
+  EXPECT_THROW(db.exec("UPDATE stages SET status = 'lost' WHERE id = 2"), std::runtime_error);
+  auto fk = db.prepare("PRAGMA foreign_keys");
+  ASSERT_TRUE(fk.step());
+  EXPECT_EQ(fk.column_int(0), 1);
+  EXPECT_THROW(db.exec("INSERT INTO checkpoints VALUES (2, 9, 1, 0, 'c9.pt', 0, 't')"), std::runtime_error)
+      << "checkpoints still refer to stages";
+  auto ref = db.prepare("SELECT s.kind FROM checkpoints c JOIN stages s ON s.id = c.stage_id");
+  ASSERT_TRUE(ref.step());
+  EXPECT_EQ(ref.column_text(0), "warm");
+}
+
 TEST(Database, RefusesANewerSchema) {
   TempDir dir;
   const std::string path = dir.file("x.sqlite");

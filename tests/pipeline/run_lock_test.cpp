@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "pipeline/run_folder.h"
 #include "tests/common/test_util.h"
 
 namespace ppnet::pipeline {
@@ -51,6 +52,39 @@ TEST(RunLock, AKilledHolderLeavesNoStaleLock) {
   EXPECT_EQ(lock_error(dir.path()), "");
   close(ready[0]);
   close(ready[1]);
+}
+
+// What a killed writer leaves and no commit refers to goes when the next writer opens the run;
+// everything a row records, and files not of ppnet's naming, stay.
+TEST(RunFolder, AWriterRemovesWhatNoCommitRecords) {
+  test::TempDir dir;
+  const auto root = dir.path();
+  {
+    auto run = RunFolder::open_or_create(root);
+    run.store().create_run({"2026-01-01T00:00:00Z", "ppnet test", "{}", "/data", "{}"});
+    const int64_t warm = run.store().begin_stage("warm", "{}", "checkpoints/init.pt");
+    run.store().add_checkpoint({0, warm, 1, 0, "checkpoints/stage1-e001-b00000.pt", true, ""}, {}, std::nullopt);
+    run.store().set_stage_status(warm, "done");
+  }
+  namespace fs = std::filesystem;
+  const std::vector<std::string> kept = {"checkpoints/init.pt", "checkpoints/stage1-e001-b00000.pt",
+                                         "checkpoints/mine.pt", "prototypes/1/0-patch.png", "prototypes/notes/a.txt",
+                                         "report.html"};
+  const std::vector<std::string> gone = {"checkpoints/stage1-e000-b00005.pt", "checkpoints/project2.pt",
+                                         "checkpoints/.stage1-e002-b00000.pt.tmp-99-1", "prototypes/2/0-patch.png",
+                                         "analysis/1/0-0-patch.png"};
+  const auto touch = [&](const std::string& f) {
+    fs::create_directories((root / f).parent_path());
+    test::write_file((root / f).string(), "x");
+  };
+  for (const auto& f : kept) touch(f);
+  for (const auto& f : gone) touch(f);
+  { auto reader = RunFolder::open(root, Access::kRead); }
+  for (const auto& f : gone) EXPECT_TRUE(fs::exists(root / f)) << "a reader removes nothing: " << f;
+  { auto writer = RunFolder::open(root, Access::kWrite); }
+  for (const auto& f : kept) EXPECT_TRUE(fs::exists(root / f)) << f;
+  for (const auto& f : gone) EXPECT_FALSE(fs::exists(root / f)) << f;
+  EXPECT_FALSE(fs::exists(root / "prototypes/2")) << "the folder of a stage never committed";
 }
 
 }  // namespace
