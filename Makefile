@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-asan bench bench-stages bench-audit fuzz demo clean
+.PHONY: all deps configure build test test-asan bench bench-stages bench-audit bench-distributed fuzz demo clean
 
 all: build
 
@@ -44,6 +44,10 @@ bench: build
 # Every stage's images/s and peak memory on a fixed synthetic workload, as a table.
 bench-stages: build
 	/usr/bin/python3 tests/benchmarks/stages.py $(BUILD_DIR)
+
+# Joint training: 1 process × 2 threads against 2 ranks × 1 thread (c10d/Gloo), on the demo's data.
+bench-distributed: build
+	/usr/bin/python3 tests/benchmarks/distributed.py $(BUILD_DIR)
 
 # analyze, prune and evaluate --metrics against the bare forward pass (vgg16 at 224 px).
 bench-audit: build

@@ -69,6 +69,7 @@ void print_report(std::ostream& out, const pipeline::PrepareReport& r, bool json
 }
 
 void print_report(std::ostream& out, const pipeline::TrainReport& r, bool json) {
+  if (r.rank != 0) return;  // data-parallel: rank 0 speaks for all
   if (json) {
     nlohmann::json epochs = nlohmann::json::array();
     for (const auto& e : r.epochs) {

@@ -67,6 +67,7 @@ struct TrainReport {
   bool created_run = false;
   bool resumed = false;
   bool already_done = false;  // --resume on a finished stage: nothing to do
+  int rank = 0, ranks = 1;    // data-parallel: this process and how many train together
   std::vector<EpochSummary> epochs;  // the epochs this invocation ran
   double seconds = 0;
 };

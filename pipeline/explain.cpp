@@ -275,13 +275,25 @@ ExplainReport run_explain(const ExplainConfig& c) {
   ExplainReport report;
   report.out = c.out;
   report.images = static_cast<int64_t>(mine.size());
-  std::vector<ListEntry> todo;
+  // Images go through the network in fixed batches of `mine`, so that an image resumed after an
+  // interruption is computed in the same company, hence to the same bits, as in an uninterrupted
+  // run: a batch with any unfinished image runs whole, and only its unfinished images are written.
+  std::vector<ListEntry> entries;
+  std::vector<bool> finished;
+  std::vector<int64_t> order;
+  int64_t todo = 0;
   for (const auto& rel : mine) {
-    if (fs::exists(ctx.out / rel / "explanation.json")) {
-      ++report.kept;
-    } else {
-      todo.push_back({rel, 0, rel});
-    }
+    entries.push_back({rel, 0, rel});
+    finished.push_back(fs::exists(ctx.out / rel / "explanation.json"));
+    report.kept += finished.back() ? 1 : 0;
+  }
+  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(c.batch_size)) {
+    const size_t end = std::min(mine.size(), first + static_cast<size_t>(c.batch_size));
+    const auto open = static_cast<int64_t>(std::count(finished.begin() + static_cast<std::ptrdiff_t>(first),
+                                                      finished.begin() + static_cast<std::ptrdiff_t>(end), false));
+    if (open == 0) continue;
+    todo += open;
+    for (size_t i = first; i < end; ++i) order.push_back(static_cast<int64_t>(i));
   }
 
   auto net = load_latest_model(run, rt.device);
@@ -292,8 +304,8 @@ ExplainReport run_explain(const ExplainConfig& c) {
   InterruptScope interrupt_scope;
   std::mutex failed_mutex;
   {
-    BatchLoader loader(ctx.dir, todo, sequential_order(todo.size()), m.img_size, c.batch_size, 0, 2, /*tolerate_errors=*/true);
-    Progress progress("explain", todo.size());
+    BatchLoader loader(ctx.dir, entries, order, m.img_size, c.batch_size, 0, 2, /*tolerate_errors=*/true);
+    Progress progress("explain", static_cast<uint64_t>(todo));
     tbb::task_group rendering;  // renders batch b while the network runs batch b + 1
     Batch b;
     while (loader.next(&b)) {
@@ -305,7 +317,9 @@ ExplainReport run_explain(const ExplainConfig& c) {
       const auto errors = b.errors;
       rendering.run([&, logits, distances, errors, first] {
         tbb::parallel_for(size_t{0}, errors.size(), [&](size_t k) {
-          const std::string& rel = todo[static_cast<size_t>(first) + k].path;
+          const auto index = static_cast<size_t>(order[static_cast<size_t>(first) + k]);
+          if (finished[index]) return;
+          const std::string& rel = mine[index];
           try {
             if (!errors[k].empty()) throw std::runtime_error(errors[k]);
             explain_one(ctx, rel, logits[static_cast<int64_t>(k)], distances[static_cast<int64_t>(k)], weight, proto_class);

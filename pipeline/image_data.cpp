@@ -47,7 +47,7 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
 }
 
 BatchLoader::BatchLoader(fs::path data, std::vector<ListEntry> entries, std::vector<int64_t> order, int size,
-                         int batch_size, int64_t first_batch, int prefetch, bool tolerate_errors)
+                         int batch_size, int64_t first_batch, int prefetch, bool tolerate_errors, Shard shard)
     : data_(std::move(data)),
       entries_(std::move(entries)),
       order_(std::move(order)),
@@ -56,7 +56,8 @@ BatchLoader::BatchLoader(fs::path data, std::vector<ListEntry> entries, std::vec
       first_batch_(first_batch),
       batches_((static_cast<int64_t>(order_.size()) + batch_size - 1) / batch_size),
       prefetch_(static_cast<size_t>(std::max(1, prefetch))),
-      tolerate_errors_(tolerate_errors) {
+      tolerate_errors_(tolerate_errors),
+      shard_(shard) {
   worker_ = std::thread([this] { produce(); });
 }
 
@@ -72,10 +73,13 @@ BatchLoader::~BatchLoader() {
 void BatchLoader::produce() {
   try {
     for (int64_t b = first_batch_; b < batches_; ++b) {
-      const int64_t begin = b * batch_size_;
-      const int64_t end = std::min<int64_t>(begin + batch_size_, static_cast<int64_t>(order_.size()));
+      const int64_t first = b * batch_size_;
+      const int64_t global = std::min<int64_t>(first + batch_size_, static_cast<int64_t>(order_.size())) - first;
+      const int64_t begin = first + global * shard_.rank / shard_.ranks;
+      const int64_t end = first + global * (shard_.rank + 1) / shard_.ranks;
       Batch batch;
       batch.index = b;
+      batch.global_size = global;
       batch.images = torch::empty({end - begin, 3, size_, size_});
       batch.labels = torch::empty({end - begin}, torch::kInt64);
       if (tolerate_errors_) batch.errors.assign(static_cast<size_t>(end - begin), "");

@@ -34,17 +34,26 @@ struct Batch {
   torch::Tensor images;  // B×3×size×size float (CPU)
   torch::Tensor labels;  // B int64
   int64_t index = 0;     // batch number within the epoch
+  int64_t global_size = 0;  // images in the whole batch, all ranks' slices together
   std::vector<std::string> errors;  // with tolerate_errors: per image, "" or why it failed
+};
+
+/// One rank's part of every batch in data-parallel work: of a batch of L images, rank r of
+/// `ranks` takes the contiguous slice [L·r/ranks, L·(r+1)/ranks) (it may be empty).
+struct Shard {
+  int rank = 0, ranks = 1;
 };
 
 /// Streams batches of `entries` (paths relative to `data`) in `order`, starting at batch
 /// `first_batch`. A background thread decodes up to `prefetch` batches ahead (each batch's
 /// images in parallel). Errors surface from next(), unless `tolerate_errors`: then an
-/// unreadable image becomes zeros and its reason goes to Batch::errors.
+/// unreadable image becomes zeros and its reason goes to Batch::errors. With a `shard`, each
+/// batch holds only this rank's slice of it, and Batch::global_size the whole batch's size.
 class BatchLoader {
  public:
   BatchLoader(std::filesystem::path data, std::vector<ListEntry> entries, std::vector<int64_t> order,
-              int size, int batch_size, int64_t first_batch, int prefetch = 3, bool tolerate_errors = false);
+              int size, int batch_size, int64_t first_batch, int prefetch = 3, bool tolerate_errors = false,
+              Shard shard = {});
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -62,6 +71,7 @@ class BatchLoader {
   int64_t first_batch_, batches_;
   size_t prefetch_;
   bool tolerate_errors_;
+  Shard shard_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<Batch> ready_;

@@ -7,10 +7,12 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "model/loss.h"
 #include "pipeline/commands.h"
+#include "pipeline/distributed.h"
 #include "pipeline/image_data.h"
 #include "pipeline/interrupt.h"
 #include "pipeline/progress.h"
@@ -25,6 +27,8 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kScratchJointEpochs = 12;
+// How long a rank waits for the others (to join, or in a collective) before it gives up.
+constexpr std::chrono::milliseconds kDistributedTimeout = std::chrono::minutes(5);
 
 // The options not given on the command line, from the recipe that suits the run. With a
 // pretrained backbone (--weights) they are the reference's. Trained from scratch, its warm stage
@@ -116,14 +120,15 @@ struct Sums {  // loss, CE, cluster, separation, avg separation (all × batch si
 }
 
 Sums evaluate(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& list, int img_size,
-              int batch_size, torch::Device device, const model::LossCoefficients& coef) {
+              int batch_size, torch::Device device, const model::LossCoefficients& coef, Shard shard) {
   torch::NoGradGuard no_grad;
   const bool was_training = net.is_training();
   net.eval();
-  BatchLoader loader(data, list, sequential_order(list.size()), img_size, batch_size, 0);
+  BatchLoader loader(data, list, sequential_order(list.size()), img_size, batch_size, 0, 3, false, shard);
   Sums sums;
   Batch b;
   while (loader.next(&b)) {
+    if (b.labels.size(0) == 0) continue;
     const auto x = b.images.to(device), y = b.labels.to(device);
     const auto out = net.forward(x);
     const auto t = model::compute_loss_terms(out.logits, out.min_distances, y, net.prototype_class_identity(),
@@ -144,19 +149,42 @@ std::string format_seconds(double s) {
   return buf;
 }
 
-}  // namespace
+// What this invocation trains: decided by rank 0 (the only process that writes to the run) and
+// shared with the other ranks.
+struct StagePlan {
+  ModelConfig model;
+  int64_t stage_id = 0;
+  nlohmann::json settings;
+  std::string checkpoint;  // relative to the run: where the weights come from
+  bool with_state = false;  // `checkpoint` is one of this stage's (optimizer and position too)
+  bool created_run = false, resumed = false, already_done = false;
+};
 
-TrainReport run_train(const TrainConfig& c) {
-  const auto start = Clock::now();
-  if (c.stage != "warm" && c.stage != "joint") throw std::runtime_error("--stage must be warm or joint");
-  const Runtime rt = start_runtime(c.runtime);
+nlohmann::json plan_to_json(const StagePlan& p) {
+  return {{"model", model_config_json(p.model)}, {"stage_id", p.stage_id},     {"settings", p.settings},
+          {"checkpoint", p.checkpoint},          {"with_state", p.with_state}, {"created_run", p.created_run},
+          {"resumed", p.resumed},                {"already_done", p.already_done}};
+}
+
+StagePlan plan_from_json(const std::string& text) {
+  const auto j = nlohmann::json::parse(text);
+  StagePlan p;
+  p.model = model_config_from_json(j.at("model").get<std::string>());
+  p.stage_id = j.at("stage_id").get<int64_t>();
+  p.settings = j.at("settings");
+  p.checkpoint = j.at("checkpoint").get<std::string>();
+  p.with_state = j.at("with_state").get<bool>();
+  p.created_run = j.at("created_run").get<bool>();
+  p.resumed = j.at("resumed").get<bool>();
+  p.already_done = j.at("already_done").get<bool>();
+  return p;
+}
+
+// Creates the run on first use (the initial model as init.pt), then resolves the stage: a new
+// one, or the interrupted one to resume from its last checkpoint.
+StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& run, int ranks) {
+  StagePlan p;
   const fs::path data(c.data);
-  const Manifest manifest = read_manifest(data);
-  RunFolder run = RunFolder::open_or_create(c.run);
-  TrainReport report;
-  report.run = c.run;
-  report.stage = c.stage;
-
   if (!run.has_run()) {
     ModelConfig m{c.arch, c.img_size, static_cast<int>(manifest.classes.size()), c.prototypes_per_class,
                   c.prototype_dim, c.add_on, !c.weights.empty()};
@@ -167,26 +195,77 @@ TrainReport run_train(const TrainConfig& c) {
     save_checkpoint(run.absolute(run.checkpoint_name("init")), *net, nullptr, nullptr);
     run.store().create_run({db::utc_now(), std::string("ppnet ") + PPNET_VERSION, model_config_json(m),
                             fs::absolute(data).lexically_normal().string(), manifest_to_json(manifest)});
-    report.created_run = true;
+    p.created_run = true;
   } else {
     refuse_model_changes(c, run.model_config(), run.dir());
     run.check_data(data, manifest);
   }
-  const ModelConfig m = run.model_config();
-  db::RunStore& store = run.store();
-
-  // Which stage this is: a new one, or the interrupted one to resume.
-  const StageStart stage = resolve_stage(run, c.stage, c.resume, stage_settings(with_recipe_defaults(c, m.pretrained)).dump(),
+  p.model = run.model_config();
+  auto settings = stage_settings(with_recipe_defaults(c, p.model.pretrained));
+  settings["ranks"] = ranks;
+  const StageStart stage = resolve_stage(run, c.stage, c.resume, settings.dump(),
                                          "'ppnet train --stage " + c.stage + " --resume'");
-  report.stage_id = stage.stage_id;
-  report.resumed = stage.resumed;
-  if (stage.already_done) {
+  p.stage_id = stage.stage_id;
+  p.resumed = stage.resumed;
+  p.already_done = stage.already_done;
+  p.settings = nlohmann::json::parse(stage.settings_json);
+  const auto existing = run.store().checkpoints(stage.stage_id);
+  p.with_state = !existing.empty();
+  p.checkpoint = p.with_state ? existing.back().path : stage.start_checkpoint;
+  return p;
+}
+
+}  // namespace
+
+TrainReport run_train(const TrainConfig& c) {
+  const auto start = Clock::now();
+  if (c.stage != "warm" && c.stage != "joint") throw std::runtime_error("--stage must be warm or joint");
+  const Runtime rt = start_runtime(c.runtime);
+  const fs::path data(c.data);
+  const Manifest manifest = read_manifest(data);
+
+  // 1. The plan: rank 0 (or the only process) holds the run's lock and decides; other ranks
+  //    receive its decision and never write to the run.
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  const int rank = dist ? dist->rank() : 0, ranks = dist ? dist->size() : 1;
+  const bool leader = rank == 0;
+  std::optional<RunFolder> run;
+  StagePlan plan;
+  if (leader) {
+    try {
+      run.emplace(RunFolder::open_or_create(c.run));
+      plan = plan_stage(c, manifest, *run, ranks);
+      if (dist) dist->share("plan", plan_to_json(plan).dump() + "\n" + std::to_string(ranks));
+    } catch (const std::exception& e) {
+      if (dist) dist->publish_error("plan", e.what());
+      throw;
+    }
+  } else {
+    const std::string shared = dist->share("plan", "");
+    plan = plan_from_json(shared.substr(0, shared.find('\n')));
+  }
+  TrainReport report;
+  report.run = c.run;
+  report.stage = c.stage;
+  report.rank = rank;
+  report.ranks = ranks;
+  report.stage_id = plan.stage_id;
+  report.created_run = plan.created_run;
+  report.resumed = plan.resumed;
+  if (plan.already_done) {
     report.already_done = true;
     return report;
   }
-  const int64_t stage_id = stage.stage_id;
-  const std::string& start_checkpoint = stage.start_checkpoint;
-  const nlohmann::json settings = nlohmann::json::parse(stage.settings_json);
+  const ModelConfig& m = plan.model;
+  db::RunStore* store = leader ? &run->store() : nullptr;
+  const int64_t stage_id = plan.stage_id;
+  const nlohmann::json& settings = plan.settings;
+  if (leader && plan.with_state && ranks != settings.value("ranks", 1)) {
+    // The position of a checkpoint counts global batches, so any number of ranks could go on
+    // from it; but the result would no longer equal an uninterrupted run's. Say so.
+    std::fprintf(stderr, "note: stage #%lld began with %d rank(s) and resumes with %d: the batches are the same, the "
+                         "reduction order differs\n", static_cast<long long>(stage_id), settings.value("ranks", 1), ranks);
+  }
 
   const int epochs = settings.at("epochs").get<int>();
   const int batch_size = settings.at("batch_size").get<int>();
@@ -196,8 +275,8 @@ TrainReport run_train(const TrainConfig& c) {
   const uint64_t seed = settings.at("seed").get<uint64_t>();
   const bool joint = c.stage == "joint";
 
-  // The model and what this stage trains. The last layer is fixed in both stages; warm also
-  // freezes the backbone completely: no gradients and no BatchNorm statistics updates.
+  // 2. The model and what this stage trains. The last layer is fixed in both stages; warm also
+  //    freezes the backbone completely: no gradients and no BatchNorm statistics updates.
   model::ProtoPNet net(to_model_options(m));
   net->to(rt.device);
   for (auto& p : net->backbone().parameters()) p.set_requires_grad(joint);
@@ -219,17 +298,25 @@ TrainReport run_train(const TrainConfig& c) {
                       std::make_unique<torch::optim::AdamOptions>(settings.at("lr_prototypes").get<double>()));
   base_lr.push_back(settings.at("lr_prototypes").get<double>());
   torch::optim::Adam optimizer(groups);
+  std::vector<torch::Tensor> trained;  // what the optimizer updates: gradients are all-reduced
+  for (const auto& g : optimizer.param_groups()) trained.insert(trained.end(), g.params().begin(), g.params().end());
 
   TrainingPosition pos;
   pos.stage_id = stage_id;
   pos.sums.assign(7, 0.0);
-  const auto existing = store.checkpoints(stage_id);
-  if (!existing.empty()) {
-    load_checkpoint(run.absolute(existing.back().path), *net, rt.device, &optimizer, &pos);
+  const fs::path run_dir(c.run);
+  if (plan.with_state) {
+    load_checkpoint(run_dir / plan.checkpoint, *net, rt.device, &optimizer, &pos);
   } else {
-    load_checkpoint(run.absolute(start_checkpoint), *net, rt.device, nullptr, nullptr);
+    load_checkpoint(run_dir / plan.checkpoint, *net, rt.device, nullptr, nullptr);
   }
-  store.set_stage_status(stage_id, "running");
+  if (dist) {  // every rank read the same file; rank 0's copy is the one that counts
+    std::vector<torch::Tensor> state;
+    for (const auto& p : net->parameters()) state.push_back(p.detach());
+    for (const auto& b : net->buffers()) state.push_back(b);
+    dist->broadcast(state, "the broadcast of the weights");
+  }
+  if (leader) store->set_stage_status(stage_id, "running");
 
   const auto train_list = read_list(data, "train");
   const std::string eval_split = manifest.counts.count("val") ? "val" : "test";
@@ -238,16 +325,30 @@ TrainReport run_train(const TrainConfig& c) {
   InterruptScope interrupt_scope;
   const int64_t batches = (static_cast<int64_t>(train_list.size()) + batch_size - 1) / batch_size;
   const bool tty = ::isatty(2) == 1;
+  const Shard shard{rank, ranks};
+  // Sums over ranks: a checkpoint and an epoch's row hold the whole batch's figures. Each rank
+  // adds only its own images, so the resumed part of an epoch counts once, on rank 0.
+  const auto global_sums = [&](const Sums& local, const std::string& what) {
+    if (!dist) return local;
+    std::vector<torch::Tensor> t = {torch::tensor(local.v, torch::kFloat64)};
+    dist->all_reduce_sum(t, what);
+    Sums out;
+    out.v.assign(t[0].data_ptr<double>(), t[0].data_ptr<double>() + t[0].numel());
+    return out;
+  };
 
+  // 3. The epochs: on each batch every rank computes its slice's gradients, weighted by its
+  //    share of the batch, and their sum (one all-reduce, with the stop and divergence flags)
+  //    is the whole batch's gradient on every rank, so the Adam steps stay identical.
   while (pos.epoch < epochs) {
     const auto epoch_start = Clock::now();
     const int64_t e = pos.epoch;
     net->train();
     if (!joint) net->backbone().eval();
     Sums sums;
-    sums.v = pos.sums;
+    if (leader) sums.v = pos.sums;
     BatchLoader loader(data, train_list, epoch_order(static_cast<int64_t>(train_list.size()), seed * 1000003 + static_cast<uint64_t>(stage_id), e),
-                       m.img_size, batch_size, pos.batch);
+                       m.img_size, batch_size, pos.batch, 3, false, shard);
     Batch b;
     int64_t seen_now = 0;
     auto last_print = Clock::now() - std::chrono::hours(1);
@@ -258,23 +359,44 @@ TrainReport run_train(const TrainConfig& c) {
         static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).lr(base_lr[g] * factor);
       }
       optimizer.zero_grad();
-      const auto out = net->forward(x);
-      const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net->prototype_class_identity(),
-                                                   net->last_layer()->weight, net->max_distance());
-      const auto loss = model::total_loss(terms, coef);
-      loss.backward();
-      optimizer.step();
-      sums.add(terms, loss.detach(), out.logits.detach(), y);
-      if (!std::all_of(sums.v.begin(), sums.v.end(), [](double v) { return std::isfinite(v); })) {
-        fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1) +
-                                        ": the loss is " + std::to_string(loss.item<double>()));
+      const int64_t here = y.size(0);
+      double loss_value = 0;
+      if (here > 0) {
+        const auto out = net->forward(x);
+        const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net->prototype_class_identity(),
+                                                     net->last_layer()->weight, net->max_distance());
+        const auto loss = model::total_loss(terms, coef);
+        // The batch's loss is the mean over all its images: this slice's mean, weighted by its share.
+        (dist ? loss * (static_cast<double>(here) / static_cast<double>(b.global_size)) : loss).backward();
+        sums.add(terms, loss.detach(), out.logits.detach(), y);
+        loss_value = loss.item<double>();
       }
-      seen_now += y.size(0);
+      bool stop = InterruptScope::stop_requested();
+      bool diverged = !std::isfinite(loss_value) ||
+                      !std::all_of(sums.v.begin(), sums.v.end(), [](double v) { return std::isfinite(v); });
+      if (dist) {
+        std::vector<torch::Tensor> reduce;
+        for (auto& p : trained) {
+          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+          reduce.push_back(p.mutable_grad());
+        }
+        auto flags = torch::tensor({stop ? 1.0f : 0.0f, diverged ? 1.0f : 0.0f}, torch::TensorOptions().device(rt.device));
+        reduce.push_back(flags);
+        dist->all_reduce_sum(reduce, "the gradients of epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1));
+        stop = flags[0].item<float>() > 0;
+        diverged = flags[1].item<float>() > 0;
+      }
+      if (diverged) {
+        if (!leader) throw std::runtime_error("training diverged (rank 0 marks the stage failed)");
+        fail_stage(*store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1) +
+                                         ": the loss is " + std::to_string(loss_value));
+      }
+      optimizer.step();
+      seen_now += b.global_size;
       pos.batch = b.index + 1;
-      pos.sums = sums.v;
 
       const auto now = Clock::now();
-      if (now - last_print > (tty ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10000)) || pos.batch == batches) {
+      if (leader && (now - last_print > (tty ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10000)) || pos.batch == batches)) {
         last_print = now;
         const double secs = std::chrono::duration<double>(now - epoch_start).count();
         const double rate = seen_now / std::max(secs, 1e-9);
@@ -285,22 +407,25 @@ TrainReport run_train(const TrainConfig& c) {
                      rate, format_seconds(left).c_str(), tty ? "   " : "\n");
         std::fflush(stderr);
       }
-      if (InterruptScope::stop_requested()) {
-        if (pos.batch < batches) save_stage_checkpoint(run, *net, optimizer, pos, false, std::nullopt);
-        store.set_stage_status(stage_id, "interrupted");
-        if (tty) std::fputc('\n', stderr);
+      const bool checkpoint_now = checkpoint_every > 0 && pos.batch % checkpoint_every == 0 && pos.batch < batches;
+      if ((stop && pos.batch < batches) || checkpoint_now) {
+        pos.sums = global_sums(sums, "the sums for a checkpoint").v;
+        if (leader) save_stage_checkpoint(*run, *net, optimizer, pos, false, std::nullopt);
+      }
+      if (stop) {
+        if (leader) store->set_stage_status(stage_id, "interrupted");
+        if (tty && leader) std::fputc('\n', stderr);
         throw Interrupted(InterruptScope::signal_number(),
                           "interrupted; checkpoint saved: 'ppnet train --stage " + c.stage + " --resume' continues");
       }
-      if (checkpoint_every > 0 && pos.batch % checkpoint_every == 0 && pos.batch < batches) {
-        save_stage_checkpoint(run, *net, optimizer, pos, false, std::nullopt);
-      }
     }
-    if (tty) std::fputc('\n', stderr);
+    if (tty && leader) std::fputc('\n', stderr);
 
     // End of the epoch: evaluate, then record metrics and checkpoint together.
     const double train_secs = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    const Sums ev = evaluate(*net, data, eval_list, m.img_size, settings.at("eval_batch_size").get<int>(), rt.device, coef);
+    sums = global_sums(sums, "the epoch's training sums");
+    const Sums ev = global_sums(evaluate(*net, data, eval_list, m.img_size, settings.at("eval_batch_size").get<int>(), rt.device, coef, shard),
+                                "the evaluation sums");
     db::EpochRow row;
     row.stage_id = stage_id;
     row.epoch = e;
@@ -323,21 +448,25 @@ TrainReport run_train(const TrainConfig& c) {
     }
     for (const double v : {row.eval_cross_entropy, row.eval_cluster, row.eval_separation, row.eval_avg_separation, row.l1,
                            row.prototype_distance}) {
-      if (!std::isfinite(v)) fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + ": a metric is not finite");
+      if (std::isfinite(v)) continue;
+      if (!leader) throw std::runtime_error("training diverged (rank 0 marks the stage failed)");
+      fail_stage(*store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + ": a metric is not finite");
     }
     row.images_per_second = seen_now / std::max(train_secs, 1e-9);
     row.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     pos.epoch = e + 1;
     pos.batch = 0;
     pos.sums.assign(7, 0.0);
-    save_stage_checkpoint(run, *net, optimizer, pos, pos.epoch == epochs, row);
-    std::fprintf(stderr, "%s epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.1f img/s, %.1f s\n",
-                 c.stage.c_str(), static_cast<long long>(e + 1), epochs, row.train_loss, row.train_accuracy,
-                 eval_split.c_str(), row.eval_accuracy, row.images_per_second, row.seconds);
+    if (leader) {
+      save_stage_checkpoint(*run, *net, optimizer, pos, pos.epoch == epochs, row);
+      std::fprintf(stderr, "%s epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.1f img/s, %.1f s\n",
+                   c.stage.c_str(), static_cast<long long>(e + 1), epochs, row.train_loss, row.train_accuracy,
+                   eval_split.c_str(), row.eval_accuracy, row.images_per_second, row.seconds);
+    }
     report.epochs.push_back({e, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
                              row.seconds, eval_split});
   }
-  store.set_stage_status(stage_id, "done");
+  if (leader) store->set_stage_status(stage_id, "done");
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
 }

@@ -7,7 +7,7 @@ packages=(
   # toolchain
   cmake ninja-build ccache g++ make pkg-config
   # libraries ppnet links against
-  libtorch-dev libopenblas0-pthread libboost-program-options-dev libsqlite3-dev
+  libtorch-dev libgloo-dev libopenblas0-pthread libboost-program-options-dev libsqlite3-dev
   libopencv-dev libtbb-dev zlib1g-dev nlohmann-json3-dev libgtest-dev
   # the independent oracle the tests compare against
   python3 python3-torch python3-torchvision

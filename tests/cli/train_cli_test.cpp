@@ -37,14 +37,7 @@ class TrainCli : public ::testing::Test {
     if (resume) a.push_back("--resume");
     return a;
   }
-  std::map<std::string, torch::Tensor> final_state(const std::string& run_dir) {
-    auto run = pipeline::RunFolder::open(run_dir);
-    auto net = pipeline::load_latest_model(run, torch::kCPU);
-    std::map<std::string, torch::Tensor> out;
-    for (const auto& p : net->named_parameters()) out[p.key()] = p.value().detach().clone();
-    for (const auto& b : net->named_buffers()) out[b.key()] = b.value().clone();
-    return out;
-  }
+  std::map<std::string, torch::Tensor> final_state(const std::string& run_dir) { return test::run_state(run_dir); }
   test::TempDir dir_;
 };
 

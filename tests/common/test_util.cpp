@@ -1,5 +1,7 @@
 #include "tests/common/test_util.h"
 
+#include "pipeline/run_folder.h"
+
 #include "test_paths.h"
 
 #include <torch/torch.h>
@@ -100,6 +102,15 @@ int wait_exit(int pid) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::map<std::string, torch::Tensor> run_state(const std::filesystem::path& run_dir) {
+  auto run = pipeline::RunFolder::open(run_dir);
+  auto net = pipeline::load_latest_model(run, torch::kCPU);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : net->named_parameters()) out[p.key()] = p.value().detach().clone();
+  for (const auto& b : net->named_buffers()) out[b.key()] = b.value().clone();
+  return out;
 }
 
 double relative_error(const torch::Tensor& actual, const torch::Tensor& expected) {

@@ -46,6 +46,9 @@ int spawn_ppnet(const std::vector<std::string>& args, const std::string& log);
 /// Waits for a spawned process; returns its exit code, or 128 + signal if a signal ended it.
 int wait_exit(int pid);
 
+/// The parameters and buffers of the model a run's latest finished stage left, by name.
+std::map<std::string, torch::Tensor> run_state(const std::filesystem::path& run_dir);
+
 /// max |a − b| / max(max |b|, 1e-12): the error relative to the expected output's scale.
 double relative_error(const torch::Tensor& actual, const torch::Tensor& expected);
 

@@ -1,0 +1,167 @@
+#include "pipeline/distributed.h"
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <thread>
+
+namespace ppnet::pipeline {
+
+struct Distributed::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+};
+
+namespace {
+
+std::string env(const char* name, bool required) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) {
+    if (required) throw std::runtime_error(std::string("distributed: ") + name + " is not set (launch ranks with torchrun)");
+    return "";
+  }
+  return v;
+}
+
+int env_int(const char* name, int lo, int hi) {
+  const std::string v = env(name, true);
+  size_t used = 0;
+  int n = 0;
+  try {
+    n = std::stoi(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v.size() || n < lo || n > hi) {
+    throw std::runtime_error(std::string("distributed: ") + name + "='" + v + "': expected an integer in " +
+                             std::to_string(lo) + "…" + std::to_string(hi));
+  }
+  return n;
+}
+
+std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
+
+}  // namespace
+
+std::unique_ptr<Distributed> Distributed::from_environment(std::chrono::milliseconds timeout) {
+  if (env("WORLD_SIZE", false).empty()) return nullptr;
+  const int size = env_int("WORLD_SIZE", 1, 1 << 20);
+  if (size == 1) return nullptr;
+  const int rank = env_int("RANK", 0, size - 1);
+  const std::string addr = env("MASTER_ADDR", true);
+  const int port = env_int("MASTER_PORT", 1, 65535);
+
+  auto impl = std::make_unique<Impl>();
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<uint16_t>(port);
+  options.timeout = timeout;
+  // Under torchrun's static rendezvous its agent hosts the store and every worker is a client
+  // (keys under /worker/attempt_<restart>); otherwise rank 0 hosts it, as env:// does.
+  const bool agent_store = env("TORCHELASTIC_USE_AGENT_STORE", false) == "True";
+  options.isServer = !agent_store && rank == 0;
+  options.numWorkers = agent_store ? c10::nullopt : c10::optional<size_t>(static_cast<size_t>(size));
+  options.waitWorkers = false;
+  options.multiTenant = true;
+  try {
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(addr, options);
+    impl->store = agent_store ? c10::intrusive_ptr<c10d::Store>(c10::make_intrusive<c10d::PrefixStore>(
+                                    "/worker/attempt_" + env("TORCHELASTIC_RESTART_COUNT", false), tcp))
+                              : c10::intrusive_ptr<c10d::Store>(tcp);
+    auto gloo = c10d::ProcessGroupGloo::Options::create(timeout);
+    const std::string ifname = env("GLOO_SOCKET_IFNAME", false);
+    gloo->devices.push_back(ifname.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
+                                           : c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    gloo->threads = 2;
+    impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, rank, size, gloo);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("distributed: rank " + std::to_string(rank) + " of " + std::to_string(size) +
+                             " could not join the group at " + addr + ":" + std::to_string(port) + ": " + e.what());
+  }
+  return std::unique_ptr<Distributed>(new Distributed(rank, size, std::move(impl)));
+}
+
+Distributed::Distributed(int rank, int size, std::unique_ptr<Impl> impl) : rank_(rank), size_(size), impl_(std::move(impl)) {}
+Distributed::~Distributed() = default;
+
+void Distributed::lost(const std::string& what, const std::exception& cause) {
+  // Which ranks are gone: every survivor checks in, waits a moment, and looks who did not.
+  std::string missing;
+  try {
+    const std::string prefix = "ppnet/lost/" + what + "/";
+    impl_->store->set(prefix + std::to_string(rank_), bytes_of("alive"));
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    for (int r = 0; r < size_; ++r) {
+      if (!impl_->store->check({prefix + std::to_string(r)})) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+    }
+  } catch (const std::exception&) {
+    missing = "0 (it holds the rendezvous store)";
+  }
+  throw std::runtime_error("distributed: rank " + std::to_string(rank_) + " lost contact with " +
+                           (missing.empty() ? std::string("another rank") : "rank " + missing) + " during " + what +
+                           " (" + cause.what() + "); the run keeps its last checkpoint: 'train --resume' with the "
+                           "same number of ranks continues");
+}
+
+void Distributed::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what) {
+  if (tensors.empty()) return;
+  try {
+    // One flat CPU buffer: one collective per call, whatever the number of tensors.
+    std::vector<torch::Tensor> flat = {torch::cat([&] {
+      std::vector<torch::Tensor> parts;
+      for (const auto& t : tensors) parts.push_back(t.detach().to(torch::kCPU, torch::kFloat64).reshape({-1}));
+      return parts;
+    }())};
+    impl_->group->allreduce(flat)->wait();
+    int64_t at = 0;
+    torch::NoGradGuard no_grad;
+    for (auto& t : tensors) {
+      const int64_t n = t.numel();
+      t.copy_(flat[0].slice(0, at, at + n).view(t.sizes()));
+      at += n;
+    }
+  } catch (const std::runtime_error& e) {
+    lost(what, e);
+  }
+}
+
+void Distributed::broadcast(std::vector<torch::Tensor>& tensors, const std::string& what) {
+  std::vector<torch::Tensor> all = tensors;
+  // Broadcast is an all-reduce of rank 0's values and zeros elsewhere: one collective, exact.
+  torch::NoGradGuard no_grad;
+  if (rank_ != 0) {
+    for (auto& t : all) t.zero_();
+  }
+  all_reduce_sum(all, what);
+}
+
+std::string Distributed::share(const std::string& key, const std::string& value) {
+  const std::string full = "ppnet/share/" + key;
+  if (rank_ == 0) {
+    impl_->store->set(full, bytes_of("v" + value));
+    return value;
+  }
+  std::vector<uint8_t> got;
+  try {
+    got = impl_->store->get(full);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("distributed: rank " + std::to_string(rank_) + " waited in vain for rank 0's " + key +
+                             " (" + e.what() + ")");
+  }
+  const std::string s(got.begin(), got.end());
+  if (!s.empty() && s[0] == 'e') throw std::runtime_error("rank 0 failed: " + s.substr(1));
+  return s.empty() ? s : s.substr(1);
+}
+
+void Distributed::publish_error(const std::string& key, const std::string& message) {
+  try {
+    impl_->store->set("ppnet/share/" + key, bytes_of("e" + message));
+  } catch (const std::exception&) {
+    // The others will time out instead.
+  }
+}
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,48 @@
+#pragma once
+// Data-parallel work across processes on PyTorch's own distributed engine, c10d, with its Gloo
+// backend (CPU tensors; CUDA tensors go through the host). ppnet reads the environment torchrun
+// sets for each worker — RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, and, when torchrun's agent
+// hosts the rendezvous store (static rendezvous), TORCHELASTIC_USE_AGENT_STORE and
+// TORCHELASTIC_RESTART_COUNT — the same way torch.distributed's env:// does.
+
+#include <torch/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ppnet::pipeline {
+
+class Distributed {
+ public:
+  /// The process group this process belongs to, or nullptr when WORLD_SIZE is unset or 1.
+  /// Throws std::runtime_error naming the variable when the environment is incomplete or
+  /// malformed, or when the other ranks do not show up within `timeout`.
+  static std::unique_ptr<Distributed> from_environment(std::chrono::milliseconds timeout);
+  ~Distributed();
+  Distributed(const Distributed&) = delete;
+  Distributed& operator=(const Distributed&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  /// Sums `tensors` element-wise across ranks, in place, as one flat buffer per dtype and
+  /// device. `what` names the step in the error when a rank is lost.
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what);
+  /// Copies rank 0's `tensors` into every rank's, in place.
+  void broadcast(std::vector<torch::Tensor>& tensors, const std::string& what);
+  /// Rank 0's `value` for `key`, on every rank (through the rendezvous store). Rank 0 may
+  /// publish an error instead (publish_error): the others then throw it.
+  std::string share(const std::string& key, const std::string& value);
+  void publish_error(const std::string& key, const std::string& message);
+
+ private:
+  struct Impl;
+  Distributed(int rank, int size, std::unique_ptr<Impl> impl);
+  [[noreturn]] void lost(const std::string& what, const std::exception& cause);
+  int rank_, size_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ppnet::pipeline
