@@ -109,12 +109,15 @@ void Distributed::lost(const std::string& what, const std::exception& cause) {
 void Distributed::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what) {
   if (tensors.empty()) return;
   try {
-    // One flat CPU buffer: one collective per call, whatever the number of tensors.
-    std::vector<torch::Tensor> flat = {torch::cat([&] {
-      std::vector<torch::Tensor> parts;
-      for (const auto& t : tensors) parts.push_back(t.detach().to(torch::kCPU, torch::kFloat64).reshape({-1}));
-      return parts;
-    }())};
+    // One flat CPU buffer: one collective per call, whatever the number of tensors; in their
+    // dtype when they share one (gradients: float32), else in float64 (exact for counts too).
+    auto dtype = tensors[0].scalar_type();
+    for (const auto& t : tensors) {
+      if (t.scalar_type() != dtype) dtype = torch::kFloat64;
+    }
+    std::vector<torch::Tensor> parts;
+    for (const auto& t : tensors) parts.push_back(t.detach().to(torch::kCPU, dtype).reshape({-1}));
+    std::vector<torch::Tensor> flat = {torch::cat(parts)};
     impl_->group->allreduce(flat)->wait();
     int64_t at = 0;
     torch::NoGradGuard no_grad;

@@ -27,8 +27,8 @@ class Distributed {
   int rank() const { return rank_; }
   int size() const { return size_; }
 
-  /// Sums `tensors` element-wise across ranks, in place, as one flat buffer per dtype and
-  /// device. `what` names the step in the error when a rank is lost.
+  /// Sums `tensors` element-wise across ranks, in place, as one flat CPU buffer (their dtype
+  /// when they share one, else float64). `what` names the step in the error when a rank is lost.
   void all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what);
   /// Copies rank 0's `tensors` into every rank's, in place.
   void broadcast(std::vector<torch::Tensor>& tensors, const std::string& what);

@@ -235,14 +235,13 @@ TrainReport run_train(const TrainConfig& c) {
     try {
       run.emplace(RunFolder::open_or_create(c.run));
       plan = plan_stage(c, manifest, *run, ranks);
-      if (dist) dist->share("plan", plan_to_json(plan).dump() + "\n" + std::to_string(ranks));
+      if (dist) dist->share("plan", plan_to_json(plan).dump());
     } catch (const std::exception& e) {
       if (dist) dist->publish_error("plan", e.what());
       throw;
     }
   } else {
-    const std::string shared = dist->share("plan", "");
-    plan = plan_from_json(shared.substr(0, shared.find('\n')));
+    plan = plan_from_json(dist->share("plan", ""));
   }
   TrainReport report;
   report.run = c.run;
