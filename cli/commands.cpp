@@ -1,5 +1,7 @@
 #include "cli/commands.h"
 
+#include <cstdlib>
+
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <fstream>
@@ -94,7 +96,20 @@ const CommandInfo& info_of(const std::string& name) {
   throw UsageError("unknown command '" + name + "'", "");
 }
 
+// A rank other than 0 of a torchrun launch (WORLD_SIZE > 1, RANK ≠ 0).
+bool secondary_rank() {
+  const char* world = std::getenv("WORLD_SIZE");
+  const char* rank = std::getenv("RANK");
+  return world && rank && std::atoi(world) > 1 && std::string(rank) != "0";
+}
+
 int run_command(const std::string& name, const std::vector<std::string>& args) {
+  // Only train and last-layer work data-parallel; of the other commands rank 0 alone runs, so
+  // that a pipeline launched whole under torchrun does each of its steps once.
+  if (name != "train" && name != "last-layer" && secondary_rank()) {
+    std::cerr << "ppnet " << name << ": runs on rank 0 only; rank " << std::getenv("RANK") << " has nothing to do\n";
+    return 0;
+  }
   const CommandInfo& info = info_of(name);
   po::options_description o("Options");
   po::variables_map vm;

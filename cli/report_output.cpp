@@ -215,6 +215,7 @@ void print_report(std::ostream& out, const pipeline::ProjectReport& r, bool json
 }
 
 void print_report(std::ostream& out, const pipeline::LastLayerReport& r, bool json) {
+  if (r.rank != 0) return;
   const pipeline::EpochSummary last = r.epochs.empty() ? pipeline::EpochSummary{} : r.epochs.back();
   if (json) {
     out << nlohmann::json{{"run", r.run},

@@ -137,6 +137,7 @@ ProjectReport run_project(const ProjectConfig& config);
 
 struct LastLayerReport {
   std::string run;
+  int rank = 0;  // data-parallel: ranks other than 0 only computed features, and report nothing
   int64_t stage_id = 0;
   bool resumed = false, already_done = false;
   std::string solver;             // "prox" or "adam"

@@ -10,6 +10,7 @@
 #include "model/last_layer_solver.h"
 #include "model/loss.h"
 #include "pipeline/commands.h"
+#include "pipeline/distributed.h"
 #include "pipeline/image_data.h"
 #include "pipeline/interrupt.h"
 #include "pipeline/progress.h"
@@ -246,6 +247,51 @@ void adam_epochs(Fit& f, LastLayerReport& report) {
   }
 }
 
+// The minimum distances of `list` (N×P) and its labels, the images split across the ranks of
+// `dist` (when given): each computes a contiguous slice, and the sum of the zero-padded
+// matrices is the whole, exact, on every rank.
+std::pair<torch::Tensor, torch::Tensor> shared_min_distances(Distributed* dist, model::ProtoPNetImpl& net,
+                                                             const fs::path& data, const std::vector<ListEntry>& list,
+                                                             int img_size, int batch_size, torch::Device device,
+                                                             const std::string& label) {
+  if (!dist) return min_distances_of(net, data, list, sequential_order(list.size()), img_size, batch_size, device, label);
+  const auto n = static_cast<int64_t>(list.size());
+  const int64_t begin = n * dist->rank() / dist->size(), end = n * (dist->rank() + 1) / dist->size();
+  std::vector<int64_t> order;
+  for (int64_t i = begin; i < end; ++i) order.push_back(i);
+  const auto mine = min_distances_of(net, data, list, order, img_size, batch_size, device, label).first;
+  std::vector<torch::Tensor> whole = {torch::zeros({n, net.num_prototypes()})};
+  whole[0].slice(0, begin, end).copy_(mine.cpu());
+  dist->all_reduce_sum(whole, "the last layer's features");
+  std::vector<int64_t> labels;
+  for (const auto& e : list) labels.push_back(e.class_index);
+  return {whole[0].to(device), torch::tensor(labels, torch::kInt64).to(device)};
+}
+
+// A rank other than 0 in a data-parallel last-layer stage: it receives the model from rank 0,
+// computes its slice of the features, and is done; rank 0 solves and records.
+LastLayerReport feature_worker(const LastLayerConfig& c, const Runtime& rt, Distributed& dist) {
+  LastLayerReport report;
+  report.run = c.run;
+  report.rank = dist.rank();
+  const auto plan = nlohmann::json::parse(dist.share("last-layer plan", ""));
+  if (plan.at("done").get<bool>()) return report;
+  const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
+  model::ProtoPNet net(to_model_options(m));
+  net->to(rt.device);
+  std::vector<torch::Tensor> state;
+  for (const auto& p : net->parameters()) state.push_back(p.detach());
+  for (const auto& b : net->buffers()) state.push_back(b);
+  dist.broadcast(state, "the broadcast of the weights");
+  net->eval();
+  const fs::path data(c.data);
+  const int batch = plan.at("eval_batch_size").get<int>();
+  shared_min_distances(&dist, *net, data, read_list(data, plan.at("eval_split").get<std::string>()), m.img_size, batch,
+                       rt.device, "");
+  if (plan.at("train").get<bool>()) shared_min_distances(&dist, *net, data, read_list(data, "train"), m.img_size, batch, rt.device, "");
+  return report;
+}
+
 // F and its optimality residual on the cached training similarities; -1 without a cache.
 model::LastLayerObjective objective_of(const Fit& f) {
   if (!f.train_d.defined()) return {-1, -1, -1, -1};
@@ -253,11 +299,7 @@ model::LastLayerObjective objective_of(const Fit& f) {
                                      f.net.prototype_class_identity(), f.net.last_layer()->weight, f.coef.l1);
 }
 
-}  // namespace
-
-LastLayerReport run_last_layer(const LastLayerConfig& c) {
-  const auto start = Clock::now();
-  const Runtime rt = start_runtime(c.runtime);
+LastLayerReport solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, Distributed* dist, Clock::time_point start) {
   const fs::path data(c.data);
   RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
@@ -273,6 +315,7 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
   report.stage_id = stage.stage_id;
   report.resumed = stage.resumed;
   if (stage.already_done) {
+    if (dist) dist->share("last-layer plan", nlohmann::json{{"done", true}}.dump());
     report.already_done = true;
     return report;
   }
@@ -307,13 +350,22 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
         read_list(data, "train"), opened.model.img_size, {}, {}, {}, {},
         opened.manifest.counts.count("val") ? "val" : "test"};
   const int eval_batch = s.at("eval_batch_size").get<int>();
+  const bool cache_train = prox || !s.at("recompute").get<bool>();
+  if (dist) {  // the other ranks compute slices of the features with the same weights
+    dist->share("last-layer plan", nlohmann::json{{"done", false}, {"model", model_config_json(opened.model)},
+                                                  {"eval_batch_size", eval_batch}, {"eval_split", f.eval_split},
+                                                  {"train", cache_train}}.dump());
+    std::vector<torch::Tensor> state;
+    for (const auto& p : net->parameters()) state.push_back(p.detach());
+    for (const auto& b : net->buffers()) state.push_back(b);
+    dist->broadcast(state, "the broadcast of the weights");
+  }
   const auto cache_start = Clock::now();
   const auto eval_list = read_list(data, f.eval_split);
-  std::tie(f.eval_d, f.eval_y) =
-      min_distances_of(*net, data, eval_list, sequential_order(eval_list.size()), f.img_size, eval_batch, rt.device, "");
-  if (prox || !s.at("recompute").get<bool>()) {
-    std::tie(f.train_d, f.train_y) = min_distances_of(*net, data, f.train_list, sequential_order(f.train_list.size()),
-                                                      f.img_size, eval_batch, rt.device, "last-layer: features");
+  std::tie(f.eval_d, f.eval_y) = shared_min_distances(dist, *net, data, eval_list, f.img_size, eval_batch, rt.device, "");
+  if (cache_train) {
+    std::tie(f.train_d, f.train_y) =
+        shared_min_distances(dist, *net, data, f.train_list, f.img_size, eval_batch, rt.device, "last-layer: features");
   }
   report.cache_seconds = seconds_since(cache_start);
 
@@ -341,6 +393,21 @@ LastLayerReport run_last_layer(const LastLayerConfig& c) {
       model::off_class_sparsity(weight, net->prototype_class_identity(), std::numeric_limits<float>::min()).item<double>();
   report.seconds = seconds_since(start);
   return report;
+}
+
+}  // namespace
+
+LastLayerReport run_last_layer(const LastLayerConfig& c) {
+  const auto start = Clock::now();
+  const Runtime rt = start_runtime(c.runtime);
+  const auto dist = Distributed::from_environment(std::chrono::minutes(5));
+  if (dist && dist->rank() != 0) return feature_worker(c, rt, *dist);
+  try {
+    return solve_on_rank_zero(c, rt, dist.get(), start);
+  } catch (const std::exception& e) {
+    if (dist) dist->publish_error("last-layer plan", e.what());
+    throw;
+  }
 }
 
 }  // namespace ppnet::pipeline

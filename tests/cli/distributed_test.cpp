@@ -167,6 +167,39 @@ TEST_F(Distributed, ALostRankStopsTheOtherAndResumeContinues) {
   EXPECT_EQ(info(dir_.file("cut"))["stages"][0]["status"], "done");
 }
 
+// last-layer on 2 ranks: each computes half of the cached features, rank 0 solves; the same
+// problem up to the features' rounding (images in other batches), so the same optimum.
+TEST_F(Distributed, LastLayerFeaturesAreSplitAcrossRanks) {
+  ASSERT_EQ(test::wait_exit(test::spawn_ppnet(joint_args(dir_.file("one"), 1, false), dir_.file("one.log"))), 0)
+      << log("one.log");
+  ASSERT_EQ(run_ppnet("project --data " + dir_.file("data") + " --run " + dir_.file("one")).exit_code, 0);
+  fs::copy(dir_.path() / "one", dir_.path() / "two", fs::copy_options::recursive);
+  const std::vector<std::string> last = {"last-layer", "--data", dir_.file("data"), "--threads", "1", "--json", "--run"};
+  auto args = [&](const std::string& run) {
+    auto a = last;
+    a.push_back(dir_.file(run));
+    return a;
+  };
+  ASSERT_EQ(test::wait_exit(test::spawn_ppnet(args("one"), dir_.file("ll-one.log"))), 0) << log("ll-one.log");
+  const auto pids = spawn_ranks(args("two"), 2, "ll-two");
+  for (size_t r = 0; r < pids.size(); ++r) {
+    ASSERT_EQ(test::wait_exit(pids[r]), 0) << "rank " << r << ": " << log("ll-two" + std::to_string(r) + ".log");
+  }
+  EXPECT_TRUE(contains(log("ll-two0.log"), "\"solver\": \"prox\"")) << log("ll-two0.log");
+  EXPECT_FALSE(contains(log("ll-two1.log"), "solver")) << "rank 1 reports nothing: " << log("ll-two1.log");
+  const auto a = final_state(dir_.file("one")).at("last_layer.weight"), b = final_state(dir_.file("two")).at("last_layer.weight");
+  const double diff = test::relative_error(b, a);
+  std::cout << "last layer, 2 ranks vs 1 process: relative weight difference " << diff << "\n";
+  EXPECT_LT(diff, 1e-3);
+  EXPECT_EQ(info(dir_.file("two"))["stages"].back()["status"], "done");
+
+  // Commands that are not data-parallel run on rank 0 alone.
+  const auto evals = spawn_ranks({"evaluate", "--data", dir_.file("data"), "--run", dir_.file("two"), "--threads", "1"}, 2, "ev");
+  for (const int pid : evals) EXPECT_EQ(test::wait_exit(pid), 0) << log("ev0.log") << log("ev1.log");
+  EXPECT_TRUE(contains(log("ev0.log"), "accuracy")) << log("ev0.log");
+  EXPECT_TRUE(contains(log("ev1.log"), "ppnet evaluate: runs on rank 0 only; rank 1 has nothing to do")) << log("ev1.log");
+}
+
 // Debian's torchrun (Python 3.11) fails on its default --redirects/--tee of 0; 2 (stderr) works.
 TEST_F(Distributed, TorchrunLaunchesTheRanks) {
   if (std::system("command -v torchrun >/dev/null 2>&1") != 0) GTEST_SKIP() << "torchrun (python3-torch) not installed";
