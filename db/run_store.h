@@ -21,10 +21,13 @@ struct RunRow {
 struct StageRow {
   int64_t id = 0;
   std::string kind;    // "warm", "joint" (later: "project", "last_layer")
-  std::string status;  // "running", "interrupted", "done"
+  std::string status;  // "running", "interrupted", "done", "failed" (diverged)
   std::string started, finished;
   std::string config_json;       // the options this stage ran with
   std::string start_checkpoint;  // the weights it started from (path relative to the run)
+  /// Running or interrupted: it must be resumed before another stage begins. A failed stage
+  /// holds up nothing.
+  bool unfinished() const { return status == "running" || status == "interrupted"; }
 };
 
 /// One epoch of one stage: training means over the epoch and an evaluation afterwards.

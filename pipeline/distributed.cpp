@@ -141,6 +141,13 @@ void Distributed::broadcast(std::vector<torch::Tensor>& tensors, const std::stri
   all_reduce_sum(all, what);
 }
 
+void Distributed::broadcast_weights(torch::nn::Module& module) {
+  std::vector<torch::Tensor> state;
+  for (const auto& p : module.parameters()) state.push_back(p.detach());
+  for (const auto& b : module.buffers()) state.push_back(b);
+  broadcast(state, "the broadcast of the weights");
+}
+
 std::string Distributed::share(const std::string& key, const std::string& value) {
   const std::string full = "ppnet/share/" + key;
   if (rank_ == 0) {

@@ -5,6 +5,7 @@
 // hosts the rendezvous store (static rendezvous), TORCHELASTIC_USE_AGENT_STORE and
 // TORCHELASTIC_RESTART_COUNT — the same way torch.distributed's env:// does.
 
+#include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include <chrono>
@@ -32,6 +33,8 @@ class Distributed {
   void all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what);
   /// Copies rank 0's `tensors` into every rank's, in place.
   void broadcast(std::vector<torch::Tensor>& tensors, const std::string& what);
+  /// Copies rank 0's parameters and buffers of `module` into every rank's.
+  void broadcast_weights(torch::nn::Module& module);
   /// Rank 0's `value` for `key`, on every rank (through the rendezvous store). Rank 0 may
   /// publish an error instead (publish_error): the others then throw it.
   std::string share(const std::string& key, const std::string& value);

@@ -29,8 +29,9 @@ std::pair<torch::Tensor, torch::Tensor> min_distances_of(model::ProtoPNetImpl& n
                                                          int img_size, int batch_size, torch::Device device,
                                                          const std::string& label) {
   torch::NoGradGuard no_grad;
+  const size_t images = order.size();  // this process's share, when ranks split the list
   BatchLoader loader(data, list, std::move(order), img_size, batch_size, 0);
-  std::unique_ptr<Progress> progress = label.empty() ? nullptr : std::make_unique<Progress>(label, list.size());
+  std::unique_ptr<Progress> progress = label.empty() ? nullptr : std::make_unique<Progress>(label, images);
   std::vector<torch::Tensor> d, y;
   Batch b;
   while (loader.next(&b)) {
@@ -279,10 +280,7 @@ LastLayerReport feature_worker(const LastLayerConfig& c, const Runtime& rt, Dist
   const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
   model::ProtoPNet net(to_model_options(m));
   net->to(rt.device);
-  std::vector<torch::Tensor> state;
-  for (const auto& p : net->parameters()) state.push_back(p.detach());
-  for (const auto& b : net->buffers()) state.push_back(b);
-  dist.broadcast(state, "the broadcast of the weights");
+  dist.broadcast_weights(*net);
   net->eval();
   const fs::path data(c.data);
   const int batch = plan.at("eval_batch_size").get<int>();
@@ -355,10 +353,7 @@ LastLayerReport solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
     dist->share("last-layer plan", nlohmann::json{{"done", false}, {"model", model_config_json(opened.model)},
                                                   {"eval_batch_size", eval_batch}, {"eval_split", f.eval_split},
                                                   {"train", cache_train}}.dump());
-    std::vector<torch::Tensor> state;
-    for (const auto& p : net->parameters()) state.push_back(p.detach());
-    for (const auto& b : net->buffers()) state.push_back(b);
-    dist->broadcast(state, "the broadcast of the weights");
+    dist->broadcast_weights(*net);
   }
   const auto cache_start = Clock::now();
   const auto eval_list = read_list(data, f.eval_split);

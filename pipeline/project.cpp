@@ -44,7 +44,7 @@ ProjectReport run_project(const ProjectConfig& c) {
     done.already_done = true;
     return done;
   }
-  if (latest && latest->status != "done" && latest->status != "failed") {
+  if (latest && latest->unfinished()) {
     if (latest->kind != "project") {
       throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " + c.run +
                                " did not finish; continue it with --resume first");

@@ -20,7 +20,7 @@ using Clock = std::chrono::steady_clock;
 // A prune starts from a finished run with a projection, never in the middle of another stage.
 int64_t require_projection(RunFolder& run, const std::string& run_name) {
   const auto latest = run.store().latest_stage();
-  if (latest && latest->status != "done" && latest->status != "failed") {
+  if (latest && latest->unfinished()) {
     throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " + run_name +
                              " did not finish; continue it with --resume first");
   }

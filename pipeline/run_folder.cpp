@@ -161,7 +161,7 @@ StageStart resolve_stage(RunFolder& run, const std::string& kind, bool resume, c
   auto& store = run.store();
   const auto latest = store.latest_stage();
   StageStart s;
-  if (latest && latest->status != "done" && latest->status != "failed") {
+  if (latest && latest->unfinished()) {
     if (!resume || latest->kind != kind) {
       throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " +
                                run.dir().string() + " did not finish; continue it first" +

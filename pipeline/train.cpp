@@ -112,8 +112,9 @@ struct Sums {  // loss, CE, cluster, separation, avg separation (all × batch si
 // Training that has diverged cannot be resumed into anything useful: the stage is marked failed
 // (its checkpoints stay for inspection), which frees the run for a new stage from the last
 // finished one.
-[[noreturn]] void fail_stage(db::RunStore& store, int64_t stage_id, const std::string& where) {
-  store.set_stage_status(stage_id, "failed");
+// `store` is null on ranks other than 0, which only stop.
+[[noreturn]] void fail_stage(db::RunStore* store, int64_t stage_id, const std::string& where) {
+  if (store) store->set_stage_status(stage_id, "failed");
   throw std::runtime_error("training diverged at " + where + "; stage #" + std::to_string(stage_id) +
                            " is marked failed and the run goes on from its last finished stage: train again with "
                            "lower learning rates or loss coefficients");
@@ -309,12 +310,7 @@ TrainReport run_train(const TrainConfig& c) {
   } else {
     load_checkpoint(run_dir / plan.checkpoint, *net, rt.device, nullptr, nullptr);
   }
-  if (dist) {  // every rank read the same file; rank 0's copy is the one that counts
-    std::vector<torch::Tensor> state;
-    for (const auto& p : net->parameters()) state.push_back(p.detach());
-    for (const auto& b : net->buffers()) state.push_back(b);
-    dist->broadcast(state, "the broadcast of the weights");
-  }
+  if (dist) dist->broadcast_weights(*net);  // every rank read the same file; rank 0's copy counts
   if (leader) store->set_stage_status(stage_id, "running");
 
   const auto train_list = read_list(data, "train");
@@ -386,8 +382,7 @@ TrainReport run_train(const TrainConfig& c) {
         diverged = flags[1].item<float>() > 0;
       }
       if (diverged) {
-        if (!leader) throw std::runtime_error("training diverged (rank 0 marks the stage failed)");
-        fail_stage(*store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1) +
+        fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1) +
                                          ": the loss is " + std::to_string(loss_value));
       }
       optimizer.step();
@@ -448,8 +443,7 @@ TrainReport run_train(const TrainConfig& c) {
     for (const double v : {row.eval_cross_entropy, row.eval_cluster, row.eval_separation, row.eval_avg_separation, row.l1,
                            row.prototype_distance}) {
       if (std::isfinite(v)) continue;
-      if (!leader) throw std::runtime_error("training diverged (rank 0 marks the stage failed)");
-      fail_stage(*store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + ": a metric is not finite");
+      fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + ": a metric is not finite");
     }
     row.images_per_second = seen_now / std::max(train_secs, 1e-9);
     row.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
