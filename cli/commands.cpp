@@ -104,9 +104,10 @@ bool secondary_rank() {
 }
 
 int run_command(const std::string& name, const std::vector<std::string>& args) {
-  // Only train and last-layer work data-parallel; of the other commands rank 0 alone runs, so
-  // that a pipeline launched whole under torchrun does each of its steps once.
-  if (name != "train" && name != "last-layer" && secondary_rank()) {
+  // train, last-layer, project and evaluate work data-parallel; of the other commands rank 0
+  // alone runs, so that a pipeline launched whole under torchrun does each of its steps once.
+  const bool parallel = name == "train" || name == "last-layer" || name == "project" || name == "evaluate";
+  if (!parallel && secondary_rank()) {
     std::cerr << "ppnet " << name << ": runs on rank 0 only; rank " << std::getenv("RANK") << " has nothing to do\n";
     return 0;
   }

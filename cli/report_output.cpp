@@ -188,6 +188,7 @@ void print_report(std::ostream& out, const pipeline::InfoReport& r, bool json) {
 }
 
 void print_report(std::ostream& out, const pipeline::ProjectReport& r, bool json) {
+  if (r.rank != 0) return;
   if (json) {
     out << nlohmann::json{{"run", r.run},
                           {"projection", r.projection},
@@ -262,6 +263,7 @@ void print_report(std::ostream& out, const pipeline::LastLayerReport& r, bool js
 }
 
 void print_report(std::ostream& out, const pipeline::EvaluateReport& r, bool json) {
+  if (r.rank != 0) return;
   if (json) {
     nlohmann::json j{{"run", r.run},
                           {"split", r.split},

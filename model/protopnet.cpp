@@ -119,6 +119,11 @@ torch::Tensor ProtoPNetImpl::distances(const torch::Tensor& latent) {
   return torch::relu(z2 + (-2 * zp + p2));
 }
 
+torch::Tensor ProtoPNetImpl::paired_distances(const torch::Tensor& latent) {
+  const auto p = prototype_vectors_.view({num_prototypes(), -1, 1, 1});
+  return torch::relu((latent * latent).sum(1) + (-2 * (latent * p).sum(1) + (p * p).sum(1)));
+}
+
 ProtoPNetOutput ProtoPNetImpl::head(const torch::Tensor& backbone_features) {
   return classify(distances(add_on_layers_->forward(backbone_features)));
 }

@@ -58,6 +58,9 @@ class ProtoPNetImpl : public torch::nn::Module {
   /// Steps of forward(), exposed for tests and for stages that start from cached features.
   torch::Tensor latent(const torch::Tensor& images);  // add_on(features(x)): B×D×H×W in (0,1)
   torch::Tensor distances(const torch::Tensor& latent);  // max(0, |z|² − 2z·p + |p|²): B×P×H×W
+  /// Each prototype against its own map only: `latent` P×D×H×W (map j for prototype j) gives
+  /// P×H×W, the formula of distances() without the P×P×H×W of every pair.
+  torch::Tensor paired_distances(const torch::Tensor& latent);
   ProtoPNetOutput head(const torch::Tensor& backbone_features);  // from features(x) onwards
   ProtoPNetOutput classify(const torch::Tensor& distances);       // from B×P×H×W distance maps
 

@@ -121,6 +121,7 @@ InfoReport run_info(const InfoConfig& config);
 
 struct ProjectReport {
   std::string run;
+  int rank = 0;  // data-parallel: ranks other than 0 only searched, and report nothing
   int64_t projection = 0;  // the projection's stage id: its images are in RUN/prototypes/<id>/
   int64_t prototypes = 0, projected = 0;  // projected: prototypes whose class has push images
   double mean_distance_before = 0;  // from a prototype to its nearest own-class patch
@@ -162,6 +163,7 @@ struct LastLayerReport {
 LastLayerReport run_last_layer(const LastLayerConfig& config);
 
 struct EvaluateReport {
+  int rank = 0;  // data-parallel: ranks other than 0 only computed logits, and report nothing
   std::string run, split, checkpoint;
   int64_t images = 0;
   double accuracy = 0, top5_accuracy = 0;

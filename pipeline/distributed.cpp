@@ -102,11 +102,19 @@ void Distributed::lost(const std::string& what, const std::exception& cause) {
   }
   throw std::runtime_error("distributed: rank " + std::to_string(rank_) + " lost contact with " +
                            (missing.empty() ? std::string("another rank") : "rank " + missing) + " during " + what +
-                           " (" + cause.what() + "); the run keeps its last checkpoint: 'train --resume' with the "
-                           "same number of ranks continues");
+                           " (" + cause.what() + "); the run keeps what it last recorded: run the command again "
+                           "(train and last-layer with --resume) to continue");
 }
 
 void Distributed::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what) {
+  all_reduce(tensors, what, /*min=*/false);
+}
+
+void Distributed::all_reduce_min(std::vector<torch::Tensor>& tensors, const std::string& what) {
+  all_reduce(tensors, what, /*min=*/true);
+}
+
+void Distributed::all_reduce(std::vector<torch::Tensor>& tensors, const std::string& what, bool min) {
   if (tensors.empty()) return;
   try {
     // One flat CPU buffer: one collective per call, whatever the number of tensors; in their
@@ -118,7 +126,9 @@ void Distributed::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std:
     std::vector<torch::Tensor> parts;
     for (const auto& t : tensors) parts.push_back(t.detach().to(torch::kCPU, dtype).reshape({-1}));
     std::vector<torch::Tensor> flat = {torch::cat(parts)};
-    impl_->group->allreduce(flat)->wait();
+    c10d::AllreduceOptions options;
+    options.reduceOp = min ? c10d::ReduceOp::MIN : c10d::ReduceOp::SUM;
+    impl_->group->allreduce(flat, options)->wait();
     int64_t at = 0;
     torch::NoGradGuard no_grad;
     for (auto& t : tensors) {

@@ -15,6 +15,9 @@
 
 namespace ppnet::pipeline {
 
+/// How long a rank waits for the others (to join, or in a collective) before it gives up.
+constexpr std::chrono::milliseconds kDistributedTimeout = std::chrono::minutes(5);
+
 class Distributed {
  public:
   /// The process group this process belongs to, or nullptr when WORLD_SIZE is unset or 1.
@@ -31,6 +34,8 @@ class Distributed {
   /// Sums `tensors` element-wise across ranks, in place, as one flat CPU buffer (their dtype
   /// when they share one, else float64). `what` names the step in the error when a rank is lost.
   void all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what);
+  /// The element-wise minimum of `tensors` across ranks, in place (one buffer, as above).
+  void all_reduce_min(std::vector<torch::Tensor>& tensors, const std::string& what);
   /// Copies rank 0's `tensors` into every rank's, in place.
   void broadcast(std::vector<torch::Tensor>& tensors, const std::string& what);
   /// Copies rank 0's parameters and buffers of `module` into every rank's.
@@ -43,6 +48,7 @@ class Distributed {
  private:
   struct Impl;
   Distributed(int rank, int size, std::unique_ptr<Impl> impl);
+  void all_reduce(std::vector<torch::Tensor>& tensors, const std::string& what, bool min);
   [[noreturn]] void lost(const std::string& what, const std::exception& cause);
   int rank_, size_;
   std::unique_ptr<Impl> impl_;

@@ -13,6 +13,7 @@
 #include "model/nearest_patches.h"
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
+#include "pipeline/distributed.h"
 #include "pipeline/image_data.h"
 #include "pipeline/part_metrics.h"
 #include "pipeline/parts.h"
@@ -133,11 +134,85 @@ void measure_sparsity(RunFolder& run, const torch::Tensor& w, EvaluateReport& r)
   }
 }
 
-}  // namespace
+// The logits (N×C, CPU) of `list` in sequential batches, each also shown to `part_pass`.
+torch::Tensor logits_with_parts(model::ProtoPNetImpl& net, const EvaluateConfig& c, const fs::path& data,
+                                const std::vector<ListEntry>& list, int img_size, torch::Device device,
+                                PartPass& part_pass) {
+  auto noise_generator = at::detail::createCPUGenerator(c.runtime.seed);
+  BatchLoader loader(data, list, sequential_order(list.size()), img_size, c.batch_size, 0);
+  Progress progress("evaluate " + c.split, list.size());
+  std::vector<torch::Tensor> logits;
+  Batch b;
+  while (loader.next(&b)) {
+    const auto x = b.images.to(device);
+    const auto d = net.activations(x).distances;
+    const auto out = net.classify(d);
+    logits.push_back(out.logits.cpu());
+    torch::Tensor noisy_d;
+    if (part_pass.wants("stability")) {
+      const auto noise = torch::randn(b.images.sizes(), noise_generator, torch::kFloat32) * c.noise;
+      noisy_d = net.activations(x + noise.to(device)).distances;
+    }
+    part_pass.observe(b, b.index * c.batch_size, d, out, noisy_d);
+    progress.advance(static_cast<uint64_t>(b.labels.size(0)));
+  }
+  return logits.empty() ? torch::zeros({0, net.options().num_classes}) : torch::cat(logits);
+}
 
-EvaluateReport run_evaluate(const EvaluateConfig& c) {
+// The logits (N×C, CPU) of `list`. With `dist`, whole batches go round-robin to the ranks and
+// the zero-padded matrices are summed, so every rank holds all of them, as one process computes
+// them.
+torch::Tensor logits_of(model::ProtoPNetImpl& net, Distributed* dist, const fs::path& data,
+                        const std::vector<ListEntry>& list, int img_size, int batch_size, torch::Device device,
+                        const std::string& split) {
+  const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
+  const auto mine = round_robin_batches(list.size(), batch_size, shard);
+  auto progress = shard.rank == 0 ? std::make_unique<Progress>("evaluate " + split, mine.size()) : nullptr;
+  auto logits = torch::zeros({static_cast<int64_t>(list.size()), net.options().num_classes});
+  BatchLoader loader(data, list, mine, img_size, batch_size, 0);
+  const auto index_of = torch::tensor(mine, torch::kInt64);
+  Batch b;
+  int64_t at = 0;
+  while (loader.next(&b)) {
+    const int64_t B = b.images.size(0);
+    logits.index_copy_(0, index_of.slice(0, at, at + B), net.forward(b.images.to(device)).logits.cpu());
+    at += B;
+    if (progress) progress->advance(static_cast<uint64_t>(B));
+  }
+  if (dist) {
+    std::vector<torch::Tensor> all = {logits};
+    dist->all_reduce_sum(all, "the evaluation");
+  }
+  return logits;
+}
+
+// What rank 0 tells the others: the model, and whether they have a part to do.
+nlohmann::json evaluate_plan(const ModelConfig& m, const EvaluateConfig& c, bool parts) {
+  return {{"model", model_config_json(m)}, {"batch_size", c.batch_size}, {"split", c.split}, {"parts", parts}};
+}
+
+// A rank other than 0: it receives the model, computes the logits of its batches, and is done.
+// Part metrics need every distance map in one place: rank 0 computes them alone.
+EvaluateReport evaluate_worker(const EvaluateConfig& c, const Runtime& rt, Distributed& dist) {
+  EvaluateReport r;
+  r.run = c.run;
+  r.rank = dist.rank();
+  const auto plan = nlohmann::json::parse(dist.share("evaluate plan", ""));
+  if (plan.at("parts").get<bool>()) return r;
+  const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
+  model::ProtoPNet net(to_model_options(m));
+  net->to(rt.device);
+  dist.broadcast_weights(*net);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const fs::path data(c.data);
+  const std::string split = plan.at("split").get<std::string>();
+  logits_of(*net, &dist, data, read_list(data, split), m.img_size, plan.at("batch_size").get<int>(), rt.device, split);
+  return r;
+}
+
+EvaluateReport evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt, Distributed* dist) {
   const auto start = std::chrono::steady_clock::now();
-  const Runtime rt = start_runtime(c.runtime);
   const fs::path data(c.data);
   RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
@@ -152,6 +227,15 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
     if (!output.empty()) run.check_output(output);  // before the pass, not after it
   }
   const auto list = read_split_list(data, manifest, c.split);
+  std::optional<PartPass> part_pass;
+  if (wants_parts(c)) part_pass.emplace(c, read_data_parts(data), list, *net);
+  if (dist) {
+    dist->share("evaluate plan", evaluate_plan(m, c, part_pass.has_value()).dump());
+    if (!part_pass) dist->broadcast_weights(*net);
+  }
+  const auto logits = part_pass ? logits_with_parts(*net, c, data, list, m.img_size, rt.device, *part_pass)
+                                : logits_of(*net, dist, data, list, m.img_size, c.batch_size, rt.device, c.split);
+
   const int64_t C = m.num_classes;
   EvaluateReport r;
   r.run = c.run;
@@ -162,42 +246,14 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   std::ostringstream predictions;
   predictions << "path,label,predicted,logit\n";
   int64_t top1 = 0, top5 = 0;
-  std::optional<PartPass> part_pass;
-  if (wants_parts(c)) part_pass.emplace(c, read_data_parts(data), list, *net);
-  auto noise_generator = at::detail::createCPUGenerator(c.runtime.seed);
-  {
-    BatchLoader loader(data, list, sequential_order(list.size()), m.img_size, c.batch_size, 0);
-    Progress progress("evaluate " + c.split, list.size());
-    Batch b;
-    while (loader.next(&b)) {
-      torch::Tensor logits;
-      if (part_pass) {
-        const auto x = b.images.to(rt.device);
-        const auto d = net->activations(x).distances;
-        const auto out = net->classify(d);
-        logits = out.logits.cpu();
-        torch::Tensor noisy_d;
-        if (part_pass->wants("stability")) {
-          const auto noise = torch::randn(b.images.sizes(), noise_generator, torch::kFloat32) * c.noise;
-          noisy_d = net->activations(x + noise.to(rt.device)).distances;
-        }
-        part_pass->observe(b, b.index * c.batch_size, d, out, noisy_d);
-      } else {
-        logits = net->forward(b.images.to(rt.device)).logits.cpu();
-      }
-      const auto k = std::min<int64_t>(5, C);
-      const auto topk = std::get<1>(logits.topk(k, 1));
-      const auto pred = topk.select(1, 0);
-      for (int64_t i = 0; i < b.labels.size(0); ++i) {
-        const int64_t y = b.labels[i].item<int64_t>(), p = pred[i].item<int64_t>();
-        ++r.confusion[static_cast<size_t>(y)][static_cast<size_t>(p)];
-        top1 += y == p;
-        top5 += topk[i].eq(y).any().item<bool>() ? 1 : 0;
-        const auto& e = list[static_cast<size_t>(b.index * c.batch_size + i)];
-        predictions << '"' << e.path << "\"," << y << ',' << p << ',' << logits[i][p].item<double>() << '\n';
-      }
-      progress.advance(static_cast<uint64_t>(b.labels.size(0)));
-    }
+  const auto topk = std::get<1>(logits.topk(std::min<int64_t>(5, C), 1));
+  for (size_t i = 0; i < list.size(); ++i) {
+    const auto row = static_cast<int64_t>(i);
+    const int64_t y = list[i].class_index, p = topk[row][0].item<int64_t>();
+    ++r.confusion[static_cast<size_t>(y)][static_cast<size_t>(p)];
+    top1 += y == p;
+    top5 += topk[row].eq(y).any().item<bool>() ? 1 : 0;
+    predictions << '"' << list[i].path << "\"," << y << ',' << p << ',' << logits[row][p].item<double>() << '\n';
   }
   r.images = static_cast<int64_t>(list.size());
   r.accuracy = r.images ? static_cast<double>(top1) / static_cast<double>(r.images) : 0.0;
@@ -250,6 +306,20 @@ EvaluateReport run_evaluate(const EvaluateConfig& c) {
   if (!c.metrics.empty()) details["metrics"] = nlohmann::json::parse(metrics_json(r));
   run.store().add_evaluation({0, "", r.checkpoint, r.split, r.images, r.accuracy, r.top5_accuracy, details.dump()});
   return r;
+}
+
+}  // namespace
+
+EvaluateReport run_evaluate(const EvaluateConfig& c) {
+  const Runtime rt = start_runtime(c.runtime);
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  if (dist && dist->rank() != 0) return evaluate_worker(c, rt, *dist);
+  try {
+    return evaluate_on_rank_zero(c, rt, dist.get());
+  } catch (const std::exception& e) {
+    if (dist) dist->publish_error("evaluate plan", e.what());
+    throw;
+  }
 }
 
 std::string metrics_json(const EvaluateReport& r) {

@@ -39,6 +39,15 @@ std::vector<int64_t> sequential_order(size_t n) {
   return order;
 }
 
+std::vector<int64_t> round_robin_batches(size_t n, int batch_size, Shard shard) {
+  std::vector<int64_t> order;
+  const auto total = static_cast<int64_t>(n), step = static_cast<int64_t>(batch_size);
+  for (int64_t first = step * shard.rank; first < total; first += step * shard.ranks) {
+    for (int64_t i = first; i < std::min(first + step, total); ++i) order.push_back(i);
+  }
+  return order;
+}
+
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
   std::vector<int64_t> order = sequential_order(static_cast<size_t>(n));
   std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(epoch) + 1);

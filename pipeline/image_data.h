@@ -83,6 +83,11 @@ class BatchLoader {
 /// 0, 1, …, n−1: the order of a pass that is not shuffled (evaluation, projection, explanation).
 std::vector<int64_t> sequential_order(size_t n);
 
+/// The images of a sequential pass over n that rank `shard.rank` computes when whole batches of
+/// `batch_size` go round-robin to the ranks (batch k to rank k mod ranks): every image sits in
+/// the same batch as in one process, so its results are the same to the bit.
+std::vector<int64_t> round_robin_batches(size_t n, int batch_size, Shard shard);
+
 /// The permutation of [0, n) that epoch `epoch` of a run with `seed` visits: a function of
 /// those numbers alone, so a resumed run sees the same batches.
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch);

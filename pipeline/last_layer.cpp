@@ -395,7 +395,7 @@ LastLayerReport solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
 LastLayerReport run_last_layer(const LastLayerConfig& c) {
   const auto start = Clock::now();
   const Runtime rt = start_runtime(c.runtime);
-  const auto dist = Distributed::from_environment(std::chrono::minutes(5));
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
   if (dist && dist->rank() != 0) return feature_worker(c, rt, *dist);
   try {
     return solve_on_rank_zero(c, rt, dist.get(), start);

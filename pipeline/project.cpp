@@ -8,6 +8,7 @@
 #include "model/receptive_field.h"
 #include "pipeline/atomic_file.h"
 #include "pipeline/commands.h"
+#include "pipeline/distributed.h"
 #include "pipeline/image_file.h"
 #include "pipeline/image_data.h"
 #include "pipeline/interrupt.h"
@@ -22,11 +23,97 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-}  // namespace
+// Each prototype's nearest latent patch among the push images of its class, so far.
+struct Nearest {
+  torch::Tensor distance;  // P, +inf where none yet
+  torch::Tensor key;       // P int64: push index × H·W + cell (the order of a sequential pass), or kNone
+  torch::Tensor z;         // P×D: the patch
+  torch::Tensor latent;    // P×D×H×W: the encoded source image (for its heatmap)
+};
+constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
 
-ProjectReport run_project(const ProjectConfig& c) {
-  const auto start = Clock::now();
-  const Runtime rt = start_runtime(c.runtime);
+// 1. The search over the push images `mine` (indices into `push`, in whole batches). Ties go to
+//    the first patch of a sequential pass, as torch::min does within a batch.
+Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& push,
+               const std::vector<int64_t>& mine, int img_size, int batch_size, torch::Device device, bool show_progress) {
+  const int64_t P = net.num_prototypes(), D = net.options().prototype_dim;
+  const int64_t G = net.receptive_field(img_size).n, HW = G * G;
+  const auto on = torch::TensorOptions().device(device);
+  Nearest n{torch::full({P}, std::numeric_limits<float>::infinity(), on), torch::full({P}, kNone, on.dtype(torch::kInt64)),
+            torch::zeros({P, D}, on), torch::zeros({P, D, G, G}, on)};
+  const auto proto_class = net.prototype_class_identity().argmax(1);  // P
+  const auto index_of = torch::tensor(mine, torch::kInt64).to(device);  // local position → push index
+  BatchLoader loader(data, push, mine, img_size, batch_size, 0);
+  auto progress = show_progress ? std::make_unique<Progress>("project: search", mine.size()) : nullptr;
+  Batch b;
+  int64_t at = 0;
+  while (loader.next(&b)) {
+    const auto x = b.images.to(device), y = b.labels.to(device);
+    const auto act = net.activations(x);
+    const int64_t B = x.size(0);
+    // Other classes' images are out of reach: their distances become +inf.
+    const auto own = y.view({B, 1}).eq(proto_class.view({1, P}));  // B×P
+    const auto d = act.distances.masked_fill(own.logical_not().view({B, P, 1, 1}), INFINITY);
+    const auto [val, idx] = d.permute({1, 0, 2, 3}).reshape({P, B * HW}).min(1);  // P, P
+    const auto better = val < n.distance;
+    const auto in_batch = idx.div(HW, "floor");
+    n.distance = torch::where(better, val, n.distance);
+    n.key = torch::where(better, index_of.index_select(0, in_batch + at) * HW + idx.remainder(HW), n.key);
+    n.z = torch::where(better.view({P, 1}),
+                       act.latent.permute({0, 2, 3, 1}).reshape({B * HW, D}).index_select(0, idx), n.z);
+    const auto improved = better.nonzero().view(-1);  // only those prototypes' maps change
+    n.latent.index_copy_(0, improved, act.latent.index_select(0, in_batch.index_select(0, improved)));
+    at += B;
+    if (progress) progress->advance(static_cast<uint64_t>(B));
+    if (InterruptScope::stop_requested()) {
+      throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged: run 'ppnet project' again");
+    }
+  }
+  return n;
+}
+
+// The ranks' searches as one: the smallest distance, among equals the smallest key (the one a
+// single process finds first), and that rank's patch and map. Exact: the others add zeros.
+void merge_across_ranks(Distributed& dist, Nearest& n) {
+  std::vector<torch::Tensor> d = {n.distance.cpu().clone()};  // reduced in place: not this rank's own
+  dist.all_reduce_min(d, "the projection's search");
+  std::vector<torch::Tensor> key = {torch::where(n.distance.cpu() == d[0], n.key.cpu(), kNone)};
+  dist.all_reduce_min(key, "the projection's search");
+  const auto mine = n.key.cpu().eq(key[0]).logical_and(key[0].ne(kNone)).to(n.z.device());
+  const int64_t P = n.z.size(0);
+  std::vector<torch::Tensor> found = {torch::where(mine.view({P, 1}), n.z, torch::zeros_like(n.z)),
+                                      torch::where(mine.view({P, 1, 1, 1}), n.latent, torch::zeros_like(n.latent))};
+  dist.all_reduce_sum(found, "the projection's search");
+  n.distance = d[0].to(n.z.device());
+  n.key = key[0].to(n.z.device());
+  n.z = found[0].to(n.z.device());
+  n.latent = found[1].to(n.z.device());
+}
+
+// A rank other than 0: it receives the model, searches its batches, and is done.
+ProjectReport search_worker(const ProjectConfig& c, const Runtime& rt, Distributed& dist) {
+  ProjectReport report;
+  report.run = c.run;
+  report.rank = dist.rank();
+  const auto plan = nlohmann::json::parse(dist.share("project plan", ""));
+  if (plan.at("done").get<bool>()) return report;
+  const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
+  model::ProtoPNet net(to_model_options(m));
+  net->to(rt.device);
+  dist.broadcast_weights(*net);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  InterruptScope interrupt_scope;
+  const fs::path data(c.data);
+  const auto push = read_list(data, "push");
+  const int batch = plan.at("batch_size").get<int>();
+  auto n = search(*net, data, push, round_robin_batches(push.size(), batch, {dist.rank(), dist.size()}), m.img_size,
+                  batch, rt.device, false);
+  merge_across_ranks(dist, n);
+  return report;
+}
+
+ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Distributed* dist, Clock::time_point start) {
   const fs::path data(c.data);
   RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
@@ -38,6 +125,7 @@ ProjectReport run_project(const ProjectConfig& c) {
   std::string start_checkpoint;
   const auto latest = store.latest_stage();
   if (c.resume && latest && latest->kind == "project" && latest->status == "done") {
+    if (dist) dist->share("project plan", nlohmann::json{{"done", true}}.dump());
     ProjectReport done;
     done.run = c.run;
     done.projection = latest->id;
@@ -59,6 +147,11 @@ ProjectReport run_project(const ProjectConfig& c) {
 
   model::ProtoPNet net(to_model_options(m));
   load_checkpoint(run.absolute(start_checkpoint), *net, rt.device, nullptr, nullptr);
+  if (dist) {
+    dist->share("project plan", nlohmann::json{{"done", false}, {"model", model_config_json(m)},
+                                               {"batch_size", c.batch_size}}.dump());
+    dist->broadcast_weights(*net);
+  }
   net->eval();
   torch::NoGradGuard no_grad;
   InterruptScope interrupt_scope;
@@ -66,66 +159,28 @@ ProjectReport run_project(const ProjectConfig& c) {
   // 1. Search: for every prototype, the nearest latent patch among push images of its class.
   const auto push = read_list(data, "push");
   const int64_t P = net->num_prototypes(), D = m.prototype_dim;
-  const auto proto_class = net->prototype_class_identity().argmax(1);  // P
-  auto best_d = torch::full({P}, std::numeric_limits<float>::infinity(), torch::TensorOptions().device(rt.device));
-  auto best_image = torch::full({P}, -1, torch::TensorOptions().dtype(torch::kInt64).device(rt.device));
-  auto best_cell = torch::zeros({P}, torch::TensorOptions().dtype(torch::kInt64).device(rt.device));
-  auto best_z = torch::zeros({P, D}, torch::TensorOptions().device(rt.device));
-  torch::Tensor best_latent;  // P×D×H×W: each prototype's source image, encoded (for its heatmap)
-  int64_t grid_w = 0;
-  {
-    BatchLoader loader(data, push, sequential_order(push.size()), m.img_size, c.batch_size, 0);
-    Progress progress("project: search", push.size());
-    Batch b;
-    int64_t offset = 0;
-    while (loader.next(&b)) {
-      const auto x = b.images.to(rt.device), y = b.labels.to(rt.device);
-      const auto act = net->activations(x);
-      const int64_t B = x.size(0), H = act.distances.size(2), W = act.distances.size(3);
-      grid_w = W;
-      // Other classes' images are out of reach: their distances become +inf.
-      const auto own = y.view({B, 1}).eq(proto_class.view({1, P}));                       // B×P
-      const auto d = act.distances.masked_fill(own.logical_not().view({B, P, 1, 1}), INFINITY);
-      const auto flat = d.permute({1, 0, 2, 3}).reshape({P, B * H * W});
-      const auto [val, idx] = flat.min(1);                                                    // P, P
-      const auto better = val < best_d;
-      const auto z = act.latent.permute({0, 2, 3, 1}).reshape({B * H * W, D}).index_select(0, idx);  // P×D
-      best_d = torch::where(better, val, best_d);
-      best_z = torch::where(better.view({P, 1}), z, best_z);
-      const auto in_batch = idx.div(H * W, "floor");
-      if (!best_latent.defined()) best_latent = torch::zeros({P, D, H, W}, act.latent.options());
-      const auto improved = better.nonzero().view(-1);  // only those prototypes' maps change
-      best_latent.index_copy_(0, improved, act.latent.index_select(0, in_batch.index_select(0, improved)));
-      best_image = torch::where(better, in_batch + offset, best_image);
-      best_cell = torch::where(better, idx.remainder(H * W), best_cell);
-      offset += B;
-      progress.advance(static_cast<uint64_t>(B));
-      if (InterruptScope::stop_requested()) {
-        throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged: run 'ppnet project' again");
-      }
-    }
-  }
+  const int64_t grid_w = net->receptive_field(m.img_size).n;
+  const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
+  auto nearest = search(*net, data, push, round_robin_batches(push.size(), c.batch_size, shard), m.img_size,
+                        c.batch_size, rt.device, true);
+  if (dist) merge_across_ranks(*dist, nearest);
   const double search_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  const auto found = best_image.ge(0);
+  const auto found = nearest.key.ne(kNone);
   auto& protos = net->prototype_vectors();
-  protos.copy_(torch::where(found.view({P, 1, 1, 1}), best_z.view({P, D, 1, 1}), protos));
+  protos.copy_(torch::where(found.view({P, 1, 1, 1}), nearest.z.view({P, D, 1, 1}), protos));
 
   // 2. Records and pictures. Each prototype's self-activation comes from the latent map of its
   //    source image kept during the search, so no image is run through the network twice.
-  const auto best_image_cpu = best_image.cpu(), best_cell_cpu = best_cell.cpu();
-  const auto best_d_cpu = best_d.cpu().to(torch::kFloat64);
-  const std::vector<int64_t> best_cell_v(best_cell_cpu.data_ptr<int64_t>(), best_cell_cpu.data_ptr<int64_t>() + P);
+  const int64_t HW = grid_w * grid_w;
+  const auto key_cpu = nearest.key.cpu();
+  const auto best_d_cpu = nearest.distance.cpu().to(torch::kFloat64);
+  const std::vector<int64_t> keys(key_cpu.data_ptr<int64_t>(), key_cpu.data_ptr<int64_t>() + P);
   const std::vector<double> best_d_v(best_d_cpu.data_ptr<double>(), best_d_cpu.data_ptr<double>() + P);
-  torch::Tensor self_d;  // P×H×W, the model's distance formula against the projected prototypes
-  if (best_latent.defined()) {
-    const auto p = protos.view({P, D, 1, 1});
-    self_d = torch::relu((best_latent * best_latent).sum(1) + (-2 * (best_latent * p).sum(1) + (p * p).sum(1))).cpu();
-  }
-  const torch::Tensor self_sim = self_d.defined() ? model::similarity_from_distance(self_d) : torch::Tensor();
+  const torch::Tensor self_d = net->paired_distances(nearest.latent).cpu();  // against the projected prototypes
+  const torch::Tensor self_sim = model::similarity_from_distance(self_d);
   std::map<int64_t, std::vector<int64_t>> users;  // push index → prototypes projected onto it
   for (int64_t j = 0; j < P; ++j) {
-    const int64_t i = best_image_cpu.data_ptr<int64_t>()[j];
-    if (i >= 0) users[i].push_back(j);
+    if (keys[static_cast<size_t>(j)] != kNone) users[keys[static_cast<size_t>(j)] / HW].push_back(j);
   }
   const std::vector<std::pair<int64_t, std::vector<int64_t>>> sources(users.begin(), users.end());
   const auto rf = net->receptive_field(m.img_size);
@@ -148,7 +203,7 @@ ProjectReport run_project(const ProjectConfig& c) {
         r.image_id = e.source_id;
         r.image_width = original.cols;
         r.image_height = original.rows;
-        const int64_t cell = best_cell_v[static_cast<size_t>(j)];
+        const int64_t cell = keys[static_cast<size_t>(j)] % HW;
         r.cell_h = cell / grid_w;
         r.cell_w = cell % grid_w;
         r.distance_before = best_d_v[static_cast<size_t>(j)];
@@ -197,6 +252,21 @@ ProjectReport run_project(const ProjectConfig& c) {
   report.images_per_second = static_cast<double>(push.size()) / std::max(search_seconds, 1e-9);
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
+}
+
+}  // namespace
+
+ProjectReport run_project(const ProjectConfig& c) {
+  const auto start = Clock::now();
+  const Runtime rt = start_runtime(c.runtime);
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  if (dist && dist->rank() != 0) return search_worker(c, rt, *dist);
+  try {
+    return project_on_rank_zero(c, rt, dist.get(), start);
+  } catch (const std::exception& e) {
+    if (dist) dist->publish_error("project plan", e.what());
+    throw;
+  }
 }
 
 }  // namespace ppnet::pipeline

@@ -231,8 +231,10 @@ void save_stage_checkpoint(RunFolder& run, model::ProtoPNetImpl& model, torch::o
 void load_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::Device device,
                      torch::optim::Optimizer* optimizer, TrainingPosition* position) {
   try {
+    // Every tensor straight onto `device`: the model's, and Adam's moments, which the optimizer
+    // would otherwise keep on the CPU beside CUDA parameters when a run resumes there.
     torch::serialize::InputArchive archive;
-    archive.load_from(path.string(), torch::kCPU);
+    archive.load_from(path.string(), device);
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     model.load(model_archive);
@@ -246,6 +248,8 @@ void load_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::D
       torch::Tensor pos, sums;
       archive.read("position", pos);
       archive.read("sums", sums);
+      pos = pos.cpu();
+      sums = sums.cpu().contiguous();
       position->stage_id = pos[0].item<int64_t>();
       position->epoch = pos[1].item<int64_t>();
       position->batch = pos[2].item<int64_t>();

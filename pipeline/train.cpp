@@ -27,8 +27,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kScratchJointEpochs = 12;
-// How long a rank waits for the others (to join, or in a collective) before it gives up.
-constexpr std::chrono::milliseconds kDistributedTimeout = std::chrono::minutes(5);
 
 // The options not given on the command line, from the recipe that suits the run. With a
 // pretrained backbone (--weights) they are the reference's. Trained from scratch, its warm stage

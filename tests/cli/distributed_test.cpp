@@ -194,10 +194,59 @@ TEST_F(Distributed, LastLayerFeaturesAreSplitAcrossRanks) {
   EXPECT_EQ(info(dir_.file("two"))["stages"].back()["status"], "done");
 
   // Commands that are not data-parallel run on rank 0 alone.
-  const auto evals = spawn_ranks({"evaluate", "--data", dir_.file("data"), "--run", dir_.file("two"), "--threads", "1"}, 2, "ev");
-  for (const int pid : evals) EXPECT_EQ(test::wait_exit(pid), 0) << log("ev0.log") << log("ev1.log");
-  EXPECT_TRUE(contains(log("ev0.log"), "accuracy")) << log("ev0.log");
-  EXPECT_TRUE(contains(log("ev1.log"), "ppnet evaluate: runs on rank 0 only; rank 1 has nothing to do")) << log("ev1.log");
+  const auto infos = spawn_ranks({"info", "--run", dir_.file("two")}, 2, "info");
+  for (const int pid : infos) EXPECT_EQ(test::wait_exit(pid), 0) << log("info0.log") << log("info1.log");
+  EXPECT_TRUE(contains(log("info0.log"), "last_layer")) << log("info0.log");
+  EXPECT_TRUE(contains(log("info1.log"), "ppnet info: runs on rank 0 only; rank 1 has nothing to do")) << log("info1.log");
+}
+
+// project and evaluate on 2 ranks: whole batches go round-robin to the ranks, so every image is
+// computed in the batch one process puts it in, and the arg-min across ranks breaks ties as a
+// sequential pass does: the same prototypes, records, pictures and predictions, to the bit.
+TEST_F(Distributed, ProjectAndEvaluateAcrossRanksAreOneProcess) {
+  ASSERT_EQ(test::wait_exit(test::spawn_ppnet(joint_args(dir_.file("one"), 1, false), dir_.file("one.log"))), 0)
+      << log("one.log");
+  fs::copy(dir_.path() / "one", dir_.path() / "two", fs::copy_options::recursive);
+  // 90 push images in batches of 16: rank 0 takes batches 1, 3, 5, rank 1 batches 2, 4, 6 (10 images).
+  auto both = [&](const std::string& tag, const std::vector<std::string>& args) {
+    auto with_run = [&](const std::string& run) {
+      auto a = args;
+      a.insert(a.end(), {"--run", dir_.file(run), "--data", dir_.file("data"), "--threads", "1", "--batch-size", "16"});
+      if (a[0] == "evaluate") a.insert(a.end(), {"--predictions-csv", dir_.file(run + ".csv")});
+      return a;
+    };
+    EXPECT_EQ(test::wait_exit(test::spawn_ppnet(with_run("one"), dir_.file(tag + "-one.log"))), 0) << log(tag + "-one.log");
+    const auto pids = spawn_ranks(with_run("two"), 2, tag + "-two");
+    for (size_t r = 0; r < pids.size(); ++r) {
+      EXPECT_EQ(test::wait_exit(pids[r]), 0) << "rank " << r << ": " << log(tag + "-two" + std::to_string(r) + ".log");
+    }
+    EXPECT_EQ(test::read_file(dir_.file(tag + "-two1.log")), "") << "rank 1 reports nothing";
+  };
+  both("project", {"project"});
+  const auto a = final_state(dir_.file("one")), b = final_state(dir_.file("two"));
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+  const auto prototypes = [&](const std::string& run) {
+    const auto r = run_ppnet("info --prototypes --json --run " + dir_.file(run));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto j = nlohmann::json::parse(r.out);
+    j.erase("run");  // the folder's path
+    return j;
+  };
+  const auto pa = prototypes("one"), pb = prototypes("two");
+  ASSERT_EQ(pa["prototypes"].size(), 6u);
+  EXPECT_EQ(pa, pb);
+  for (const auto& p : pa["prototypes"]) {
+    for (const char* png : {"patch_png", "box_png", "heatmap_png"}) {
+      const std::string rel = p[png].get<std::string>();
+      EXPECT_TRUE(test::read_file(dir_.file("one/" + rel)) == test::read_file(dir_.file("two/" + rel))) << rel;
+    }
+  }
+
+  both("evaluate", {"evaluate"});
+  EXPECT_TRUE(contains(log("evaluate-two0.log"), "accuracy")) << log("evaluate-two0.log");
+  const std::string one = test::read_file(dir_.file("one.csv"));
+  EXPECT_EQ(std::count(one.begin(), one.end(), '\n'), 31) << "a header and the 30 test images";
+  EXPECT_EQ(one, test::read_file(dir_.file("two.csv")));
 }
 
 // Debian's torchrun (Python 3.11) fails on its default --redirects/--tee of 0; 2 (stderr) works.

@@ -55,6 +55,20 @@ TEST(ProtoPNet, DistancesEqualBruteForcePerPatch) {
   }
 }
 
+TEST(ProtoPNet, PairedDistancesAreTheDiagonalOfAllPairs) {
+  torch::manual_seed(5);
+  ProtoPNet net(small_options());
+  const auto z = torch::rand({12, 16, 3, 2});  // map j for prototype j
+  const auto paired = net->paired_distances(z);
+  ASSERT_EQ(paired.sizes(), (std::vector<int64_t>{12, 3, 2}));
+  const auto all = net->distances(z);  // 12×12×3×2: every map against every prototype
+  for (int64_t j = 0; j < 12; ++j) {
+    EXPECT_TRUE(torch::allclose(paired[j], all[j][j], 1e-5, 1e-5)) << "prototype " << j;
+    const auto brute = (z[j] - net->prototype_vectors()[j]).pow(2).sum(0);  // D×H×W − D×1×1
+    EXPECT_TRUE(torch::allclose(paired[j], brute, 1e-5, 1e-5)) << "prototype " << j;
+  }
+}
+
 TEST(ProtoPNet, InitialisationFollowsTheReference) {
   torch::manual_seed(5);
   ProtoPNet net(small_options());
