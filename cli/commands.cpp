@@ -144,7 +144,7 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
          "--idx: fashion-mnist, mnist or a file with one name per line (default: from the path)")
         ("force", po::bool_switch(&c.force), "replace an output folder prepared by a different command")
         ("json", po::bool_switch(&json), "machine-readable report on stdout");
-    add_runtime(o, c.runtime);
+    add_runtime(o, c.runtime, /*model=*/false);
     if (!parse(info, o, args, vm)) return 0;
     check_runtime(name, c.runtime);
     if (vm.count("cub") + vm.count("folder") + vm.count("idx") != 1) {

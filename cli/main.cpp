@@ -1,4 +1,6 @@
 // ppnet: the one place that catches. Usage errors exit 2, other failures 1.
+#include <c10/util/Exception.h>
+
 #include <iostream>
 
 #include "cli/commands.h"
@@ -15,6 +17,9 @@ int main(int argc, char** argv) {
   } catch (const ppnet::pipeline::Interrupted& e) {
     std::cerr << "ppnet: " << e.what() << '\n';
     return 128 + e.signal();
+  } catch (const c10::Error& e) {  // LibTorch's own: its message without the C++ backtrace
+    std::cerr << "ppnet: error: " << e.what_without_backtrace() << '\n';
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "ppnet: error: " << e.what() << '\n';
     return 1;

@@ -30,7 +30,14 @@ int config_line_of(const std::string& path, std::string name) {
 
 }  // namespace
 
-void add_runtime(po::options_description& o, pipeline::RuntimeConfig& rt) {
+void add_runtime(po::options_description& o, pipeline::RuntimeConfig& rt, bool model) {
+  if (model) {
+    o.add_options()
+        ("amp", po::value<std::string>(&rt.amp)->default_value("off")->value_name("P"),
+         "mixed precision of the backbone and add-on layers: off, bf16, or fp16 (CUDA, with a "
+         "dynamic loss scale when training); the prototype layer stays float32")
+        ("channels-last", po::bool_switch(&rt.channels_last), "run the convolutions in channels-last (NHWC) layout");
+  }
   o.add_options()
       ("threads", po::value<int>(&rt.threads)->default_value(0, "all cores")->value_name("N"),
        "LibTorch threads (0: all cores)")
@@ -49,6 +56,12 @@ void check_runtime(const std::string& cmd, const pipeline::RuntimeConfig& rt) {
   static const std::regex kDevice("cpu|cuda(:[0-9]+)?");
   if (!std::regex_match(rt.device, kDevice)) {
     throw UsageError("--device '" + rt.device + "': expected cpu, cuda or cuda:N", cmd);
+  }
+  if (rt.amp != "off" && rt.amp != "bf16" && rt.amp != "fp16") {
+    throw UsageError("--amp '" + rt.amp + "': expected off, bf16 or fp16", cmd);
+  }
+  if (rt.amp == "fp16" && rt.device == "cpu") {
+    throw UsageError("--amp fp16 needs --device cuda (on the CPU, use --amp bf16)", cmd);
   }
 }
 

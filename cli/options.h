@@ -23,7 +23,8 @@ struct CommandInfo {
 bool parse(const CommandInfo& info, const boost::program_options::options_description& opts,
            const std::vector<std::string>& args, boost::program_options::variables_map& vm);
 
-void add_runtime(boost::program_options::options_description& o, pipeline::RuntimeConfig& rt);
+/// --threads, --device, --seed, --keep-denormals; with `model` also --amp and --channels-last.
+void add_runtime(boost::program_options::options_description& o, pipeline::RuntimeConfig& rt, bool model = true);
 /// Throws UsageError for a negative --threads or an unknown --device.
 void check_runtime(const std::string& cmd, const pipeline::RuntimeConfig& rt);
 /// Throws UsageError "missing --NAME" for the first of `names` not given.

@@ -1,12 +1,68 @@
 #include "model/protopnet.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
+#include <atomic>
 #include <stdexcept>
 
 namespace ppnet::model {
 namespace {
 constexpr double kSimilarityEpsilon = 1e-4;
+std::atomic<bool> channels_last{false};
+std::atomic<torch::ScalarType> precision{torch::kFloat};
+
+// LibTorch 2.4 replaced the per-device autocast switches by ones that take the device type.
+// (The dtype stays set when autocast is switched off: 1.13's CPU autocast accepts only bfloat16.)
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+void enable_autocast(torch::DeviceType device, torch::ScalarType dtype) {
+  at::autocast::set_autocast_dtype(device, dtype);
+  at::autocast::set_autocast_enabled(device, true);
+}
+void disable_autocast(torch::DeviceType device) { at::autocast::set_autocast_enabled(device, false); }
+#else
+void enable_autocast(torch::DeviceType device, torch::ScalarType dtype) {
+  if (device == torch::kCUDA) {
+    at::autocast::set_autocast_gpu_dtype(dtype);
+    at::autocast::set_enabled(true);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(dtype);
+    at::autocast::set_cpu_enabled(true);
+  }
+}
+void disable_autocast(torch::DeviceType device) {
+  if (device == torch::kCUDA) {
+    at::autocast::set_enabled(false);
+  } else {
+    at::autocast::set_cpu_enabled(false);
+  }
+}
+#endif
+
+// The backbone and add-on layers in the process's mixed precision (set_precision), and nothing
+// else: a distance is a difference of nearly equal sums (|z|² − 2z·p + |p|²) and the
+// similarity's log ratio magnifies its error near 0, so distances, similarities and logits are
+// float32, as is whatever a caller computes around the model (the last-layer solver's products).
+// On leaving, autocast's cache of cast weights is cleared, as torch.autocast does: weights change
+// between training steps.
+class PrecisionRegion {
+ public:
+  explicit PrecisionRegion(torch::DeviceType device) : device_(device), dtype_(precision) {
+    if (dtype_ != torch::kFloat) enable_autocast(device_, dtype_);
+  }
+  ~PrecisionRegion() {
+    if (dtype_ == torch::kFloat) return;
+    disable_autocast(device_);
+    at::autocast::clear_cache();
+  }
+  PrecisionRegion(const PrecisionRegion&) = delete;
+  PrecisionRegion& operator=(const PrecisionRegion&) = delete;
+
+ private:
+  torch::DeviceType device_;
+  torch::ScalarType dtype_;
+};
 
 torch::nn::Conv2d conv1x1(int64_t in, int64_t out) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1));
@@ -107,11 +163,33 @@ void ProtoPNetImpl::keep_prototypes(const std::vector<int64_t>& keep) {
   last_layer_->options.in_features(static_cast<int64_t>(keep.size()));
 }
 
-torch::Tensor ProtoPNetImpl::latent(const torch::Tensor& images) {
-  return add_on_layers_->forward(features_->forward(images));
+void set_channels_last(bool on) { channels_last = on; }
+
+void set_precision(torch::ScalarType dtype) {
+  if (dtype != torch::kFloat && dtype != torch::kBFloat16 && dtype != torch::kHalf) {
+    throw std::invalid_argument("precision must be float32, bfloat16 or float16");
+  }
+  precision = dtype;
 }
 
-torch::Tensor ProtoPNetImpl::distances(const torch::Tensor& latent) {
+torch::Tensor ProtoPNetImpl::in_layout(const torch::Tensor& images) {
+  if (!channels_last) return images;
+  // Weights loaded or created since the last call arrive in the default layout.
+  for (torch::nn::Module* module : {static_cast<torch::nn::Module*>(features_.get()), static_cast<torch::nn::Module*>(add_on_layers_.ptr().get())}) {
+    for (auto& p : module->parameters()) {
+      if (p.dim() == 4 && !p.is_contiguous(at::MemoryFormat::ChannelsLast)) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+    }
+  }
+  return images.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+torch::Tensor ProtoPNetImpl::latent(const torch::Tensor& images) {
+  const PrecisionRegion amp(images.device().type());
+  return add_on_layers_->forward(features_->forward(in_layout(images)));
+}
+
+torch::Tensor ProtoPNetImpl::distances(const torch::Tensor& latent_any) {
+  const auto latent = latent_any.to(torch::kFloat).contiguous();
   const auto z2 = (latent * latent).sum(1, /*keepdim=*/true);
   const auto p2 = (prototype_vectors_ * prototype_vectors_).sum({1, 2, 3}).view({1, -1, 1, 1});
   const auto zp = torch::conv2d(latent, prototype_vectors_);
@@ -119,7 +197,8 @@ torch::Tensor ProtoPNetImpl::distances(const torch::Tensor& latent) {
   return torch::relu(z2 + (-2 * zp + p2));
 }
 
-torch::Tensor ProtoPNetImpl::paired_distances(const torch::Tensor& latent) {
+torch::Tensor ProtoPNetImpl::paired_distances(const torch::Tensor& latent_any) {
+  const auto latent = latent_any.to(torch::kFloat);
   const auto p = prototype_vectors_.view({num_prototypes(), -1, 1, 1});
   return torch::relu((latent * latent).sum(1) + (-2 * (latent * p).sum(1) + (p * p).sum(1)));
 }
@@ -135,7 +214,12 @@ ProtoPNetOutput ProtoPNetImpl::classify(const torch::Tensor& d) {
 }
 
 ProtoPNetOutput ProtoPNetImpl::forward(const torch::Tensor& images) {
-  return head(features_->forward(images));
+  torch::Tensor z;
+  {
+    const PrecisionRegion amp(images.device().type());
+    z = add_on_layers_->forward(features_->forward(in_layout(images)));
+  }
+  return classify(distances(z));
 }
 
 ProtoPNetActivations ProtoPNetImpl::activations(const torch::Tensor& images) {

@@ -88,6 +88,8 @@ class ProtoPNetImpl : public torch::nn::Module {
   void set_last_layer_connections(double incorrect = -0.5);
 
  private:
+  torch::Tensor in_layout(const torch::Tensor& images);  // channels-last when set_channels_last(true)
+
   ProtoPNetOptions options_;
   std::shared_ptr<BackboneImpl> features_;
   torch::nn::Sequential add_on_layers_;
@@ -101,6 +103,15 @@ TORCH_MODULE(ProtoPNet);
 /// initialised with zero bias. "regular": 1×1 conv, ReLU, 1×1 conv, Sigmoid. "bottleneck":
 /// pairs of 1×1 convs halving the channels down to `dim`, ReLU between, Sigmoid last.
 torch::nn::Sequential make_add_on_layers(int64_t in_channels, int64_t dim, AddOnType type);
+
+/// Process-wide mixed precision of the backbone and add-on layers (autocast to bfloat16 or
+/// float16 inside latent() and forward(); kFloat: off). Distances, similarities and logits stay
+/// float32. Throws std::invalid_argument for another dtype.
+void set_precision(torch::ScalarType dtype);
+
+/// Process-wide: the backbone and add-on convolutions run in channels-last (NHWC) layout, their
+/// weights converted on the next forward pass (--channels-last; faster with cuDNN's tensor cores).
+void set_channels_last(bool on);
 
 /// s = log((d + 1) / (d + 1e-4)), elementwise.
 torch::Tensor similarity_from_distance(const torch::Tensor& distances);

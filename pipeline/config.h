@@ -14,6 +14,8 @@ struct RuntimeConfig {
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
   uint64_t seed = 1;
   bool keep_denormals = false;  // compute denormal floats exactly (slow); only to measure what flushing saves
+  std::string amp = "off";      // mixed precision of the backbone and add-on: "off", "bf16" or "fp16" (CUDA)
+  bool channels_last = false;   // NHWC convolutions
 };
 
 struct PrepareConfig {

@@ -1,16 +1,20 @@
 #include "pipeline/distributed.h"
 
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
 
+#ifdef PPNET_WITH_GLOO
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
 namespace ppnet::pipeline {
 
+#ifdef PPNET_WITH_GLOO
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
@@ -63,7 +67,8 @@ std::unique_ptr<Distributed> Distributed::from_environment(std::chrono::millisec
   // (keys under /worker/attempt_<restart>); otherwise rank 0 hosts it, as env:// does.
   const bool agent_store = env("TORCHELASTIC_USE_AGENT_STORE", false) == "True";
   options.isServer = !agent_store && rank == 0;
-  options.numWorkers = agent_store ? c10::nullopt : c10::optional<size_t>(static_cast<size_t>(size));
+  using Workers = decltype(options.numWorkers);  // c10::optional in 1.13, std::optional in 2.x
+  options.numWorkers = agent_store ? Workers() : Workers(static_cast<size_t>(size));
   options.waitWorkers = false;
   options.multiTenant = true;
   try {
@@ -183,5 +188,27 @@ void Distributed::publish_error(const std::string& key, const std::string& messa
     // The others will time out instead.
   }
 }
+
+#else  // built without Gloo's headers: one process only
+
+struct Distributed::Impl {};
+
+std::unique_ptr<Distributed> Distributed::from_environment(std::chrono::milliseconds) {
+  const char* world = std::getenv("WORLD_SIZE");
+  if (world && *world && std::string(world) != "1") {
+    throw std::runtime_error(std::string("distributed: WORLD_SIZE=") + world +
+                             ", but this ppnet was built without Gloo's headers (PPNET_DISTRIBUTED): run one process");
+  }
+  return nullptr;
+}
+Distributed::~Distributed() = default;
+void Distributed::all_reduce_sum(std::vector<torch::Tensor>&, const std::string&) {}
+void Distributed::all_reduce_min(std::vector<torch::Tensor>&, const std::string&) {}
+void Distributed::broadcast(std::vector<torch::Tensor>&, const std::string&) {}
+void Distributed::broadcast_weights(torch::nn::Module&) {}
+std::string Distributed::share(const std::string&, const std::string& value) { return value; }
+void Distributed::publish_error(const std::string&, const std::string&) {}
+
+#endif
 
 }  // namespace ppnet::pipeline

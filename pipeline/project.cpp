@@ -50,6 +50,7 @@ Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vecto
   while (loader.next(&b)) {
     const auto x = b.images.to(device), y = b.labels.to(device);
     const auto act = net.activations(x);
+    const auto latent = act.latent.to(torch::kFloat);  // bfloat16/half under --amp
     const int64_t B = x.size(0);
     // Other classes' images are out of reach: their distances become +inf.
     const auto own = y.view({B, 1}).eq(proto_class.view({1, P}));  // B×P
@@ -60,9 +61,9 @@ Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vecto
     n.distance = torch::where(better, val, n.distance);
     n.key = torch::where(better, index_of.index_select(0, in_batch + at) * HW + idx.remainder(HW), n.key);
     n.z = torch::where(better.view({P, 1}),
-                       act.latent.permute({0, 2, 3, 1}).reshape({B * HW, D}).index_select(0, idx), n.z);
+                       latent.permute({0, 2, 3, 1}).reshape({B * HW, D}).index_select(0, idx), n.z);
     const auto improved = better.nonzero().view(-1);  // only those prototypes' maps change
-    n.latent.index_copy_(0, improved, act.latent.index_select(0, in_batch.index_select(0, improved)));
+    n.latent.index_copy_(0, improved, latent.index_select(0, in_batch.index_select(0, improved)));
     at += B;
     if (progress) progress->advance(static_cast<uint64_t>(B));
     if (InterruptScope::stop_requested()) {

@@ -8,6 +8,7 @@
 
 #include "pipeline/commands.h"
 #include "pipeline/float_mode.h"
+#include "model/protopnet.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -44,6 +45,16 @@ Runtime start_runtime(const RuntimeConfig& config) {
                              ": this ppnet was built against a LibTorch without CUDA, or no GPU "
                              "is visible; use --device cpu");
   }
+  if (config.amp == "bf16") {
+    rt.amp = torch::kBFloat16;
+  } else if (config.amp == "fp16") {
+    if (!rt.device.is_cuda()) throw std::runtime_error("--amp fp16 needs --device cuda (on the CPU use --amp bf16)");
+    rt.amp = torch::kHalf;
+  } else if (config.amp != "off") {
+    throw std::runtime_error("--amp '" + config.amp + "': expected off, bf16 or fp16");
+  }
+  model::set_precision(rt.amp);
+  model::set_channels_last(config.channels_last);
   return rt;
 }
 

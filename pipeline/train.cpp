@@ -118,6 +118,43 @@ struct Sums {  // loss, CE, cluster, separation, avg separation (all × batch si
                            "lower learning rates or loss coefficients");
 }
 
+// fp16's dynamic loss scale, as torch.cuda.amp.GradScaler keeps it: the loss is multiplied by
+// the scale before the backward pass, so that small gradients survive in fp16, and the gradients
+// are divided by it before the step; a step whose gradients overflowed is skipped and the scale
+// halved; after 2000 steps without overflow it doubles. Off (factor 1, every step taken) for
+// float32 and bf16, whose range is float32's. Not checkpointed: a resumed stage starts again
+// at 2^16 and finds its level within a few steps.
+class LossScale {
+ public:
+  explicit LossScale(bool on) : on_(on), factor_(on ? 65536.0 : 1.0) {}
+  double factor() const { return factor_; }
+  /// Divides the gradients of `params` by the scale; false when any is not finite (skip the step).
+  bool unscale(const std::vector<torch::Tensor>& params) {
+    if (!on_) return true;
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> sums;
+    for (const auto& p : params) {
+      if (!p.grad().defined()) continue;
+      p.mutable_grad().div_(factor_);
+      sums.push_back(p.grad().sum());
+    }
+    const bool finite = sums.empty() || torch::stack(sums).isfinite().all().item<bool>();
+    if (!finite) {
+      factor_ = std::max(factor_ / 2, 1.0);
+      good_ = 0;
+    } else if (++good_ == 2000) {
+      factor_ *= 2;
+      good_ = 0;
+    }
+    return finite;
+  }
+
+ private:
+  bool on_;
+  double factor_;
+  int good_ = 0;
+};
+
 Sums evaluate(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& list, int img_size,
               int batch_size, torch::Device device, const model::LossCoefficients& coef, Shard shard) {
   torch::NoGradGuard no_grad;
@@ -202,6 +239,8 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
   p.model = run.model_config();
   auto settings = stage_settings(with_recipe_defaults(c, p.model.pretrained));
   settings["ranks"] = ranks;
+  settings["amp"] = c.runtime.amp;  // a resumed stage computes in the resuming command's precision
+  settings["channels_last"] = c.runtime.channels_last;
   const StageStart stage = resolve_stage(run, c.stage, c.resume, settings.dump(),
                                          "'ppnet train --stage " + c.stage + " --resume'");
   p.stage_id = stage.stage_id;
@@ -330,6 +369,7 @@ TrainReport run_train(const TrainConfig& c) {
     return out;
   };
 
+  LossScale loss_scale(rt.amp == torch::kHalf);
   // 3. The epochs: on each batch every rank computes its slice's gradients, weighted by its
   //    share of the batch, and their sum (one all-reduce, with the stop and divergence flags)
   //    is the whole batch's gradient on every rank, so the Adam steps stay identical.
@@ -355,12 +395,13 @@ TrainReport run_train(const TrainConfig& c) {
       const int64_t here = y.size(0);
       double loss_value = 0;
       if (here > 0) {
-        const auto out = net->forward(x);
+        const auto out = net->forward(x);  // in --amp's precision up to the prototype layer
         const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net->prototype_class_identity(),
                                                      net->last_layer()->weight, net->max_distance());
         const auto loss = model::total_loss(terms, coef);
         // The batch's loss is the mean over all its images: this slice's mean, weighted by its share.
-        (dist ? loss * (static_cast<double>(here) / static_cast<double>(b.global_size)) : loss).backward();
+        const double share = dist ? static_cast<double>(here) / static_cast<double>(b.global_size) : 1.0;
+        (loss * (share * loss_scale.factor())).backward();
         sums.add(terms, loss.detach(), out.logits.detach(), y);
         loss_value = loss.item<double>();
       }
@@ -383,7 +424,7 @@ TrainReport run_train(const TrainConfig& c) {
         fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1) +
                                          ": the loss is " + std::to_string(loss_value));
       }
-      optimizer.step();
+      if (loss_scale.unscale(trained)) optimizer.step();  // fp16: a step whose gradients overflowed is skipped
       seen_now += b.global_size;
       pos.batch = b.index + 1;
 

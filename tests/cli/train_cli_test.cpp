@@ -9,6 +9,7 @@
 
 #include "model/backbone.h"
 #include "pipeline/run_folder.h"
+#include "db/run_store.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -166,6 +167,34 @@ TEST_F(TrainCli, BadValuesAreRefusedAndADivergedStageDoesNotBlockTheRun) {
   ASSERT_EQ(j["stages"].size(), 2u);
   EXPECT_EQ(j["stages"][0]["status"], "failed");
   EXPECT_EQ(j["stages"][1]["status"], "failed");
+}
+
+// --amp bf16 with --channels-last against float32, same seed and data: another trajectory (the
+// backbone rounds to 8 bits of mantissa) that learns as well; the precision is recorded.
+TEST_F(TrainCli, MixedPrecisionLearnsAsFloat32Does) {
+  auto train = [&](const std::string& run, const std::string& extra) {
+    const auto a = joint_args(dir_.file(run), false);
+    std::string cmd;
+    for (const auto& s : a) cmd += s + " ";
+    const auto r = run_ppnet(cmd + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const auto info = run_ppnet("info --json --run " + dir_.file(run));
+    return nlohmann::json::parse(info.out);
+  };
+  const auto fp32 = train("fp32", ""), bf16 = train("bf16", "--amp bf16 --channels-last");
+  const double a32 = fp32["epochs"].back()["eval_accuracy"].get<double>();
+  const double a16 = bf16["epochs"].back()["eval_accuracy"].get<double>();
+  std::cout << "eval accuracy after 6 epochs: float32 " << a32 << ", bf16 + channels-last " << a16 << "\n";
+  EXPECT_GE(a32, 0.8);
+  EXPECT_GE(a16, a32 - 0.1);
+  EXPECT_NE(fp32["epochs"].back()["train_loss"], bf16["epochs"].back()["train_loss"]) << "bf16 did not apply";
+  const auto settings = nlohmann::json::parse(db::RunStore(dir_.file("bf16/run.sqlite")).stages().at(0).config_json);
+  EXPECT_EQ(settings["amp"], "bf16");
+  EXPECT_EQ(settings["channels_last"], true);
+
+  const auto r = run_ppnet("train --stage joint --data " + dir_.file("data") + " --run " + dir_.file("x") + " --amp fp16");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--amp fp16 needs --device cuda")) << r.err;
 }
 
 class TrainKilled : public TrainCli, public ::testing::WithParamInterface<int> {};

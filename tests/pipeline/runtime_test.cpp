@@ -1,5 +1,7 @@
 #include "pipeline/runtime.h"
 
+#include "model/protopnet.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -41,6 +43,78 @@ TEST(Runtime, RejectsMalformedOrUnavailableDevices) {
       EXPECT_NE(std::string(e.what()).find("--device cpu"), std::string::npos);
     }
   }
+}
+
+model::ProtoPNet small_net() {
+  model::ProtoPNetOptions o;
+  o.arch = "small";
+  o.num_classes = 3;
+  o.prototypes_per_class = 2;
+  o.prototype_dim = 16;
+  return model::ProtoPNet(o);
+}
+
+// --amp bf16: the backbone and add-on compute in bfloat16; the prototype layer, and whatever the
+// caller computes around the model, in float32; the logits stay close to float32's.
+TEST(Runtime, AmpLowersTheBackboneAndAddOnOnly) {
+  start_runtime(RuntimeConfig{});
+  torch::manual_seed(7);
+  auto net = small_net();
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::rand({4, 3, 28, 28});
+  const auto reference = net->forward(x);  // float32
+  RuntimeConfig c;
+  c.amp = "bf16";
+  const Runtime rt = start_runtime(c);
+  EXPECT_EQ(rt.amp, torch::kBFloat16);
+  model::ProtoPNetActivations act;
+  model::ProtoPNetOutput out;
+  act = net->activations(x);
+  out = net->forward(x);
+  const auto product = torch::mm(torch::rand({4, 4}), torch::rand({4, 4}));  // a caller's own maths
+  EXPECT_EQ(act.latent.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(act.distances.scalar_type(), torch::kFloat);
+  EXPECT_EQ(out.min_distances.scalar_type(), torch::kFloat);
+  EXPECT_EQ(out.logits.scalar_type(), torch::kFloat);
+  const double diff = (out.logits - reference.logits).abs().max().item<double>();
+  EXPECT_GT(diff, 0.0) << "bf16 must change the low bits: autocast did not apply";
+  EXPECT_LT(diff, 0.05 * reference.logits.abs().max().item<double>());
+  EXPECT_EQ(product.scalar_type(), torch::kFloat) << "autocast reached beyond the model's backbone";
+  start_runtime(RuntimeConfig{});
+  EXPECT_EQ(net->activations(x).latent.scalar_type(), torch::kFloat) << "--amp off again";
+
+  c.amp = "fp16";  // CUDA only
+  if (!torch::cuda::is_available()) EXPECT_THROW(start_runtime(c), std::runtime_error);
+  c.amp = "fp8";
+  EXPECT_THROW(start_runtime(c), std::runtime_error);
+}
+
+// --channels-last: the convolution weights and the input become NHWC; the results are float32's
+// up to the order of sums.
+TEST(Runtime, ChannelsLastConvertsTheWeightsAndKeepsTheResults) {
+  torch::manual_seed(8);
+  auto net = small_net();
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::rand({4, 3, 28, 28});
+  RuntimeConfig c;
+  start_runtime(c);
+  const auto reference = net->forward(x);
+  c.channels_last = true;
+  start_runtime(c);
+  const auto out = net->forward(x);
+  start_runtime(RuntimeConfig{});  // back to the default layout for the tests that follow
+  int converted = 0;
+  for (const auto& p : net->backbone().parameters()) {
+    if (p.dim() == 4) {
+      EXPECT_TRUE(p.is_contiguous(at::MemoryFormat::ChannelsLast));
+      ++converted;
+    }
+  }
+  EXPECT_GT(converted, 0);
+  EXPECT_TRUE(torch::allclose(out.logits, reference.logits, 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(out.min_distances, reference.min_distances, 1e-4, 1e-5));
 }
 
 }  // namespace

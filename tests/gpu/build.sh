@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the whole ppnet binary against a given LibTorch and the folder tests/gpu/bundle.sh made,
+# ignoring whatever OpenCV, Boost, TBB, SQLite or nlohmann-json the system has (none is needed):
+#   tests/gpu/build.sh TORCH_DIR BUNDLE BUILD
+# TORCH_DIR: the folder of TorchConfig.cmake (for a Python torch wheel:
+# $(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')/Torch). Prints the binary's
+# path last. Gloo's headers are taken from LibTorch's include folder when it has them; without
+# them ppnet builds without data-parallel work.
+set -euo pipefail
+torch_dir=$(realpath "$1") bundle=$(realpath "$2") build=$3
+src=$(cd "$(dirname "$0")/../.." && pwd)
+cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+  -DTorch_DIR="$torch_dir" -DCMAKE_PREFIX_PATH="$bundle" -DCMAKE_IGNORE_PREFIX_PATH="/usr;/usr/local" \
+  -DOpenCV_DIR="$bundle/lib/cmake/opencv4" -DBoost_USE_STATIC_LIBS=ON -DBoost_NO_SYSTEM_PATHS=ON \
+  -DCMAKE_BUILD_RPATH="$bundle/lib" >"$build.configure.log" 2>&1 || { cat "$build.configure.log" >&2; exit 1; }
+cmake --build "$build" --target ppnet >"$build.build.log" 2>&1 || { tail -40 "$build.build.log" >&2; exit 1; }
+echo "$build/cli/ppnet"

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Here, on Debian 12 with its package mirror: everything but LibTorch that building the whole
+# ppnet binary needs, in one folder that can travel to a GPU machine without OpenCV, Boost, TBB,
+# SQLite or nlohmann-json development files and without network (tests/gpu/build.sh uses it).
+#   - OpenCV core, imgproc and imgcodecs (PNG, JPEG, PNM, HDR, Sun raster), static, built from
+#     Debian's own source package: Debian's shared imgcodecs drags in 140 libraries (217 MB);
+#   - the static archives of Boost.Program_options, SQLite, zlib, libpng and libjpeg, and
+#     oneTBB's shared library (Debian has no static one), with their headers and CMake configs;
+#     of Boost only the headers program_options reaches (the compiler's own dependency list).
+# Gloo's headers stay behind: an upstream LibTorch ships its own, matching its compiled Gloo.
+# Usage: tests/gpu/bundle.sh [OUT]   (default .gpu-deps, ignored by git; about 10 minutes)
+set -euo pipefail
+out=$(realpath -m "${1:-.gpu-deps}")
+multi=/usr/lib/x86_64-linux-gnu
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$out/lib/cmake" "$out/include" "$out/share/cmake"
+
+# 1. OpenCV, static, from Debian's source package (apt's lists for deb-src kept in $work).
+if [ ! -f "$out/lib/libopencv_core.a" ]; then
+  mkdir -p "$work/apt/lists/partial"
+  cat >"$work/apt/src.sources" <<EOF
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  apt=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/apt" -o "Dir::State::Lists=$work/apt/lists")
+  apt-get "${apt[@]}" update >/dev/null
+  (cd "$work" && apt-get "${apt[@]}" source --download-only opencv >/dev/null 2>&1)
+  tar xJf "$work"/opencv_*.orig.tar.xz -C "$work"
+  flags=(-DBUILD_LIST=core,imgproc,imgcodecs -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON
+         -DCPU_DISPATCH=AVX2 -DOPENCV_LIB_INSTALL_PATH=lib -DOPENCV_CONFIG_INSTALL_PATH=lib/cmake/opencv4
+         -DWITH_PNG=ON -DBUILD_PNG=OFF -DPNG_LIBRARY=$multi/libpng16.a -DWITH_JPEG=ON -DBUILD_JPEG=OFF
+         -DJPEG_LIBRARY=$multi/libjpeg.a -DZLIB_LIBRARY=$multi/libz.a -DWITH_TIFF=OFF -DWITH_WEBP=OFF
+         -DWITH_OPENJPEG=OFF -DWITH_JASPER=OFF -DWITH_OPENEXR=OFF -DWITH_IMGCODEC_PFM=OFF -DWITH_GDAL=OFF
+         -DWITH_GDCM=OFF -DWITH_IPP=OFF -DWITH_ITT=OFF -DWITH_OPENCL=OFF -DWITH_LAPACK=OFF -DWITH_EIGEN=OFF
+         -DWITH_TBB=OFF -DWITH_OPENMP=OFF -DWITH_PROTOBUF=OFF -DWITH_QUIRC=OFF -DWITH_ADE=OFF -DWITH_VA=OFF
+         -DWITH_GTK=OFF -DWITH_QT=OFF -DWITH_FFMPEG=OFF -DWITH_GSTREAMER=OFF -DWITH_V4L=OFF -DWITH_1394=OFF
+         -DBUILD_TESTS=OFF -DBUILD_PERF_TESTS=OFF -DBUILD_EXAMPLES=OFF -DBUILD_opencv_apps=OFF -DBUILD_JAVA=OFF
+         -DBUILD_opencv_python3=OFF -DOPENCV_GENERATE_PKGCONFIG=OFF)
+  cmake -S "$work"/opencv-*/ -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$out" \
+    "${flags[@]}" >"$work/cmake.log"
+  cmake --build "$work/build" --target install >"$work/build.log"
+fi
+# Its config names Debian's codec archives by absolute path: make them the bundle's own.
+sed -i "s|$multi/lib\(png16\|jpeg\|z\)\.a|\${_IMPORT_PREFIX}/lib/lib\1.a|g" "$out/lib/cmake/opencv4/OpenCVModules.cmake"
+rm -rf "$out/share/opencv4" "$out/share/licenses" "$out/bin"
+
+# 2. The other libraries: static archives, oneTBB's shared library, their CMake configs.
+cp "$multi"/{libpng16.a,libjpeg.a,libz.a,libsqlite3.a,libboost_program_options.a} "$out/lib/"
+cp -P "$multi"/libtbb.so* "$out/lib/"
+for d in TBB Boost-1.74.0 boost_headers-1.74.0 boost_program_options-1.74.0; do cp -r "$multi/cmake/$d" "$out/lib/cmake/"; done
+cp "$multi/cmake/BoostDetectToolset-1.74.0.cmake" "$out/lib/cmake/"
+cp -r /usr/share/cmake/nlohmann_json "$out/share/cmake/"
+
+# 3. Headers: whole where small, Boost's by what program_options includes.
+cp /usr/include/{sqlite3.h,sqlite3ext.h,zlib.h,zconf.h} "$out/include/"
+cp -r /usr/include/{oneapi,tbb,nlohmann} "$out/include/"
+echo '#include <boost/program_options.hpp>' | g++ -std=c++17 -x c++ -M - | tr ' \\' '\n\n' |
+  grep '^/usr/include/boost/' | sort -u | while read -r h; do
+    mkdir -p "$out/include/$(dirname "${h#/usr/include/}")"
+    cp "$h" "$out/include/${h#/usr/include/}"
+  done
+strip --strip-debug "$out"/lib/*.a 2>/dev/null || true
+du -sh "$out"
