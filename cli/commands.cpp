@@ -211,6 +211,9 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
         ("l1", po::value(&c.l1)->default_value(c.l1)->value_name("C"), "loss coefficient of the off-class L1")
         ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0)->value_name("N"),
          "also checkpoint every N batches (0: at epoch ends only)")
+        ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb)->value_name("MB"),
+         "data-parallel: gradients are summed across ranks in buckets of about MB megabytes (the first "
+         "1 MB), each as soon as the backward pass has produced it")
         ("json", po::bool_switch(&json), "machine-readable report on stdout");
     add_runtime(o, c.runtime);
     if (!parse(info, o, args, vm)) return 0;
@@ -230,6 +233,7 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
     if (vm.count("epochs")) c.epochs = vm["epochs"].as<int>();
     if (vm.count("lr-backbone")) c.lr_backbone = vm["lr-backbone"].as<double>();
     if (vm.count("lr-schedule")) c.lr_schedule = vm["lr-schedule"].as<std::string>();
+    if (!(c.bucket_mb > 0 && c.bucket_mb <= 4096)) throw UsageError("--bucket-mb must be in (0, 4096]", name);
     if (c.epochs.value_or(0) < 0 || c.checkpoint_every < 0) {
       throw UsageError("--epochs and --checkpoint-every must be 0 or more", name);
     }

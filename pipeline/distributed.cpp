@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <map>
 #include <stdexcept>
 #include <thread>
 
@@ -18,6 +19,8 @@ namespace ppnet::pipeline {
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  std::map<int, c10::intrusive_ptr<c10d::Work>> pending;  // start_sum's, by handle
+  int next_handle = 0;
 };
 
 namespace {
@@ -146,6 +149,29 @@ void Distributed::all_reduce(std::vector<torch::Tensor>& tensors, const std::str
   }
 }
 
+int Distributed::start_sum(torch::Tensor flat) {
+  std::vector<torch::Tensor> one = {std::move(flat)};
+  const int handle = impl_->next_handle++;
+  try {
+    impl_->pending[handle] = impl_->group->allreduce(one);
+  } catch (const std::runtime_error& e) {
+    lost("the start of a gradient bucket's sum", e);
+  }
+  return handle;
+}
+
+void Distributed::wait_sum(int handle, const std::string& what) {
+  const auto it = impl_->pending.find(handle);
+  if (it == impl_->pending.end()) return;
+  const auto work = it->second;
+  impl_->pending.erase(it);
+  try {
+    work->wait();
+  } catch (const std::runtime_error& e) {
+    lost(what, e);
+  }
+}
+
 void Distributed::broadcast(std::vector<torch::Tensor>& tensors, const std::string& what) {
   std::vector<torch::Tensor> all = tensors;
   // Broadcast is an all-reduce of rank 0's values and zeros elsewhere: one collective, exact.
@@ -205,10 +231,82 @@ Distributed::~Distributed() = default;
 void Distributed::all_reduce_sum(std::vector<torch::Tensor>&, const std::string&) {}
 void Distributed::all_reduce_min(std::vector<torch::Tensor>&, const std::string&) {}
 void Distributed::broadcast(std::vector<torch::Tensor>&, const std::string&) {}
+int Distributed::start_sum(torch::Tensor) { return -1; }
+void Distributed::wait_sum(int, const std::string&) {}
 void Distributed::broadcast_weights(torch::nn::Module&) {}
 std::string Distributed::share(const std::string&, const std::string& value) { return value; }
 void Distributed::publish_error(const std::string&, const std::string&) {}
 
 #endif
+
+GradientReducer::GradientReducer(Distributed& dist, std::vector<torch::Tensor> params, int64_t bucket_bytes)
+    : dist_(dist), params_(std::move(params)), bucket_of_(params_.size()), grads_(params_.size()) {
+  int64_t bytes = 0, cap = std::min<int64_t>(int64_t{1} << 20, bucket_bytes);
+  for (size_t k = params_.size(); k-- > 0;) {
+    const int64_t size = params_[k].numel() * static_cast<int64_t>(params_[k].element_size());
+    if (buckets_.empty() || (bytes > 0 && bytes + size > cap)) {
+      if (!buckets_.empty()) cap = bucket_bytes;
+      buckets_.emplace_back();
+      bytes = 0;
+    }
+    buckets_.back().params.push_back(k);
+    bucket_of_[k] = buckets_.size() - 1;
+    bytes += size;
+  }
+  for (size_t k = 0; k < params_.size(); ++k) {
+    // A leaf's hook sees the whole gradient of the backward pass (every use of the parameter
+    // summed), once, just before it is accumulated into .grad.
+    hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) {
+      arrived(k, grad);
+      return torch::Tensor();  // the gradient unchanged
+    }));
+  }
+}
+
+GradientReducer::~GradientReducer() {
+  for (size_t k = 0; k < params_.size(); ++k) params_[k].remove_hook(hooks_[k]);
+}
+
+void GradientReducer::begin_step() {
+  for (auto& g : grads_) g = torch::Tensor();
+  for (auto& b : buckets_) {
+    b.ready = 0;
+    b.handle = -1;
+    b.flat = torch::Tensor();
+  }
+  next_ = 0;
+}
+
+void GradientReducer::arrived(size_t param, const torch::Tensor& grad) {
+  grads_[param] = grad.detach();
+  ++buckets_[bucket_of_[param]].ready;
+  while (next_ < buckets_.size() && buckets_[next_].ready == buckets_[next_].params.size()) start(buckets_[next_++]);
+}
+
+void GradientReducer::start(Bucket& b) {
+  std::vector<torch::Tensor> parts;
+  for (size_t k : b.params) {
+    const auto& g = grads_[k];
+    parts.push_back(g.defined() ? g.to(torch::kCPU).reshape({-1}) : torch::zeros({params_[k].numel()}, params_[k].options().device(torch::kCPU)));
+  }
+  b.flat = torch::cat(parts);
+  b.handle = dist_.start_sum(b.flat);
+}
+
+void GradientReducer::finish(const std::string& what) {
+  while (next_ < buckets_.size()) start(buckets_[next_++]);
+  torch::NoGradGuard no_grad;
+  for (auto& b : buckets_) {
+    dist_.wait_sum(b.handle, what);
+    int64_t at = 0;
+    for (size_t k : b.params) {
+      auto& p = params_[k];
+      const int64_t n = p.numel();
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      p.mutable_grad().copy_(b.flat.slice(0, at, at + n).view(p.sizes()));
+      at += n;
+    }
+  }
+}
 
 }  // namespace ppnet::pipeline

@@ -36,6 +36,11 @@ class Distributed {
   void all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what);
   /// The element-wise minimum of `tensors` across ranks, in place (one buffer, as above).
   void all_reduce_min(std::vector<torch::Tensor>& tensors, const std::string& what);
+  /// Starts summing `flat` (a contiguous CPU tensor) across ranks, in place, in the background
+  /// (Gloo's threads); wait_sum(handle) blocks until it is done. Every rank must start the same
+  /// sums in the same order.
+  int start_sum(torch::Tensor flat);
+  void wait_sum(int handle, const std::string& what);
   /// Copies rank 0's `tensors` into every rank's, in place.
   void broadcast(std::vector<torch::Tensor>& tensors, const std::string& what);
   /// Copies rank 0's parameters and buffers of `module` into every rank's.
@@ -52,6 +57,42 @@ class Distributed {
   [[noreturn]] void lost(const std::string& what, const std::exception& cause);
   int rank_, size_;
   std::unique_ptr<Impl> impl_;
+};
+
+/// Gradients summed across ranks while the backward pass still runs, as PyTorch's DDP does:
+/// the parameters in buckets (in reverse order, the order in which the backward pass reaches
+/// them; the first bucket up to 1 MB, the others up to `bucket_bytes`); a bucket's all-reduce
+/// starts as soon as the backward pass has produced all of its gradients (buckets in order, so
+/// that every rank starts the same sums in the same order), and finish() starts what is left
+/// (gradients this rank did not compute count as zeros), waits, and leaves the sums in the
+/// parameters' .grad. The sums are the same as one all-reduce of everything would give.
+class GradientReducer {
+ public:
+  GradientReducer(Distributed& dist, std::vector<torch::Tensor> params, int64_t bucket_bytes = 25 << 20);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  void begin_step();  // before the backward pass
+  void finish(const std::string& what);
+  int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
+
+ private:
+  struct Bucket {
+    std::vector<size_t> params;
+    size_t ready = 0;
+    int handle = -1;  // its all-reduce, once started
+    torch::Tensor flat;
+  };
+  void arrived(size_t param, const torch::Tensor& grad);
+  void start(Bucket& b);
+  Distributed& dist_;
+  std::vector<torch::Tensor> params_;
+  std::vector<unsigned> hooks_;
+  std::vector<size_t> bucket_of_;
+  std::vector<torch::Tensor> grads_;
+  std::vector<Bucket> buckets_;
+  size_t next_ = 0;  // the next bucket to start
 };
 
 }  // namespace ppnet::pipeline

@@ -370,9 +370,16 @@ TrainReport run_train(const TrainConfig& c) {
   };
 
   LossScale loss_scale(rt.amp == torch::kHalf);
+  const auto reducer =
+      dist ? std::make_unique<GradientReducer>(*dist, trained, static_cast<int64_t>(c.bucket_mb * 1024 * 1024)) : nullptr;
+  if (reducer && leader) {
+    std::fprintf(stderr, "data-parallel: %d ranks, gradients summed in %lld bucket(s) during the backward pass\n", ranks,
+                 static_cast<long long>(reducer->buckets()));
+  }
   // 3. The epochs: on each batch every rank computes its slice's gradients, weighted by its
-  //    share of the batch, and their sum (one all-reduce, with the stop and divergence flags)
-  //    is the whole batch's gradient on every rank, so the Adam steps stay identical.
+  //    share of the batch, and their sum (bucketed all-reduces overlapping the backward pass,
+  //    then one of the stop and divergence flags) is the whole batch's gradient on every rank,
+  //    so the Adam steps stay identical.
   while (pos.epoch < epochs) {
     const auto epoch_start = Clock::now();
     const int64_t e = pos.epoch;
@@ -392,6 +399,7 @@ TrainReport run_train(const TrainConfig& c) {
         static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).lr(base_lr[g] * factor);
       }
       optimizer.zero_grad();
+      if (reducer) reducer->begin_step();
       const int64_t here = y.size(0);
       double loss_value = 0;
       if (here > 0) {
@@ -409,16 +417,12 @@ TrainReport run_train(const TrainConfig& c) {
       bool diverged = !std::isfinite(loss_value) ||
                       !std::all_of(sums.v.begin(), sums.v.end(), [](double v) { return std::isfinite(v); });
       if (dist) {
-        std::vector<torch::Tensor> reduce;
-        for (auto& p : trained) {
-          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-          reduce.push_back(p.mutable_grad());
-        }
-        auto flags = torch::tensor({stop ? 1.0f : 0.0f, diverged ? 1.0f : 0.0f}, torch::TensorOptions().device(rt.device));
-        reduce.push_back(flags);
-        dist->all_reduce_sum(reduce, "the gradients of epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1));
-        stop = flags[0].item<float>() > 0;
-        diverged = flags[1].item<float>() > 0;
+        const std::string what = "the gradients of epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1);
+        reducer->finish(what);  // most buckets were summed while the backward pass ran
+        std::vector<torch::Tensor> flags = {torch::tensor({stop ? 1.0f : 0.0f, diverged ? 1.0f : 0.0f})};
+        dist->all_reduce_sum(flags, what);
+        stop = flags[0][0].item<float>() > 0;
+        diverged = flags[0][1].item<float>() > 0;
       }
       if (diverged) {
         fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1) +

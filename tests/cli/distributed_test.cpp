@@ -112,6 +112,16 @@ TEST_F(Distributed, TwoRanksTrainAsOneProcessDoes) {
   train_both("-step", 1, 200);  // the whole train split as one batch: one step
   const double one_step = weight_difference(final_state(dir_.file("one-step")), final_state(dir_.file("two-step")));
   train_both("", 3, 8);
+  // The same with a bucket per parameter (a few hundred bytes each): the sums are the same, so
+  // are the weights, to the bit.
+  auto tiny = joint_args(dir_.file("two-buckets"), 3, false);
+  tiny.insert(tiny.end(), {"--bucket-mb", "0.0001"});
+  const auto tiny_pids = spawn_ranks(tiny, 2, "buckets");
+  for (const int pid : tiny_pids) EXPECT_EQ(test::wait_exit(pid), 0) << log("buckets0.log") << log("buckets1.log");
+  EXPECT_TRUE(contains(log("two0.log"), "gradients summed in 1 bucket(s)")) << log("two0.log");
+  EXPECT_FALSE(contains(log("buckets0.log"), "gradients summed in 1 bucket(s)")) << log("buckets0.log");
+  const auto whole = final_state(dir_.file("two")), bucketed = final_state(dir_.file("two-buckets"));
+  for (const auto& [name, t] : whole) EXPECT_TRUE(torch::equal(t, bucketed.at(name))) << name;
   EXPECT_TRUE(contains(log("two0.log"), "two: stage joint #1 (new run), 3 epochs")) << log("two0.log");
   EXPECT_FALSE(contains(log("two1.log"), "stage joint")) << "rank 1 reports nothing: " << log("two1.log");
   const double steps = weight_difference(final_state(dir_.file("one")), final_state(dir_.file("two")));

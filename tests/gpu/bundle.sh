@@ -48,11 +48,15 @@ fi
 sed -i "s|$multi/lib\(png16\|jpeg\|z\)\.a|\${_IMPORT_PREFIX}/lib/lib\1.a|g" "$out/lib/cmake/opencv4/OpenCVModules.cmake"
 rm -rf "$out/share/opencv4" "$out/share/licenses" "$out/bin"
 
-# 2. The other libraries: static archives, oneTBB's shared library, their CMake configs.
-cp "$multi"/{libpng16.a,libjpeg.a,libz.a,libsqlite3.a,libboost_program_options.a} "$out/lib/"
-cp -P "$multi"/libtbb.so* "$out/lib/"
-for d in TBB Boost-1.74.0 boost_headers-1.74.0 boost_program_options-1.74.0; do cp -r "$multi/cmake/$d" "$out/lib/cmake/"; done
-cp "$multi/cmake/BoostDetectToolset-1.74.0.cmake" "$out/lib/cmake/"
+# 2. The other libraries: static archives, oneTBB's shared library, their CMake configs, in
+#    Debian's multiarch layout (Boost's and TBB's configs find their files relative to it).
+arch=$out/lib/x86_64-linux-gnu
+mkdir -p "$arch/cmake"
+cp "$multi"/{libpng16.a,libjpeg.a,libz.a} "$out/lib/"  # OpenCV's codecs
+cp "$multi"/{libsqlite3.a,libboost_program_options.a} "$arch/"
+cp -P "$multi"/libtbb*.so* "$arch/"  # tbb, tbbmalloc, tbbmalloc_proxy: its config names them all
+for d in TBB Boost-1.74.0 boost_headers-1.74.0 boost_program_options-1.74.0; do cp -r "$multi/cmake/$d" "$arch/cmake/"; done
+cp "$multi/cmake/BoostDetectToolset-1.74.0.cmake" "$arch/cmake/"
 cp -r /usr/share/cmake/nlohmann_json "$out/share/cmake/"
 
 # 3. Headers: whole where small, Boost's by what program_options includes.
@@ -63,5 +67,5 @@ echo '#include <boost/program_options.hpp>' | g++ -std=c++17 -x c++ -M - | tr ' 
     mkdir -p "$out/include/$(dirname "${h#/usr/include/}")"
     cp "$h" "$out/include/${h#/usr/include/}"
   done
-strip --strip-debug "$out"/lib/*.a 2>/dev/null || true
+strip --strip-debug "$out"/lib/*.a "$arch"/*.a 2>/dev/null || true
 du -sh "$out"

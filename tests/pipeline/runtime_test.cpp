@@ -85,7 +85,9 @@ TEST(Runtime, AmpLowersTheBackboneAndAddOnOnly) {
   EXPECT_EQ(net->activations(x).latent.scalar_type(), torch::kFloat) << "--amp off again";
 
   c.amp = "fp16";  // CUDA only
-  if (!torch::cuda::is_available()) EXPECT_THROW(start_runtime(c), std::runtime_error);
+  if (!torch::cuda::is_available()) {
+    EXPECT_THROW(start_runtime(c), std::runtime_error);
+  }
   c.amp = "fp8";
   EXPECT_THROW(start_runtime(c), std::runtime_error);
 }
