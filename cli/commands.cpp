@@ -211,6 +211,9 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
         ("l1", po::value(&c.l1)->default_value(c.l1)->value_name("C"), "loss coefficient of the off-class L1")
         ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0)->value_name("N"),
          "also checkpoint every N batches (0: at epoch ends only)")
+        ("restart-optimizer", po::bool_switch(&c.restart_optimizer),
+         "joint: begin with a fresh Adam state and StepLR schedule instead of continuing those of the "
+         "run's previous joint stage (the reference keeps them across push cycles)")
         ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb)->value_name("MB"),
          "data-parallel: gradients are summed across ranks in buckets of about MB megabytes (the first "
          "1 MB), each as soon as the backward pass has produced it")

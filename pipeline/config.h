@@ -62,6 +62,7 @@ struct TrainConfig {
   double cross_entropy = 1.0, cluster = 0.8, separation = -0.08, l1 = 1e-4;
   int checkpoint_every = 0;  // also checkpoint every N batches (0: only at epoch ends)
   double bucket_mb = 25;     // data-parallel: gradient bucket size, as DDP's bucket_cap_mb
+  bool restart_optimizer = false;  // joint: fresh Adam state and schedule, not the previous joint stage's
   bool resume = false;
   RuntimeConfig runtime;
 };

@@ -260,6 +260,17 @@ void load_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::D
   }
 }
 
+void load_optimizer_state(const fs::path& path, torch::optim::Optimizer& optimizer, torch::Device device) {
+  try {
+    torch::serialize::InputArchive archive, opt_archive;
+    archive.load_from(path.string(), device);
+    archive.read("optimizer", opt_archive);
+    optimizer.load(opt_archive);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(path.string() + ": no optimizer state of this model (" + e.what_without_backtrace() + ")");
+  }
+}
+
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device) {
   model::ProtoPNet net(to_model_options(run.model_config()));
   const auto latest = run.store().latest_final_checkpoint();

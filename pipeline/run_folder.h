@@ -126,6 +126,9 @@ void save_stage_checkpoint(RunFolder& run, model::ProtoPNetImpl& model, torch::o
 /// `position`. Throws std::runtime_error naming the file when it does not fit.
 void load_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model, torch::Device device,
                      torch::optim::Optimizer* optimizer, TrainingPosition* position);
+/// Only the optimizer's state of the checkpoint at `path` (Adam's moments and step counts), onto
+/// `device`: a joint stage continuing the previous one's. Throws std::runtime_error naming the file.
+void load_optimizer_state(const std::filesystem::path& path, torch::optim::Optimizer& optimizer, torch::Device device);
 
 /// The model as the run's latest finished stage left it (or as created), on `device`.
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device);

@@ -50,7 +50,32 @@ double lr_factor(const nlohmann::json& settings, bool joint, int64_t epoch, int6
                             settings.at("epochs").get<double>();
     return 0.5 * (1.0 + std::cos(M_PI * progress));
   }
-  return std::pow(settings.at("lr_gamma").get<double>(), epoch / settings.at("lr_step").get<int>());
+  // StepLR counts the joint epochs of the earlier push cycles too, as the reference's one
+  // scheduler does (schedule_offset, when the stage continues the previous joint stage).
+  const int64_t e = epoch + settings.value("schedule_offset", int64_t{0});
+  return std::pow(settings.at("lr_gamma").get<double>(), e / settings.at("lr_step").get<int>());
+}
+
+// A new joint stage continues the Adam state and StepLR schedule of the run's latest finished
+// joint stage (the reference keeps one optimizer and one scheduler across its push cycles),
+// unless --restart-optimizer, or a prune since then changed the prototypes the state belongs
+// to. Returns {} or {"optimizer": that stage's final checkpoint, "schedule_offset": joint
+// epochs done so far}.
+nlohmann::json continuation(const TrainConfig& c, db::RunStore& store) {
+  if (c.stage != "joint" || c.restart_optimizer) return {};
+  const auto stages = store.stages();
+  int64_t epochs_before = 0;
+  std::optional<db::StageRow> previous;
+  for (const auto& st : stages) {
+    if (st.kind == "prune") previous.reset();
+    if (st.kind != "joint" || st.status != "done") continue;
+    previous = st;
+    epochs_before += nlohmann::json::parse(st.config_json).value("epochs", int64_t{0});
+  }
+  if (!previous) return {};
+  const auto checkpoints = store.checkpoints(previous->id);
+  if (checkpoints.empty() || !checkpoints.back().final) return {};
+  return {{"optimizer", checkpoints.back().path}, {"stage", previous->id}, {"schedule_offset", epochs_before}};
 }
 
 // What a stage runs with, recorded in its row so that --resume continues identically.
@@ -241,6 +266,12 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
   settings["ranks"] = ranks;
   settings["amp"] = c.runtime.amp;  // a resumed stage computes in the resuming command's precision
   settings["channels_last"] = c.runtime.channels_last;
+  const auto continued = continuation(c, run.store());
+  if (!continued.empty()) {
+    settings["continue_optimizer"] = continued.at("optimizer");
+    settings["continue_stage"] = continued.at("stage");
+    settings["schedule_offset"] = continued.at("schedule_offset");
+  }
   const StageStart stage = resolve_stage(run, c.stage, c.resume, settings.dump(),
                                          "'ppnet train --stage " + c.stage + " --resume'");
   p.stage_id = stage.stage_id;
@@ -346,6 +377,15 @@ TrainReport run_train(const TrainConfig& c) {
     load_checkpoint(run_dir / plan.checkpoint, *net, rt.device, &optimizer, &pos);
   } else {
     load_checkpoint(run_dir / plan.checkpoint, *net, rt.device, nullptr, nullptr);
+    if (settings.contains("continue_optimizer")) {  // the previous joint stage's Adam state, moments and steps
+      load_optimizer_state(run_dir / settings.at("continue_optimizer").get<std::string>(), optimizer, rt.device);
+      // The archive brings its groups' options too: this stage's settings win (the learning
+      // rates are set at every batch anyway).
+      for (size_t g = 0; g < optimizer.param_groups().size(); ++g) {
+        const bool prototypes = g + 1 == optimizer.param_groups().size();
+        static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).weight_decay(prototypes ? 0.0 : wd);
+      }
+    }
   }
   if (dist) dist->broadcast_weights(*net);  // every rank read the same file; rank 0's copy counts
   if (leader) store->set_stage_status(stage_id, "running");

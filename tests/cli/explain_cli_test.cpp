@@ -64,22 +64,30 @@ class ExplainCli : public ::testing::Test {
     dir_ = new test::TempDir;
     parts_ = test::make_planted_folder(dir_->path() / "images", 4, 60);
     const std::string d = " --data " + dir_->file("data") + " --run " + dir_->file("run");
-    ASSERT_EQ(run_ppnet("prepare --folder " + dir_->file("images") + " --out " + dir_->file("data") +
-                        " --copies 0 --test-fraction 0.25").exit_code, 0);
-    ASSERT_EQ(run_ppnet("train --stage warm" + d + " --arch small --img-size 48 --prototypes-per-class 1 "
-                        "--prototype-dim 32 --epochs 4 --batch-size 10").exit_code, 0);
     // The reference's rates, which this fixture was tuned with (not the from-scratch recipe).
-    ASSERT_EQ(run_ppnet("train --stage joint" + d + " --epochs 8 --batch-size 10 --lr-backbone 1e-4 --lr-schedule step")
-                  .exit_code, 0);
-    ASSERT_EQ(run_ppnet("project" + d).exit_code, 0);
-    ASSERT_EQ(run_ppnet("last-layer" + d).exit_code, 0);
+    for (const std::string& step : {"prepare --folder " + dir_->file("images") + " --out " + dir_->file("data") +
+                                        " --copies 0 --test-fraction 0.25",
+                                    "train --stage warm" + d + " --arch small --img-size 48 --prototypes-per-class 1 "
+                                        "--prototype-dim 32 --epochs 4 --batch-size 10",
+                                    "train --stage joint" + d + " --epochs 8 --batch-size 10 --lr-backbone 1e-4 --lr-schedule step",
+                                    "project" + d, "last-layer" + d}) {
+      const auto r = run_ppnet(step);
+      if (r.exit_code != 0) {
+        setup_error_ = "'ppnet " + step + "' exited " + std::to_string(r.exit_code) + ": " + r.err;
+        return;
+      }
+    }
   }
   static void TearDownTestSuite() { delete dir_; }
+  // A failed set-up fails every test instead of skipping it.
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << "suite set-up failed: " << setup_error_; }
   static test::TempDir* dir_;
   static std::map<std::string, cv::Rect> parts_;
+  static std::string setup_error_;
 };
 test::TempDir* ExplainCli::dir_ = nullptr;
 std::map<std::string, cv::Rect> ExplainCli::parts_;
+std::string ExplainCli::setup_error_;
 
 TEST_F(ExplainCli, ExplanationsAgreeWithEvaluateAndPointAtTheParts) {
   auto r = run_ppnet("evaluate --run " + dir_->file("run") + " --data " + dir_->file("data") +

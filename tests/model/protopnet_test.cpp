@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 namespace ppnet::model {
 namespace {
 
@@ -36,8 +38,23 @@ TEST(ProtoPNet, ForwardShapesAndRanges) {
   EXPECT_LE(act.distances.max().item<float>(), 16.0f);
   // The two entry points agree: min over the grid of the maps is forward()'s minimum.
   EXPECT_TRUE(torch::equal(std::get<0>(act.distances.flatten(2).min(2)), out.min_distances));
-  EXPECT_TRUE(torch::allclose(
-      out.logits, net->last_layer()(similarity_from_distance(out.min_distances))));
+  // The logits by the paper's formulas, written out here rather than through the model's own
+  // functions: logit_c = Σ_j w_cj · log((d_j + 1) / (d_j + 1e-4)), d_j the smallest distance of
+  // prototype j over the grid, by a loop over cells.
+  const auto w = net->last_layer()->weight.detach();
+  for (int64_t i = 0; i < 2; ++i) {
+    for (int64_t c = 0; c < 3; ++c) {
+      double logit = 0;
+      for (int64_t j = 0; j < 12; ++j) {
+        double d = 1e30;
+        for (int64_t h = 0; h < 7; ++h) {
+          for (int64_t x = 0; x < 7; ++x) d = std::min(d, act.distances[i][j][h][x].item<double>());
+        }
+        logit += w[c][j].item<double>() * std::log((d + 1) / (d + 1e-4));
+      }
+      EXPECT_NEAR(out.logits[i][c].item<double>(), logit, 1e-4 * std::max(1.0, std::abs(logit))) << i << "," << c;
+    }
+  }
 }
 
 TEST(ProtoPNet, DistancesEqualBruteForcePerPatch) {

@@ -148,10 +148,60 @@ TEST(Train, ResumeOfAFinishedStageDoesNothing) {
   EXPECT_EQ(RunFolder::open(dir.path() / "run").store().stages().size(), 1u);
 }
 
-TEST(RunStore, FreshDatabaseMigratesFromVersionZero) {
+// The largest Adam step count in a checkpoint's optimizer state: how many steps that state has
+// taken, whatever stage took them.
+int64_t adam_steps(RunFolder& run, const std::string& rel) {
+  model::ProtoPNet net(to_model_options(run.model_config()));
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(net->backbone().parameters());
+  groups.emplace_back(net->add_on_layers()->parameters());
+  groups.emplace_back(std::vector<torch::Tensor>{net->prototype_vectors()});
+  torch::optim::Adam adam(groups, torch::optim::AdamOptions(1e-3));
+  load_optimizer_state(run.absolute(rel), adam, torch::kCPU);
+  int64_t steps = 0;
+  for (const auto& [key, state] : adam.state()) {
+    steps = std::max(steps, static_cast<int64_t>(static_cast<torch::optim::AdamParamState&>(*state).step()));
+  }
+  return steps;
+}
+
+// The reference keeps one Adam state and one StepLR schedule across its push cycles: a second
+// joint stage continues the first's (its step counts go on, the schedule counts the earlier
+// epochs), unless --restart-optimizer; a warm stage never does.
+TEST(Train, AJointStageContinuesThePreviousOnesOptimizerAndSchedule) {
+  TempDir dir;
+  const auto data = prepared(dir);  // 45 training images: 6 batches of 8 per epoch
+  for (const bool restart : {false, true}) {
+    const fs::path run_dir = dir.path() / (restart ? "restarted" : "continued");
+    auto c = small_train(data, run_dir, "joint", 2);
+    c.lr_schedule = "step";
+    c.lr_step = 1;
+    run_train(c);
+    c.epochs = 1;
+    c.restart_optimizer = restart;
+    run_train(c);
+    RunFolder run = RunFolder::open(run_dir);
+    const auto stages = run.store().stages();
+    ASSERT_EQ(stages.size(), 2u);
+    const auto first = run.store().checkpoints(stages[0].id).back(), second = run.store().checkpoints(stages[1].id).back();
+    EXPECT_EQ(adam_steps(run, first.path), 12);
+    EXPECT_EQ(adam_steps(run, second.path), restart ? 6 : 18);
+    const auto settings = nlohmann::json::parse(stages[1].config_json);
+    EXPECT_EQ(settings.contains("continue_optimizer"), !restart);
+    if (!restart) {
+      EXPECT_EQ(settings["continue_optimizer"], first.path);
+      EXPECT_EQ(settings["schedule_offset"], 2);
+    }
+  }
+}
+
+TEST(RunStore, AVersionOneDatabaseMigratesToTheLatest) {
   TempDir dir;
   const std::string path = dir.file("run.sqlite");
-  { db::Database v1(path, db::Migrations{db::run_migrations()[0]}); }
+  {
+    db::Database v1(path, db::Migrations{db::run_migrations()[0]});
+    ASSERT_EQ(v1.schema_version(), 1);
+  }
   db::RunStore store(path);
   EXPECT_EQ(store.database().schema_version(), static_cast<int>(db::run_migrations().size()));
   EXPECT_FALSE(store.run().has_value());
@@ -163,7 +213,9 @@ TEST(RunStore, FreshDatabaseMigratesFromVersionZero) {
   const auto b = store.checkpoints(s);
   ASSERT_EQ(b.size(), 1u);
   EXPECT_EQ(b[0].path, "checkpoints/b.pt");
-  EXPECT_FALSE(store.latest_final_checkpoint().has_value() && store.latest_final_checkpoint()->path != "checkpoints/b.pt");
+  const auto final = store.latest_final_checkpoint();
+  ASSERT_TRUE(final.has_value());
+  EXPECT_EQ(final->path, "checkpoints/b.pt");
   EXPECT_THROW(store.create_run({"t", "v", "{}", "/d", "{}"}), std::runtime_error);  // one run per database
 }
 
