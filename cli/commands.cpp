@@ -187,6 +187,8 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
         ("prototype-dim", po::value(&c.prototype_dim)->default_value(c.prototype_dim)->value_name("D"),
          "channels of a prototype (new runs)")
         ("add-on", po::value(&c.add_on)->default_value(c.add_on)->value_name("TYPE"), "regular or bottleneck (new runs)")
+        ("activation", po::value(&c.activation)->default_value(c.activation)->value_name("A"),
+         "prototype activation (new runs): log, log((d+1)/(d+1e-4)) as the paper, or linear, -d")
         ("weights", po::value(&c.weights)->value_name("FILE"),
          "pretrained backbone weights, .safetensors or torch.save .pth (new runs)")
         ("epochs", po::value<int>()->value_name("N"),
@@ -225,6 +227,9 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
       throw UsageError("--stage '" + c.stage + "': expected warm or joint", name);
     }
     require(name, vm, {"stage", "data", "run"});
+    if (c.activation != "log" && c.activation != "linear") {
+      throw UsageError("--activation '" + c.activation + "': expected log or linear", name);
+    }
     if (c.add_on != "regular" && c.add_on != "bottleneck") {
       throw UsageError("--add-on '" + c.add_on + "': expected regular or bottleneck", name);
     }
@@ -255,7 +260,7 @@ int run_command(const std::string& name, const std::vector<std::string>& args) {
                                  {"separation", c.separation}}) {
       if (!(std::abs(v) <= 1000)) throw UsageError(std::string("--") + opt + " must be a number in [-1000, 1000]", name);
     }
-    for (const char* opt : {"arch", "img-size", "prototypes-per-class", "prototype-dim", "add-on"}) {
+    for (const char* opt : {"arch", "img-size", "prototypes-per-class", "prototype-dim", "add-on", "activation"}) {
       if (vm.count(opt) && !vm[opt].defaulted()) c.given.insert(opt);
     }
     print_report(std::cout, pipeline::run_train(c), json);

@@ -309,15 +309,17 @@ std::shared_ptr<BackboneImpl> make_backbone(const std::string& arch) {
     for (const auto& n : backbone_names()) known += (known.empty() ? "" : ", ") + n;
     throw std::invalid_argument("unknown architecture '" + arch + "' (known: " + known + ")");
   }
-  init_like_torchvision(*net);
+  init_like_torchvision(*net, arch);
   return net;
 }
 
-void init_like_torchvision(torch::nn::Module& module) {
+void init_like_torchvision(torch::nn::Module& module, const std::string& arch) {
+  const torch::nn::init::FanModeType mode =
+      arch.rfind("densenet", 0) == 0 ? torch::nn::init::FanModeType(torch::kFanIn) : torch::nn::init::FanModeType(torch::kFanOut);
   torch::NoGradGuard no_grad;
   for (auto& m : module.modules(/*include_self=*/true)) {
     if (auto* c = m->as<torch::nn::Conv2d>()) {
-      torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
+      torch::nn::init::kaiming_normal_(c->weight, 0.0, mode, torch::kReLU);
       if (c->bias.defined()) torch::nn::init::zeros_(c->bias);
     } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
       torch::nn::init::ones_(bn->weight);

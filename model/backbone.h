@@ -43,7 +43,9 @@ const std::vector<std::string>& backbone_names();
 /// architectures when `arch` is not one of them.
 std::shared_ptr<BackboneImpl> make_backbone(const std::string& arch);
 
-/// Re-initialises every Conv2d and BatchNorm2d under `module` as torchvision does.
-void init_like_torchvision(torch::nn::Module& module);
+/// Re-initialises every Conv2d and BatchNorm2d under `module` as torchvision's constructor of
+/// `arch` does: convolutions Kaiming-normal for ReLU, fan_out for VGG and ResNet, fan_in
+/// (torch's default mode) for DenseNet; BatchNorm weight 1, bias 0; conv biases 0.
+void init_like_torchvision(torch::nn::Module& module, const std::string& arch);
 
 }  // namespace ppnet::model

@@ -75,6 +75,22 @@ AddOnType parse_add_on_type(const std::string& name) {
   throw std::invalid_argument("unknown add-on type '" + name + "' (expected regular or bottleneck)");
 }
 
+Activation parse_activation(const std::string& name) {
+  if (name == "log") return Activation::kLog;
+  if (name == "linear") return Activation::kLinear;
+  throw std::invalid_argument("unknown prototype activation '" + name + "' (expected log or linear)");
+}
+
+std::string to_string(Activation activation) { return activation == Activation::kLog ? "log" : "linear"; }
+
+torch::Tensor similarity(const torch::Tensor& distances, Activation activation) {
+  return activation == Activation::kLog ? similarity_from_distance(distances) : -distances;
+}
+
+torch::Tensor ProtoPNetImpl::similarity(const torch::Tensor& distances) const {
+  return model::similarity(distances, options_.activation);
+}
+
 std::string to_string(AddOnType type) {
   return type == AddOnType::kRegular ? "regular" : "bottleneck";
 }
@@ -209,7 +225,7 @@ ProtoPNetOutput ProtoPNetImpl::head(const torch::Tensor& backbone_features) {
 
 ProtoPNetOutput ProtoPNetImpl::classify(const torch::Tensor& d) {
   auto min_d = std::get<0>(d.flatten(2).min(2));
-  auto logits = last_layer_(similarity_from_distance(min_d));
+  auto logits = last_layer_(similarity(min_d));
   return {logits, min_d};
 }
 

@@ -21,12 +21,19 @@ enum class AddOnType { kRegular, kBottleneck };
 AddOnType parse_add_on_type(const std::string& name);
 std::string to_string(AddOnType type);
 
+/// The prototype activation: the reference's "log", log((d + 1) / (d + 1e-4)), or "linear", −d.
+enum class Activation { kLog, kLinear };
+/// Parses "log" or "linear"; throws std::invalid_argument otherwise.
+Activation parse_activation(const std::string& name);
+std::string to_string(Activation activation);
+
 struct ProtoPNetOptions {
   std::string arch = "vgg19";
   int64_t num_classes = 200;
   int64_t prototypes_per_class = 10;
   int64_t prototype_dim = 128;  // D: channels of a latent patch and of a prototype
   AddOnType add_on = AddOnType::kRegular;
+  Activation activation = Activation::kLog;
 };
 
 /// forward(): logits B×C and the minimum distance of every prototype over the grid, B×P.
@@ -63,6 +70,8 @@ class ProtoPNetImpl : public torch::nn::Module {
   torch::Tensor paired_distances(const torch::Tensor& latent);
   ProtoPNetOutput head(const torch::Tensor& backbone_features);  // from features(x) onwards
   ProtoPNetOutput classify(const torch::Tensor& distances);       // from B×P×H×W distance maps
+  /// Similarities from distances (any shape), by the model's activation.
+  torch::Tensor similarity(const torch::Tensor& distances) const;
 
   const ProtoPNetOptions& options() const { return options_; }
   /// P: classes × prototypes per class, until keep_prototypes() or a loaded checkpoint of a
@@ -112,6 +121,9 @@ void set_precision(torch::ScalarType dtype);
 /// Process-wide: the backbone and add-on convolutions run in channels-last (NHWC) layout, their
 /// weights converted on the next forward pass (--channels-last; faster with cuDNN's tensor cores).
 void set_channels_last(bool on);
+
+/// The similarity of `activation` from distances, elementwise: similarity_from_distance or −d.
+torch::Tensor similarity(const torch::Tensor& distances, Activation activation);
 
 /// s = log((d + 1) / (d + 1e-4)), elementwise.
 torch::Tensor similarity_from_distance(const torch::Tensor& distances);

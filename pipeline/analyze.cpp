@@ -25,13 +25,13 @@ using Clock = std::chrono::steady_clock;
 // size, and (when asked) a patch and a boxed picture per slot. Images are decoded once each, in
 // parallel.
 std::vector<db::NearestPatchRow> describe(const model::NearestPatches& nearest, const std::vector<ListEntry>& list,
-                                          const fs::path& data, const fs::path& pictures) {
+                                          const fs::path& data, const fs::path& pictures, model::Activation activation) {
   const auto images_t = nearest.image(), cells_t = nearest.cell();
   const auto distances_t = nearest.distance().to(torch::kFloat64);
-  const auto similarities_t = model::similarity_from_distance(distances_t);
+  const auto similarities_t = model::similarity(distances_t, activation);
   const auto images = images_t.accessor<int64_t, 2>(), cells = cells_t.accessor<int64_t, 2>();
   const auto distances = distances_t.accessor<double, 2>(), similarities = similarities_t.accessor<double, 2>();
-  const auto maps = model::similarity_from_distance(nearest.maps());
+  const auto maps = model::similarity(nearest.maps(), activation);
   const int64_t P = images_t.size(0), K = images_t.size(1), W = maps.size(3);
   std::map<int64_t, std::vector<std::pair<int64_t, int64_t>>> slots_of;  // image → (prototype, rank)
   for (int64_t j = 0; j < P; ++j) {
@@ -109,7 +109,7 @@ AnalyzeReport run_analyze(const AnalyzeConfig& c) {
     fs::remove_all(pictures);
     fs::create_directories(pictures);
   }
-  const auto rows = describe(nearest, list, data, pictures);
+  const auto rows = describe(nearest, list, data, pictures, net->options().activation);
 
   // 3. One transaction records it.
   const auto final_checkpoint = store.latest_final_checkpoint();

@@ -44,6 +44,7 @@ struct TrainConfig {
   int prototypes_per_class = 10;
   int prototype_dim = 128;
   std::string add_on = "regular";
+  std::string activation = "log";  // new runs: the prototype activation, log or linear
   std::set<std::string> given;  // model options given explicitly (cli fills it)
   std::string weights;          // pretrained backbone, when the run is created
   // The stage (recorded with it; --resume continues with the recorded values). Defaults are the

@@ -9,6 +9,7 @@
 #include <torch/types.h>
 
 #include <chrono>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,22 @@ class Distributed {
   int rank_, size_;
   std::unique_ptr<Impl> impl_;
 };
+
+/// A command that runs data-parallel under torchrun: `leader(Distributed*)` on rank 0 (or in the
+/// only process, with nullptr), `worker(Distributed&)` on the others. An error on rank 0 is
+/// published under `plan_key` (the key its plan is shared under), so the others stop with it
+/// instead of waiting.
+template <class Leader, class Worker>
+auto on_ranks(const std::string& plan_key, Leader leader, Worker worker) -> decltype(leader(nullptr)) {
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  if (dist && dist->rank() != 0) return worker(*dist);
+  try {
+    return leader(dist.get());
+  } catch (const std::exception& e) {
+    if (dist) dist->publish_error(plan_key, e.what());
+    throw;
+  }
+}
 
 /// Gradients summed across ranks while the backward pass still runs, as PyTorch's DDP does:
 /// the parameters in buckets (in reverse order, the order in which the backward pass reaches

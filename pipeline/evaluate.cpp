@@ -40,7 +40,8 @@ class PartPass {
         list_(list),
         metrics_(net.num_prototypes(), {c.consistency_threshold}),
         nearest_(net.num_prototypes(), c.purity_k),
-        weights_(net.last_layer()->weight.detach().cpu()) {
+        weights_(net.last_layer()->weight.detach().cpu()),
+        activation_(net.options().activation) {
     own_.resize(static_cast<size_t>(net.prototype_class_identity().size(1)));
     const auto classes = net.prototype_classes();
     for (size_t j = 0; j < classes.size(); ++j) own_[static_cast<size_t>(classes[j])].push_back(static_cast<int64_t>(j));
@@ -51,11 +52,11 @@ class PartPass {
   /// `out`: what classify() made of `d`.
   void observe(const Batch& b, int64_t first, const torch::Tensor& d, const model::ProtoPNetOutput& out,
                const torch::Tensor& noisy_d) {
-    const auto sim = model::similarity_from_distance(d).cpu();
-    const auto noisy_sim = noisy_d.defined() ? model::similarity_from_distance(noisy_d).cpu() : torch::Tensor();
+    const auto sim = model::similarity(d, activation_).cpu();
+    const auto noisy_sim = noisy_d.defined() ? model::similarity(noisy_d, activation_).cpu() : torch::Tensor();
     const auto pred = out.logits.argmax(1).cpu();
     const auto contribution =
-        model::similarity_from_distance(out.min_distances).cpu() * weights_.index_select(0, pred);  // B×P
+        model::similarity(out.min_distances, activation_).cpu() * weights_.index_select(0, pred);  // B×P
     const auto top = contribution.argmax(1);
     std::vector<int64_t> annotated;
     for (int64_t i = 0; i < b.labels.size(0); ++i) {
@@ -84,7 +85,7 @@ class PartPass {
 
   PartMetricsResult finish() {
     if (wants("purity")) {
-      const auto maps = model::similarity_from_distance(nearest_.maps());
+      const auto maps = model::similarity(nearest_.maps(), activation_);
       const auto images_t = nearest_.image();
       const auto images = images_t.accessor<int64_t, 2>();
       for (int64_t j = 0; j < images_t.size(0); ++j) {
@@ -115,6 +116,7 @@ class PartPass {
   PartMetrics metrics_;
   model::NearestPatches nearest_;
   torch::Tensor weights_;
+  model::Activation activation_;
   std::vector<std::vector<int64_t>> own_;  // class → its prototypes
   int64_t annotated_images_ = 0;
 };
@@ -200,10 +202,7 @@ EvaluateReport evaluate_worker(const EvaluateConfig& c, const Runtime& rt, Distr
   const auto plan = nlohmann::json::parse(dist.share("evaluate plan", ""));
   if (plan.at("parts").get<bool>()) return r;
   const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
-  model::ProtoPNet net(to_model_options(m));
-  net->to(rt.device);
-  dist.broadcast_weights(*net);
-  net->eval();
+  auto net = receive_model(dist, plan.at("model").get<std::string>(), rt.device);
   torch::NoGradGuard no_grad;
   const fs::path data(c.data);
   const std::string split = plan.at("split").get<std::string>();
@@ -312,14 +311,9 @@ EvaluateReport evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt,
 
 EvaluateReport run_evaluate(const EvaluateConfig& c) {
   const Runtime rt = start_runtime(c.runtime);
-  const auto dist = Distributed::from_environment(kDistributedTimeout);
-  if (dist && dist->rank() != 0) return evaluate_worker(c, rt, *dist);
-  try {
-    return evaluate_on_rank_zero(c, rt, dist.get());
-  } catch (const std::exception& e) {
-    if (dist) dist->publish_error("evaluate plan", e.what());
-    throw;
-  }
+  return on_ranks(
+      "evaluate plan", [&](Distributed* dist) { return evaluate_on_rank_zero(c, rt, dist); },
+      [&](Distributed& dist) { return evaluate_worker(c, rt, dist); });
 }
 
 std::string metrics_json(const EvaluateReport& r) {

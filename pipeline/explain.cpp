@@ -60,6 +60,7 @@ struct Context {
   fs::path dir, out, run_dir, data_dir;
   int64_t projection = 0;
   int img_size = 0;
+  model::Activation activation = model::Activation::kLog;
   std::vector<std::string> class_names;
   std::map<int64_t, db::PrototypeRow> sources;
 };
@@ -78,7 +79,7 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
   write_file_atomic(folder / "input.png", encode_png(model_input));
 
   const auto min_d = std::get<0>(distances.flatten(1).min(1));  // P
-  const auto sim = model::similarity_from_distance(min_d);
+  const auto sim = model::similarity(min_d, ctx.activation);
   const int64_t predicted = logits.argmax().item<int64_t>();
   json j;
   j["image"] = rel;
@@ -103,7 +104,7 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
     const int64_t cls = proto_class[p].item<int64_t>();
     const auto dmap = distances[p];
     const int64_t cell = std::get<1>(dmap.flatten().min(0)).item<int64_t>();
-    const cv::Mat smap = tensor_to_mat(model::similarity_from_distance(dmap));
+    const cv::Mat smap = tensor_to_mat(model::similarity(dmap, ctx.activation));
     const auto box = high_activation_box(smap, W0, H0);
     const double s = sim[p].item<double>(), w = weight[predicted][p].item<double>();
     char stem[32];
@@ -203,6 +204,7 @@ ExplainReport run_explain(const ExplainConfig& c) {
   ctx.out = c.out;
   ctx.run_dir = run.dir();
   ctx.img_size = m.img_size;
+  ctx.activation = model::parse_activation(m.activation);
   const auto projection = store.latest_projection();
   if (!projection) {
     throw std::runtime_error("run " + c.run + " has not been projected, so its prototypes have no source patches; run "
@@ -310,7 +312,7 @@ ExplainReport run_explain(const ExplainConfig& c) {
     Batch b;
     while (loader.next(&b)) {
       const auto act = net->activations(b.images.to(rt.device));
-      const auto logits = net->last_layer()(model::similarity_from_distance(std::get<0>(act.distances.flatten(2).min(2)))).cpu();
+      const auto logits = net->last_layer()(net->similarity(std::get<0>(act.distances.flatten(2).min(2)))).cpu();
       const auto distances = act.distances.cpu();
       rendering.wait();
       const int64_t first = b.index * c.batch_size;

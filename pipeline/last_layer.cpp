@@ -57,7 +57,7 @@ struct FullBatch {
 FullBatch full_batch(model::ProtoPNetImpl& net, const torch::Tensor& d, const torch::Tensor& y,
                      const model::LossCoefficients& coef) {
   torch::NoGradGuard no_grad;
-  const auto logits = net.last_layer()(model::similarity_from_distance(d));
+  const auto logits = net.last_layer()(net.similarity(d));
   FullBatch b;
   b.terms = model::compute_loss_terms(logits, d, y, net.prototype_class_identity(), net.last_layer()->weight,
                                       net.max_distance());
@@ -131,7 +131,7 @@ void solve_prox(Fit& f, LastLayerReport& report) {
   SolverProgress progress;
   double last_residual = -1;
   const auto result = model::solve_last_layer_prox(
-      model::similarity_from_distance(f.train_d), f.train_y, f.net.prototype_class_identity(), weight, f.coef.l1,
+      f.net.similarity(f.train_d), f.train_y, f.net.prototype_class_identity(), weight, f.coef.l1,
       options, [&](const model::ProxProgress& p) {
         if (p.residual >= 0) last_residual = p.residual;
         if (progress.due()) {
@@ -206,7 +206,7 @@ void adam_epochs(Fit& f, LastLayerReport& report) {
       const int64_t end = std::min(n, begin + batch_size);
       const auto d = epoch_d.slice(0, begin, end), y = epoch_y.slice(0, begin, end);
       f.optimizer.zero_grad();
-      const auto logits = f.net.last_layer()(model::similarity_from_distance(d));
+      const auto logits = f.net.last_layer()(f.net.similarity(d));
       const auto t = model::compute_loss_terms(logits, d, y, identity, weight, f.net.max_distance());
       const auto loss = model::total_loss(t, f.coef);
       loss.backward();
@@ -278,10 +278,7 @@ LastLayerReport feature_worker(const LastLayerConfig& c, const Runtime& rt, Dist
   const auto plan = nlohmann::json::parse(dist.share("last-layer plan", ""));
   if (plan.at("done").get<bool>()) return report;
   const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
-  model::ProtoPNet net(to_model_options(m));
-  net->to(rt.device);
-  dist.broadcast_weights(*net);
-  net->eval();
+  auto net = receive_model(dist, plan.at("model").get<std::string>(), rt.device);
   const fs::path data(c.data);
   const int batch = plan.at("eval_batch_size").get<int>();
   shared_min_distances(&dist, *net, data, read_list(data, plan.at("eval_split").get<std::string>()), m.img_size, batch,
@@ -293,7 +290,7 @@ LastLayerReport feature_worker(const LastLayerConfig& c, const Runtime& rt, Dist
 // F and its optimality residual on the cached training similarities; -1 without a cache.
 model::LastLayerObjective objective_of(const Fit& f) {
   if (!f.train_d.defined()) return {-1, -1, -1, -1};
-  return model::last_layer_objective(model::similarity_from_distance(f.train_d), f.train_y,
+  return model::last_layer_objective(f.net.similarity(f.train_d), f.train_y,
                                      f.net.prototype_class_identity(), f.net.last_layer()->weight, f.coef.l1);
 }
 
@@ -395,14 +392,9 @@ LastLayerReport solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
 LastLayerReport run_last_layer(const LastLayerConfig& c) {
   const auto start = Clock::now();
   const Runtime rt = start_runtime(c.runtime);
-  const auto dist = Distributed::from_environment(kDistributedTimeout);
-  if (dist && dist->rank() != 0) return feature_worker(c, rt, *dist);
-  try {
-    return solve_on_rank_zero(c, rt, dist.get(), start);
-  } catch (const std::exception& e) {
-    if (dist) dist->publish_error("last-layer plan", e.what());
-    throw;
-  }
+  return on_ranks(
+      "last-layer plan", [&](Distributed* dist) { return solve_on_rank_zero(c, rt, dist, start); },
+      [&](Distributed& dist) { return feature_worker(c, rt, dist); });
 }
 
 }  // namespace ppnet::pipeline

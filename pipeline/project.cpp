@@ -99,10 +99,7 @@ ProjectReport search_worker(const ProjectConfig& c, const Runtime& rt, Distribut
   const auto plan = nlohmann::json::parse(dist.share("project plan", ""));
   if (plan.at("done").get<bool>()) return report;
   const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
-  model::ProtoPNet net(to_model_options(m));
-  net->to(rt.device);
-  dist.broadcast_weights(*net);
-  net->eval();
+  auto net = receive_model(dist, plan.at("model").get<std::string>(), rt.device);
   torch::NoGradGuard no_grad;
   InterruptScope interrupt_scope;
   const fs::path data(c.data);
@@ -178,7 +175,7 @@ ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   const std::vector<int64_t> keys(key_cpu.data_ptr<int64_t>(), key_cpu.data_ptr<int64_t>() + P);
   const std::vector<double> best_d_v(best_d_cpu.data_ptr<double>(), best_d_cpu.data_ptr<double>() + P);
   const torch::Tensor self_d = net->paired_distances(nearest.latent).cpu();  // against the projected prototypes
-  const torch::Tensor self_sim = model::similarity_from_distance(self_d);
+  const torch::Tensor self_sim = net->similarity(self_d);
   std::map<int64_t, std::vector<int64_t>> users;  // push index → prototypes projected onto it
   for (int64_t j = 0; j < P; ++j) {
     if (keys[static_cast<size_t>(j)] != kNone) users[keys[static_cast<size_t>(j)] / HW].push_back(j);
@@ -260,14 +257,9 @@ ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
 ProjectReport run_project(const ProjectConfig& c) {
   const auto start = Clock::now();
   const Runtime rt = start_runtime(c.runtime);
-  const auto dist = Distributed::from_environment(kDistributedTimeout);
-  if (dist && dist->rank() != 0) return search_worker(c, rt, *dist);
-  try {
-    return project_on_rank_zero(c, rt, dist.get(), start);
-  } catch (const std::exception& e) {
-    if (dist) dist->publish_error("project plan", e.what());
-    throw;
-  }
+  return on_ranks(
+      "project plan", [&](Distributed* dist) { return project_on_rank_zero(c, rt, dist, start); },
+      [&](Distributed& dist) { return search_worker(c, rt, dist); });
 }
 
 }  // namespace ppnet::pipeline

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "pipeline/atomic_file.h"
+#include "pipeline/distributed.h"
 
 namespace ppnet::pipeline {
 
@@ -20,6 +21,7 @@ std::string model_config_json(const ModelConfig& m) {
                         {"prototypes_per_class", m.prototypes_per_class},
                         {"prototype_dim", m.prototype_dim},
                         {"add_on", m.add_on},
+                        {"activation", m.activation},
                         {"pretrained", m.pretrained}}
       .dump();
 }
@@ -35,6 +37,7 @@ ModelConfig model_config_from_json(const std::string& json) {
     m.prototype_dim = j.at("prototype_dim").get<int>();
     m.add_on = j.at("add_on").get<std::string>();
     m.pretrained = j.value("pretrained", false);  // absent in runs made before 0.2
+    m.activation = j.value("activation", std::string("log"));  // absent in runs made before --activation
     return m;
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string("model configuration in run.sqlite: ") + e.what());
@@ -48,6 +51,7 @@ model::ProtoPNetOptions to_model_options(const ModelConfig& m) {
   o.prototypes_per_class = m.prototypes_per_class;
   o.prototype_dim = m.prototype_dim;
   o.add_on = model::parse_add_on_type(m.add_on);
+  o.activation = model::parse_activation(m.activation);
   return o;
 }
 
@@ -269,6 +273,14 @@ void load_optimizer_state(const fs::path& path, torch::optim::Optimizer& optimiz
   } catch (const c10::Error& e) {
     throw std::runtime_error(path.string() + ": no optimizer state of this model (" + e.what_without_backtrace() + ")");
   }
+}
+
+model::ProtoPNet receive_model(Distributed& dist, const std::string& model_json, torch::Device device) {
+  model::ProtoPNet net(to_model_options(model_config_from_json(model_json)));
+  net->to(device);
+  dist.broadcast_weights(*net);
+  net->eval();
+  return net;
 }
 
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device) {

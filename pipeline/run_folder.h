@@ -21,6 +21,8 @@ class Optimizer;
 
 namespace ppnet::pipeline {
 
+class Distributed;
+
 struct ModelConfig {
   std::string arch = "vgg19";
   int img_size = 224;
@@ -29,6 +31,7 @@ struct ModelConfig {
   int prototype_dim = 128;
   std::string add_on = "regular";
   bool pretrained = false;  // created with --weights: training defaults are the reference's
+  std::string activation = "log";  // the prototype activation: log or linear
 };
 
 std::string model_config_json(const ModelConfig& m);
@@ -131,6 +134,10 @@ void load_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& mo
 void load_optimizer_state(const std::filesystem::path& path, torch::optim::Optimizer& optimizer, torch::Device device);
 
 /// The model as the run's latest finished stage left it (or as created), on `device`.
+/// On a rank other than 0: the model rank 0 described in `model_json` (model_config_json), on
+/// `device`, in eval mode, with rank 0's weights (broadcast).
+model::ProtoPNet receive_model(Distributed& dist, const std::string& model_json, torch::Device device);
+
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device);
 
 }  // namespace ppnet::pipeline

@@ -111,6 +111,7 @@ void refuse_model_changes(const TrainConfig& c, const ModelConfig& m, const fs::
   check("prototypes-per-class", std::to_string(c.prototypes_per_class), std::to_string(m.prototypes_per_class));
   check("prototype-dim", std::to_string(c.prototype_dim), std::to_string(m.prototype_dim));
   check("add-on", c.add_on, m.add_on);
+  check("activation", c.activation, m.activation);
   if (!c.weights.empty() && !c.resume) {  // (with --resume they were loaded when the run was created)
     throw std::runtime_error("--weights applies only when a run is created; run " + run.string() + " exists");
   }
@@ -248,7 +249,7 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
   const fs::path data(c.data);
   if (!run.has_run()) {
     ModelConfig m{c.arch, c.img_size, static_cast<int>(manifest.classes.size()), c.prototypes_per_class,
-                  c.prototype_dim, c.add_on, !c.weights.empty()};
+                  c.prototype_dim, c.add_on, !c.weights.empty(), c.activation};
     torch::manual_seed(c.runtime.seed);
     model::ProtoPNet net(to_model_options(m));
     net->receptive_field(m.img_size);  // throws when the image is too small for the backbone

@@ -197,6 +197,26 @@ TEST_F(TrainCli, MixedPrecisionLearnsAsFloat32Does) {
   EXPECT_TRUE(contains(r.err, "--amp fp16 needs --device cuda")) << r.err;
 }
 
+// --activation linear: recorded with the run, used by every later command, not changed later.
+TEST_F(TrainCli, LinearActivationIsRecordedAndUsedThroughout) {
+  const std::string d = " --data " + dir_.file("data") + " --run " + dir_.file("lin");
+  auto r = run_ppnet("train --stage joint" + d + " --arch small --img-size 28 --prototype-dim 16 --epochs 2 "
+                     "--batch-size 16 --activation linear");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* step : {"project", "last-layer", "evaluate"}) {
+    r = run_ppnet(std::string(step) + d);
+    EXPECT_EQ(r.exit_code, 0) << step << ": " << r.err;
+  }
+  r = run_ppnet("info --json --run " + dir_.file("lin"));
+  EXPECT_EQ(nlohmann::json::parse(r.out)["model"]["activation"], "linear");
+  r = run_ppnet("train --stage joint" + d + " --epochs 1 --activation log");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "has --activation linear")) << r.err;
+  r = run_ppnet("train --stage joint" + d + " --activation tanh");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--activation 'tanh': expected log or linear")) << r.err;
+}
+
 class TrainKilled : public TrainCli, public ::testing::WithParamInterface<int> {};
 
 TEST_P(TrainKilled, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {

@@ -1,4 +1,5 @@
 #include "model/protopnet.h"
+#include "model/backbone.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -84,6 +85,38 @@ TEST(ProtoPNet, PairedDistancesAreTheDiagonalOfAllPairs) {
     const auto brute = (z[j] - net->prototype_vectors()[j]).pow(2).sum(0);  // D×H×W − D×1×1
     EXPECT_TRUE(torch::allclose(paired[j], brute, 1e-5, 1e-5)) << "prototype " << j;
   }
+}
+
+// torchvision initialises VGG's and ResNet's convolutions Kaiming-normal with fan_out, DenseNet's
+// with kaiming_normal_'s default fan_in: the first convolution's spread tells them apart
+// (densenet121 conv0: 3·7·7 = 147 in, 64·7·7 = 3,136 out).
+TEST(Backbone, ConvolutionsStartAsTorchvisionsDo) {
+  torch::manual_seed(9);
+  const auto first_conv_std = [](const std::string& arch) {
+    for (const auto& p : make_backbone(arch)->named_parameters()) {
+      if (p.value().dim() == 4) return p.value().std().item<double>();
+    }
+    return 0.0;
+  };
+  EXPECT_NEAR(first_conv_std("densenet121"), std::sqrt(2.0 / 147), 0.1 * std::sqrt(2.0 / 147));
+  EXPECT_NEAR(first_conv_std("vgg11"), std::sqrt(2.0 / (64 * 9)), 0.1 * std::sqrt(2.0 / (64 * 9)));
+  EXPECT_NEAR(first_conv_std("resnet18"), std::sqrt(2.0 / (64 * 49)), 0.1 * std::sqrt(2.0 / (64 * 49)));
+}
+
+// --activation linear: the similarity is −d, and the logits W·(−min d).
+TEST(ProtoPNet, LinearActivationIsMinusTheDistance) {
+  torch::manual_seed(10);
+  auto o = small_options();
+  o.activation = Activation::kLinear;
+  ProtoPNet net(o);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto out = net->forward(torch::rand({2, 3, 28, 28}));
+  const auto expected = torch::mm(-out.min_distances, net->last_layer()->weight.t());
+  EXPECT_TRUE(torch::allclose(out.logits, expected, 1e-5, 1e-5));
+  EXPECT_EQ(parse_activation("linear"), Activation::kLinear);
+  EXPECT_EQ(to_string(parse_activation("log")), "log");
+  EXPECT_THROW(parse_activation("relu"), std::invalid_argument);
 }
 
 TEST(ProtoPNet, InitialisationFollowsTheReference) {
