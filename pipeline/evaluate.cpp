@@ -29,6 +29,14 @@ namespace fs = std::filesystem;
 
 const char* const kPartMetrics[] = {"consistency", "stability", "pointing", "purity"};
 
+// A CSV field as RFC 4180 quotes it: in double quotes, a quote inside doubled (class names and
+// paths may hold commas and quotes).
+std::string csv_field(const std::string& text) {
+  std::string out = "\"";
+  for (const char ch : text) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return out + '"';
+}
+
 // The part-based metrics of one evaluation pass: the boxes each image gives the prototypes of
 // its class (consistency, stability), its top prototype (pointing), and each prototype's
 // nearest patches over the annotated images (purity).
@@ -252,7 +260,7 @@ EvaluateReport evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt,
     ++r.confusion[static_cast<size_t>(y)][static_cast<size_t>(p)];
     top1 += y == p;
     top5 += topk[row].eq(y).any().item<bool>() ? 1 : 0;
-    predictions << '"' << list[i].path << "\"," << y << ',' << p << ',' << logits[row][p].item<double>() << '\n';
+    predictions << csv_field(list[i].path) << ',' << y << ',' << p << ',' << logits[row][p].item<double>() << '\n';
   }
   r.images = static_cast<int64_t>(list.size());
   r.accuracy = r.images ? static_cast<double>(top1) / static_cast<double>(r.images) : 0.0;
@@ -288,10 +296,10 @@ EvaluateReport evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt,
   if (!c.confusion_csv.empty()) {
     std::ostringstream os;
     os << "true\\predicted";
-    for (const auto& n : r.class_names) os << ",\"" << n << '"';
+    for (const auto& n : r.class_names) os << ',' << csv_field(n);
     os << '\n';
     for (int64_t k = 0; k < C; ++k) {
-      os << '"' << r.class_names[static_cast<size_t>(k)] << '"';
+      os << csv_field(r.class_names[static_cast<size_t>(k)]);
       for (auto v : r.confusion[static_cast<size_t>(k)]) os << ',' << v;
       os << '\n';
     }

@@ -12,6 +12,7 @@
 #include "db/run_store.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
+#include "test_paths.h"
 
 namespace ppnet {
 namespace {
@@ -215,6 +216,41 @@ TEST_F(TrainCli, LinearActivationIsRecordedAndUsedThroughout) {
   r = run_ppnet("train --stage joint" + d + " --activation tanh");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.err, "--activation 'tanh': expected log or linear")) << r.err;
+}
+
+// The CSV files of evaluate, read back by Python's csv module: a class name and paths holding a
+// comma and quotes survive (RFC 4180: fields quoted, quotes doubled).
+TEST(EvaluateCsv, ClassNamesWithCommasAndQuotesSurviveAStandardReader) {
+  test::TempDir dir;
+  test::make_pattern_folder(dir.path() / "images", 2, 20);
+  const std::string odd = "shirt \"v2\", blue";
+  fs::rename(dir.path() / "images" / "class0", dir.path() / "images" / odd);
+  const std::string d = " --data " + dir.file("data") + " --run " + dir.file("run");
+  ASSERT_EQ(run_ppnet("prepare --folder " + dir.file("images") + " --out " + dir.file("data") + " --copies 0").exit_code, 0);
+  ASSERT_EQ(run_ppnet("train --stage joint" + d + " --arch small --img-size 28 --prototype-dim 16 --epochs 1 --batch-size 16")
+                .exit_code, 0);
+  const auto r = run_ppnet("evaluate" + d + " --predictions-csv " + dir.file("pred.csv") + " --confusion-csv " +
+                           dir.file("conf.csv"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string to_json = dir.file("read.json");
+  const std::string cmd = std::string(PPNET_ORACLE_PYTHON) +
+                          " -c 'import csv, json, sys; json.dump([list(csv.reader(open(f, newline=\"\"))) for f in "
+                          "sys.argv[1:3]], open(sys.argv[3], \"w\"))' " + dir.file("pred.csv") + " " + dir.file("conf.csv") +
+                          " " + to_json;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const auto tables = nlohmann::json::parse(test::read_file(to_json));
+  const auto& pred = tables[0];
+  const auto& conf = tables[1];
+  ASSERT_GE(pred.size(), 2u);
+  for (const auto& row : pred) EXPECT_EQ(row.size(), 4u) << row.dump();
+  bool odd_path = false;
+  for (const auto& row : pred) odd_path |= row[0].get<std::string>().find(odd) != std::string::npos;
+  EXPECT_TRUE(odd_path) << pred.dump();
+  ASSERT_EQ(conf.size(), 3u);  // header + 2 classes
+  EXPECT_EQ(conf[0].size(), 3u);
+  bool named = false;
+  for (const auto& cell : conf[0]) named |= cell.get<std::string>().find(odd) != std::string::npos;
+  EXPECT_TRUE(named) << conf.dump();
 }
 
 class TrainKilled : public TrainCli, public ::testing::WithParamInterface<int> {};
