@@ -230,12 +230,7 @@ ProtoPNetOutput ProtoPNetImpl::classify(const torch::Tensor& d) {
 }
 
 ProtoPNetOutput ProtoPNetImpl::forward(const torch::Tensor& images) {
-  torch::Tensor z;
-  {
-    const PrecisionRegion amp(images.device().type());
-    z = add_on_layers_->forward(features_->forward(in_layout(images)));
-  }
-  return classify(distances(z));
+  return classify(distances(latent(images)));
 }
 
 ProtoPNetActivations ProtoPNetImpl::activations(const torch::Tensor& images) {

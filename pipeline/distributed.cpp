@@ -7,6 +7,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "pipeline/parse_number.h"
+#include "pipeline/progress.h"
+
 #ifdef PPNET_WITH_GLOO
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -14,6 +17,26 @@
 #endif
 
 namespace ppnet::pipeline {
+namespace {
+
+// `tensors` end to end in one flat CPU buffer of `dtype`, and back.
+torch::Tensor flatten(const std::vector<torch::Tensor>& tensors, torch::ScalarType dtype) {
+  std::vector<torch::Tensor> parts;
+  for (const auto& t : tensors) parts.push_back(t.detach().to(torch::kCPU, dtype).reshape({-1}));
+  return torch::cat(parts);
+}
+
+void unflatten(const torch::Tensor& flat, std::vector<torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  int64_t at = 0;
+  for (auto& t : tensors) {
+    const int64_t n = t.numel();
+    t.copy_(flat.slice(0, at, at + n).view(t.sizes()));
+    at += n;
+  }
+}
+
+}  // namespace
 
 #ifdef PPNET_WITH_GLOO
 struct Distributed::Impl {
@@ -36,18 +59,12 @@ std::string env(const char* name, bool required) {
 
 int env_int(const char* name, int lo, int hi) {
   const std::string v = env(name, true);
-  size_t used = 0;
-  int n = 0;
-  try {
-    n = std::stoi(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v.size() || n < lo || n > hi) {
+  int64_t n = 0;
+  if (!parse_int(v, &n) || n < lo || n > hi) {
     throw std::runtime_error(std::string("distributed: ") + name + "='" + v + "': expected an integer in " +
                              std::to_string(lo) + "…" + std::to_string(hi));
   }
-  return n;
+  return static_cast<int>(n);
 }
 
 std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
@@ -131,19 +148,11 @@ void Distributed::all_reduce(std::vector<torch::Tensor>& tensors, const std::str
     for (const auto& t : tensors) {
       if (t.scalar_type() != dtype) dtype = torch::kFloat64;
     }
-    std::vector<torch::Tensor> parts;
-    for (const auto& t : tensors) parts.push_back(t.detach().to(torch::kCPU, dtype).reshape({-1}));
-    std::vector<torch::Tensor> flat = {torch::cat(parts)};
+    std::vector<torch::Tensor> flat = {flatten(tensors, dtype)};
     c10d::AllreduceOptions options;
     options.reduceOp = min ? c10d::ReduceOp::MIN : c10d::ReduceOp::SUM;
     impl_->group->allreduce(flat, options)->wait();
-    int64_t at = 0;
-    torch::NoGradGuard no_grad;
-    for (auto& t : tensors) {
-      const int64_t n = t.numel();
-      t.copy_(flat[0].slice(0, at, at + n).view(t.sizes()));
-      at += n;
-    }
+    unflatten(flat[0], tensors);
   } catch (const std::runtime_error& e) {
     lost(what, e);
   }
@@ -172,21 +181,16 @@ void Distributed::wait_sum(int handle, const std::string& what) {
   }
 }
 
-void Distributed::broadcast(std::vector<torch::Tensor>& tensors, const std::string& what) {
-  std::vector<torch::Tensor> all = tensors;
-  // Broadcast is an all-reduce of rank 0's values and zeros elsewhere: one collective, exact.
-  torch::NoGradGuard no_grad;
-  if (rank_ != 0) {
-    for (auto& t : all) t.zero_();
-  }
-  all_reduce_sum(all, what);
-}
-
 void Distributed::broadcast_weights(torch::nn::Module& module) {
   std::vector<torch::Tensor> state;
   for (const auto& p : module.parameters()) state.push_back(p.detach());
   for (const auto& b : module.buffers()) state.push_back(b);
-  broadcast(state, "the broadcast of the weights");
+  // A broadcast is an all-reduce of rank 0's values and zeros elsewhere: one collective, exact.
+  if (rank_ != 0) {
+    torch::NoGradGuard no_grad;
+    for (auto& t : state) t.zero_();
+  }
+  all_reduce_sum(state, "the broadcast of the weights");
 }
 
 std::string Distributed::share(const std::string& key, const std::string& value) {
@@ -230,7 +234,6 @@ std::unique_ptr<Distributed> Distributed::from_environment(std::chrono::millisec
 Distributed::~Distributed() = default;
 void Distributed::all_reduce_sum(std::vector<torch::Tensor>&, const std::string&) {}
 void Distributed::all_reduce_min(std::vector<torch::Tensor>&, const std::string&) {}
-void Distributed::broadcast(std::vector<torch::Tensor>&, const std::string&) {}
 int Distributed::start_sum(torch::Tensor) { return -1; }
 void Distributed::wait_sum(int, const std::string&) {}
 void Distributed::broadcast_weights(torch::nn::Module&) {}
@@ -284,29 +287,70 @@ void GradientReducer::arrived(size_t param, const torch::Tensor& grad) {
 }
 
 void GradientReducer::start(Bucket& b) {
-  std::vector<torch::Tensor> parts;
-  for (size_t k : b.params) {
-    const auto& g = grads_[k];
-    parts.push_back(g.defined() ? g.to(torch::kCPU).reshape({-1}) : torch::zeros({params_[k].numel()}, params_[k].options().device(torch::kCPU)));
-  }
-  b.flat = torch::cat(parts);
+  std::vector<torch::Tensor> grads;
+  for (size_t k : b.params) grads.push_back(grads_[k].defined() ? grads_[k] : torch::zeros_like(params_[k]));
+  b.flat = flatten(grads, params_[b.params.front()].scalar_type());
   b.handle = dist_.start_sum(b.flat);
 }
 
 void GradientReducer::finish(const std::string& what) {
   while (next_ < buckets_.size()) start(buckets_[next_++]);
-  torch::NoGradGuard no_grad;
   for (auto& b : buckets_) {
     dist_.wait_sum(b.handle, what);
-    int64_t at = 0;
+    std::vector<torch::Tensor> grads;
     for (size_t k : b.params) {
       auto& p = params_[k];
-      const int64_t n = p.numel();
       if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      p.mutable_grad().copy_(b.flat.slice(0, at, at + n).view(p.sizes()));
-      at += n;
+      grads.push_back(p.mutable_grad());
     }
+    unflatten(b.flat, grads);
   }
+}
+
+void hand_over(Distributed& dist, const std::string& key, nlohmann::json plan, const ModelConfig& model,
+               model::ProtoPNetImpl& net) {
+  plan["model"] = model_config_json(model);
+  dist.share(key, plan.dump());
+  dist.broadcast_weights(net);
+}
+
+void hand_over_nothing(Distributed& dist, const std::string& key) { dist.share(key, "{}"); }
+
+std::optional<TakenOver> take_over(Distributed& dist, const std::string& key, torch::Device device) {
+  auto plan = nlohmann::json::parse(dist.share(key, ""));
+  if (!plan.contains("model")) return std::nullopt;
+  TakenOver t{plan, model_config_from_json(plan.at("model").get<std::string>())};
+  t.net = model::ProtoPNet(to_model_options(t.model));
+  t.net->to(device);
+  dist.broadcast_weights(*t.net);
+  t.net->eval();
+  return t;
+}
+
+torch::Tensor rows_across_ranks(Distributed* dist, const std::filesystem::path& data, const std::vector<ListEntry>& list,
+                                int img_size, int batch_size, int64_t width,
+                                const std::function<torch::Tensor(const torch::Tensor&)>& rows_of,
+                                const std::string& label, const std::string& what) {
+  torch::NoGradGuard no_grad;
+  const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
+  const auto mine = round_robin_batches(list.size(), batch_size, shard);
+  auto progress = !label.empty() && shard.rank == 0 ? std::make_unique<Progress>(label, mine.size()) : nullptr;
+  auto rows = torch::zeros({static_cast<int64_t>(list.size()), width});
+  const auto index_of = torch::tensor(mine, torch::kInt64);
+  BatchLoader loader(data, list, mine, img_size, batch_size, 0);
+  Batch b;
+  int64_t at = 0;
+  while (loader.next(&b)) {
+    const int64_t B = b.images.size(0);
+    rows.index_copy_(0, index_of.slice(0, at, at + B), rows_of(b.images).to(torch::kCPU, torch::kFloat));
+    at += B;
+    if (progress) progress->advance(static_cast<uint64_t>(B));
+  }
+  if (dist) {
+    std::vector<torch::Tensor> all = {rows};
+    dist->all_reduce_sum(all, what);
+  }
+  return rows;
 }
 
 }  // namespace ppnet::pipeline

@@ -10,9 +10,16 @@
 
 #include <chrono>
 #include <exception>
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "pipeline/image_data.h"
+#include "pipeline/run_folder.h"
 
 namespace ppnet::pipeline {
 
@@ -42,8 +49,6 @@ class Distributed {
   /// sums in the same order.
   int start_sum(torch::Tensor flat);
   void wait_sum(int handle, const std::string& what);
-  /// Copies rank 0's `tensors` into every rank's, in place.
-  void broadcast(std::vector<torch::Tensor>& tensors, const std::string& what);
   /// Copies rank 0's parameters and buffers of `module` into every rank's.
   void broadcast_weights(torch::nn::Module& module);
   /// Rank 0's `value` for `key`, on every rank (through the rendezvous store). Rank 0 may
@@ -60,21 +65,45 @@ class Distributed {
   std::unique_ptr<Impl> impl_;
 };
 
-/// A command that runs data-parallel under torchrun: `leader(Distributed*)` on rank 0 (or in the
-/// only process, with nullptr), `worker(Distributed&)` on the others. An error on rank 0 is
-/// published under `plan_key` (the key its plan is shared under), so the others stop with it
-/// instead of waiting.
+/// Work that runs data-parallel under torchrun: `leader(dist)` on rank 0 (or in the only
+/// process, `dist` null), `worker(*dist)` on the others. An error on rank 0 is published under
+/// `plan_key` (the key its plan is shared under), so the others stop with it instead of waiting.
 template <class Leader, class Worker>
-auto on_ranks(const std::string& plan_key, Leader leader, Worker worker) -> decltype(leader(nullptr)) {
-  const auto dist = Distributed::from_environment(kDistributedTimeout);
+auto on_ranks(Distributed* dist, const std::string& plan_key, Leader leader, Worker worker) -> decltype(leader(dist)) {
   if (dist && dist->rank() != 0) return worker(*dist);
   try {
-    return leader(dist.get());
+    return leader(dist);
   } catch (const std::exception& e) {
     if (dist) dist->publish_error(plan_key, e.what());
     throw;
   }
 }
+
+/// Rank 0's side of a data-parallel pass: `plan` (its settings) under `key`, with the model's
+/// configuration, then the weights of `net`, for take_over() on the other ranks.
+void hand_over(Distributed& dist, const std::string& key, nlohmann::json plan, const ModelConfig& model,
+               model::ProtoPNetImpl& net);
+/// Rank 0 tells the other ranks that they have nothing to do.
+void hand_over_nothing(Distributed& dist, const std::string& key);
+
+/// What a rank other than 0 receives: rank 0's plan and its model, on `device`, in eval mode.
+struct TakenOver {
+  nlohmann::json plan;
+  ModelConfig model;
+  model::ProtoPNet net{nullptr};
+};
+/// Waits for rank 0's hand_over() under `key`; nullopt after hand_over_nothing().
+std::optional<TakenOver> take_over(Distributed& dist, const std::string& key, torch::Device device);
+
+/// Per-image rows (N × `width`, float32, CPU) of a sequential pass over `list`, no gradients:
+/// `rows_of(images)` gives a batch's B × width (on any device). With `dist`, each rank computes
+/// the whole batches round_robin_batches() gives it and one all-reduce assembles the rows on
+/// every rank (the others' rows are zeros): what one process computes, to the bit. A non-empty
+/// `label` shows progress on rank 0; `what` names the step if a rank is lost.
+torch::Tensor rows_across_ranks(Distributed* dist, const std::filesystem::path& data, const std::vector<ListEntry>& list,
+                                int img_size, int batch_size, int64_t width,
+                                const std::function<torch::Tensor(const torch::Tensor&)>& rows_of,
+                                const std::string& label, const std::string& what);
 
 /// Gradients summed across ranks while the backward pass still runs, as PyTorch's DDP does:
 /// the parameters in buckets (in reverse order, the order in which the backward pass reaches

@@ -169,36 +169,14 @@ torch::Tensor logits_with_parts(model::ProtoPNetImpl& net, const EvaluateConfig&
   return logits.empty() ? torch::zeros({0, net.options().num_classes}) : torch::cat(logits);
 }
 
-// The logits (N×C, CPU) of `list`. With `dist`, whole batches go round-robin to the ranks and
-// the zero-padded matrices are summed, so every rank holds all of them, as one process computes
-// them.
+// The logits (N×C, CPU) of `list`, split across the ranks of `dist` when given.
 torch::Tensor logits_of(model::ProtoPNetImpl& net, Distributed* dist, const fs::path& data,
                         const std::vector<ListEntry>& list, int img_size, int batch_size, torch::Device device,
                         const std::string& split) {
-  const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
-  const auto mine = round_robin_batches(list.size(), batch_size, shard);
-  auto progress = shard.rank == 0 ? std::make_unique<Progress>("evaluate " + split, mine.size()) : nullptr;
-  auto logits = torch::zeros({static_cast<int64_t>(list.size()), net.options().num_classes});
-  BatchLoader loader(data, list, mine, img_size, batch_size, 0);
-  const auto index_of = torch::tensor(mine, torch::kInt64);
-  Batch b;
-  int64_t at = 0;
-  while (loader.next(&b)) {
-    const int64_t B = b.images.size(0);
-    logits.index_copy_(0, index_of.slice(0, at, at + B), net.forward(b.images.to(device)).logits.cpu());
-    at += B;
-    if (progress) progress->advance(static_cast<uint64_t>(B));
-  }
-  if (dist) {
-    std::vector<torch::Tensor> all = {logits};
-    dist->all_reduce_sum(all, "the evaluation");
-  }
-  return logits;
-}
-
-// What rank 0 tells the others: the model, and whether they have a part to do.
-nlohmann::json evaluate_plan(const ModelConfig& m, const EvaluateConfig& c, bool parts) {
-  return {{"model", model_config_json(m)}, {"batch_size", c.batch_size}, {"split", c.split}, {"parts", parts}};
+  return rows_across_ranks(
+      dist, data, list, img_size, batch_size, net.options().num_classes,
+      [&](const torch::Tensor& images) { return net.forward(images.to(device)).logits; }, "evaluate " + split,
+      "the evaluation");
 }
 
 // A rank other than 0: it receives the model, computes the logits of its batches, and is done.
@@ -207,14 +185,12 @@ EvaluateReport evaluate_worker(const EvaluateConfig& c, const Runtime& rt, Distr
   EvaluateReport r;
   r.run = c.run;
   r.rank = dist.rank();
-  const auto plan = nlohmann::json::parse(dist.share("evaluate plan", ""));
-  if (plan.at("parts").get<bool>()) return r;
-  const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
-  auto net = receive_model(dist, plan.at("model").get<std::string>(), rt.device);
-  torch::NoGradGuard no_grad;
+  auto given = take_over(dist, "evaluate plan", rt.device);
+  if (!given) return r;
   const fs::path data(c.data);
-  const std::string split = plan.at("split").get<std::string>();
-  logits_of(*net, &dist, data, read_list(data, split), m.img_size, plan.at("batch_size").get<int>(), rt.device, split);
+  const std::string split = given->plan.at("split").get<std::string>();
+  logits_of(*given->net, &dist, data, read_list(data, split), given->model.img_size,
+            given->plan.at("batch_size").get<int>(), rt.device, split);
   return r;
 }
 
@@ -236,10 +212,8 @@ EvaluateReport evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt,
   const auto list = read_split_list(data, manifest, c.split);
   std::optional<PartPass> part_pass;
   if (wants_parts(c)) part_pass.emplace(c, read_data_parts(data), list, *net);
-  if (dist) {
-    dist->share("evaluate plan", evaluate_plan(m, c, part_pass.has_value()).dump());
-    if (!part_pass) dist->broadcast_weights(*net);
-  }
+  if (dist && part_pass) hand_over_nothing(*dist, "evaluate plan");
+  if (dist && !part_pass) hand_over(*dist, "evaluate plan", {{"batch_size", c.batch_size}, {"split", c.split}}, m, *net);
   const auto logits = part_pass ? logits_with_parts(*net, c, data, list, m.img_size, rt.device, *part_pass)
                                 : logits_of(*net, dist, data, list, m.img_size, c.batch_size, rt.device, c.split);
 
@@ -319,8 +293,9 @@ EvaluateReport evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt,
 
 EvaluateReport run_evaluate(const EvaluateConfig& c) {
   const Runtime rt = start_runtime(c.runtime);
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
   return on_ranks(
-      "evaluate plan", [&](Distributed* dist) { return evaluate_on_rank_zero(c, rt, dist); },
+      dist.get(), "evaluate plan", [&](Distributed* dist) { return evaluate_on_rank_zero(c, rt, dist); },
       [&](Distributed& dist) { return evaluate_worker(c, rt, dist); });
 }
 

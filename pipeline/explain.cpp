@@ -312,7 +312,7 @@ ExplainReport run_explain(const ExplainConfig& c) {
     Batch b;
     while (loader.next(&b)) {
       const auto act = net->activations(b.images.to(rt.device));
-      const auto logits = net->last_layer()(net->similarity(std::get<0>(act.distances.flatten(2).min(2)))).cpu();
+      const auto logits = net->classify(act.distances).logits.cpu();
       const auto distances = act.distances.cpu();
       rendering.wait();
       const int64_t first = b.index * c.batch_size;

@@ -23,21 +23,18 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// Minimum distances (N×P) and labels (N) of a list, through the frozen network.
+// Minimum distances (N×P) and labels (N) of a list in `order` (Adam's --recompute epochs), through
+// the frozen network.
 std::pair<torch::Tensor, torch::Tensor> min_distances_of(model::ProtoPNetImpl& net, const fs::path& data,
                                                          const std::vector<ListEntry>& list, std::vector<int64_t> order,
-                                                         int img_size, int batch_size, torch::Device device,
-                                                         const std::string& label) {
+                                                         int img_size, int batch_size, torch::Device device) {
   torch::NoGradGuard no_grad;
-  const size_t images = order.size();  // this process's share, when ranks split the list
   BatchLoader loader(data, list, std::move(order), img_size, batch_size, 0);
-  std::unique_ptr<Progress> progress = label.empty() ? nullptr : std::make_unique<Progress>(label, images);
   std::vector<torch::Tensor> d, y;
   Batch b;
   while (loader.next(&b)) {
     d.push_back(net.forward(b.images.to(device)).min_distances);
     y.push_back(b.labels.to(device));
-    if (progress) progress->advance(static_cast<uint64_t>(b.images.size(0)));
     if (InterruptScope::stop_requested()) {
       throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to continue");
     }
@@ -195,7 +192,7 @@ void adam_epochs(Fit& f, LastLayerReport& report) {
     const auto order = epoch_order(n, seed * 1000003 + static_cast<uint64_t>(f.pos.stage_id), e);
     torch::Tensor epoch_d, epoch_y;  // in this epoch's order
     if (recompute) {
-      std::tie(epoch_d, epoch_y) = min_distances_of(f.net, f.data, f.train_list, order, f.img_size, batch_size, f.device, "");
+      std::tie(epoch_d, epoch_y) = min_distances_of(f.net, f.data, f.train_list, order, f.img_size, batch_size, f.device);
     } else {
       const auto idx = torch::tensor(order, torch::kInt64).to(f.device);
       epoch_d = f.train_d.index_select(0, idx);
@@ -249,41 +246,42 @@ void adam_epochs(Fit& f, LastLayerReport& report) {
 }
 
 // The minimum distances of `list` (N×P) and its labels, the images split across the ranks of
-// `dist` (when given): each computes a contiguous slice, and the sum of the zero-padded
-// matrices is the whole, exact, on every rank.
+// `dist` when given.
 std::pair<torch::Tensor, torch::Tensor> shared_min_distances(Distributed* dist, model::ProtoPNetImpl& net,
                                                              const fs::path& data, const std::vector<ListEntry>& list,
                                                              int img_size, int batch_size, torch::Device device,
                                                              const std::string& label) {
-  if (!dist) return min_distances_of(net, data, list, sequential_order(list.size()), img_size, batch_size, device, label);
-  const auto n = static_cast<int64_t>(list.size());
-  const int64_t begin = n * dist->rank() / dist->size(), end = n * (dist->rank() + 1) / dist->size();
-  std::vector<int64_t> order;
-  for (int64_t i = begin; i < end; ++i) order.push_back(i);
-  const auto mine = min_distances_of(net, data, list, order, img_size, batch_size, device, label).first;
-  std::vector<torch::Tensor> whole = {torch::zeros({n, net.num_prototypes()})};
-  whole[0].slice(0, begin, end).copy_(mine.cpu());
-  dist->all_reduce_sum(whole, "the last layer's features");
+  const auto d = rows_across_ranks(
+      dist, data, list, img_size, batch_size, net.num_prototypes(),
+      [&](const torch::Tensor& images) {
+        if (InterruptScope::stop_requested()) {
+          throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to continue");
+        }
+        return net.forward(images.to(device)).min_distances;
+      },
+      label, "the last layer's features");
   std::vector<int64_t> labels;
   for (const auto& e : list) labels.push_back(e.class_index);
-  return {whole[0].to(device), torch::tensor(labels, torch::kInt64).to(device)};
+  return {d.to(device), torch::tensor(labels, torch::kInt64).to(device)};
 }
 
 // A rank other than 0 in a data-parallel last-layer stage: it receives the model from rank 0,
-// computes its slice of the features, and is done; rank 0 solves and records.
+// computes its share of the features, and is done; rank 0 solves and records.
 LastLayerReport feature_worker(const LastLayerConfig& c, const Runtime& rt, Distributed& dist) {
   LastLayerReport report;
   report.run = c.run;
   report.rank = dist.rank();
-  const auto plan = nlohmann::json::parse(dist.share("last-layer plan", ""));
-  if (plan.at("done").get<bool>()) return report;
-  const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
-  auto net = receive_model(dist, plan.at("model").get<std::string>(), rt.device);
+  auto given = take_over(dist, "last-layer plan", rt.device);
+  if (!given) return report;
   const fs::path data(c.data);
+  const auto& plan = given->plan;
   const int batch = plan.at("eval_batch_size").get<int>();
-  shared_min_distances(&dist, *net, data, read_list(data, plan.at("eval_split").get<std::string>()), m.img_size, batch,
-                       rt.device, "");
-  if (plan.at("train").get<bool>()) shared_min_distances(&dist, *net, data, read_list(data, "train"), m.img_size, batch, rt.device, "");
+  const int img_size = given->model.img_size;
+  shared_min_distances(&dist, *given->net, data, read_list(data, plan.at("eval_split").get<std::string>()), img_size,
+                       batch, rt.device, "");
+  if (plan.at("train").get<bool>()) {
+    shared_min_distances(&dist, *given->net, data, read_list(data, "train"), img_size, batch, rt.device, "");
+  }
   return report;
 }
 
@@ -310,7 +308,7 @@ LastLayerReport solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
   report.stage_id = stage.stage_id;
   report.resumed = stage.resumed;
   if (stage.already_done) {
-    if (dist) dist->share("last-layer plan", nlohmann::json{{"done", true}}.dump());
+    if (dist) hand_over_nothing(*dist, "last-layer plan");
     report.already_done = true;
     return report;
   }
@@ -346,11 +344,9 @@ LastLayerReport solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
         opened.manifest.counts.count("val") ? "val" : "test"};
   const int eval_batch = s.at("eval_batch_size").get<int>();
   const bool cache_train = prox || !s.at("recompute").get<bool>();
-  if (dist) {  // the other ranks compute slices of the features with the same weights
-    dist->share("last-layer plan", nlohmann::json{{"done", false}, {"model", model_config_json(opened.model)},
-                                                  {"eval_batch_size", eval_batch}, {"eval_split", f.eval_split},
-                                                  {"train", cache_train}}.dump());
-    dist->broadcast_weights(*net);
+  if (dist) {  // the other ranks compute their shares of the features with the same weights
+    hand_over(*dist, "last-layer plan", {{"eval_batch_size", eval_batch}, {"eval_split", f.eval_split}, {"train", cache_train}},
+              opened.model, *net);
   }
   const auto cache_start = Clock::now();
   const auto eval_list = read_list(data, f.eval_split);
@@ -392,8 +388,9 @@ LastLayerReport solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
 LastLayerReport run_last_layer(const LastLayerConfig& c) {
   const auto start = Clock::now();
   const Runtime rt = start_runtime(c.runtime);
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
   return on_ranks(
-      "last-layer plan", [&](Distributed* dist) { return solve_on_rank_zero(c, rt, dist, start); },
+      dist.get(), "last-layer plan", [&](Distributed* dist) { return solve_on_rank_zero(c, rt, dist, start); },
       [&](Distributed& dist) { return feature_worker(c, rt, dist); });
 }
 

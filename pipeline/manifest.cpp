@@ -1,11 +1,13 @@
 #include "pipeline/manifest.h"
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
 #include "pipeline/atomic_file.h"
+#include "pipeline/parse_number.h"
 
 namespace ppnet::pipeline {
 
@@ -83,11 +85,9 @@ std::vector<ListEntry> read_list(const fs::path& data, const std::string& split)
     const auto t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
     try {
       if (t2 == std::string::npos) throw std::invalid_argument("tabs");
-      size_t used = 0;
-      const std::string cls = line.substr(t1 + 1, t2 - t1 - 1);
-      const int c = std::stoi(cls, &used);
-      if (used != cls.size() || c < 0) throw std::invalid_argument("class");
-      out.push_back({line.substr(0, t1), c, line.substr(t2 + 1)});
+      int64_t c = 0;
+      if (!parse_int(line.substr(t1 + 1, t2 - t1 - 1), &c) || c < 0 || c > std::numeric_limits<int>::max()) throw std::invalid_argument("class");
+      out.push_back({line.substr(0, t1), static_cast<int>(c), line.substr(t2 + 1)});
     } catch (const std::exception&) {
       throw std::runtime_error(path.string() + " line " + std::to_string(n) +
                                ": expected '<path>\\t<class index>\\t<source id>'");

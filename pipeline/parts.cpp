@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "pipeline/atomic_file.h"
+#include "pipeline/parse_number.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -24,26 +25,6 @@ std::string trim(std::string s) {
   s.erase(0, s.find_first_not_of(" \t\r"));
   s.erase(s.find_last_not_of(" \t\r") + 1);
   return s;
-}
-
-bool parse_int(const std::string& s, int64_t* v) {
-  size_t used = 0;
-  try {
-    *v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return used == s.size();
-}
-
-bool parse_double(const std::string& s, double* v) {
-  size_t used = 0;
-  try {
-    *v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return used == s.size() && std::isfinite(*v);
 }
 
 std::vector<std::string> read_part_names(const fs::path& path) {

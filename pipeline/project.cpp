@@ -76,11 +76,12 @@ Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vecto
 // The ranks' searches as one: the smallest distance, among equals the smallest key (the one a
 // single process finds first), and that rank's patch and map. Exact: the others add zeros.
 void merge_across_ranks(Distributed& dist, Nearest& n) {
-  std::vector<torch::Tensor> d = {n.distance.cpu().clone()};  // reduced in place: not this rank's own
+  const auto own_distance = n.distance.cpu(), own_key = n.key.cpu();
+  std::vector<torch::Tensor> d = {own_distance.clone()};  // reduced in place: not this rank's own
   dist.all_reduce_min(d, "the projection's search");
-  std::vector<torch::Tensor> key = {torch::where(n.distance.cpu() == d[0], n.key.cpu(), kNone)};
+  std::vector<torch::Tensor> key = {torch::where(own_distance == d[0], own_key, kNone)};
   dist.all_reduce_min(key, "the projection's search");
-  const auto mine = n.key.cpu().eq(key[0]).logical_and(key[0].ne(kNone)).to(n.z.device());
+  const auto mine = own_key.eq(key[0]).logical_and(key[0].ne(kNone)).to(n.z.device());
   const int64_t P = n.z.size(0);
   std::vector<torch::Tensor> found = {torch::where(mine.view({P, 1}), n.z, torch::zeros_like(n.z)),
                                       torch::where(mine.view({P, 1, 1, 1}), n.latent, torch::zeros_like(n.latent))};
@@ -96,17 +97,15 @@ ProjectReport search_worker(const ProjectConfig& c, const Runtime& rt, Distribut
   ProjectReport report;
   report.run = c.run;
   report.rank = dist.rank();
-  const auto plan = nlohmann::json::parse(dist.share("project plan", ""));
-  if (plan.at("done").get<bool>()) return report;
-  const ModelConfig m = model_config_from_json(plan.at("model").get<std::string>());
-  auto net = receive_model(dist, plan.at("model").get<std::string>(), rt.device);
+  auto given = take_over(dist, "project plan", rt.device);
+  if (!given) return report;
   torch::NoGradGuard no_grad;
   InterruptScope interrupt_scope;
   const fs::path data(c.data);
   const auto push = read_list(data, "push");
-  const int batch = plan.at("batch_size").get<int>();
-  auto n = search(*net, data, push, round_robin_batches(push.size(), batch, {dist.rank(), dist.size()}), m.img_size,
-                  batch, rt.device, false);
+  const int batch = given->plan.at("batch_size").get<int>();
+  auto n = search(*given->net, data, push, round_robin_batches(push.size(), batch, {dist.rank(), dist.size()}),
+                  given->model.img_size, batch, rt.device, false);
   merge_across_ranks(dist, n);
   return report;
 }
@@ -123,7 +122,7 @@ ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   std::string start_checkpoint;
   const auto latest = store.latest_stage();
   if (c.resume && latest && latest->kind == "project" && latest->status == "done") {
-    if (dist) dist->share("project plan", nlohmann::json{{"done", true}}.dump());
+    if (dist) hand_over_nothing(*dist, "project plan");
     ProjectReport done;
     done.run = c.run;
     done.projection = latest->id;
@@ -145,11 +144,7 @@ ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
 
   model::ProtoPNet net(to_model_options(m));
   load_checkpoint(run.absolute(start_checkpoint), *net, rt.device, nullptr, nullptr);
-  if (dist) {
-    dist->share("project plan", nlohmann::json{{"done", false}, {"model", model_config_json(m)},
-                                               {"batch_size", c.batch_size}}.dump());
-    dist->broadcast_weights(*net);
-  }
+  if (dist) hand_over(*dist, "project plan", {{"batch_size", c.batch_size}}, m, *net);
   net->eval();
   torch::NoGradGuard no_grad;
   InterruptScope interrupt_scope;
@@ -157,7 +152,8 @@ ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   // 1. Search: for every prototype, the nearest latent patch among push images of its class.
   const auto push = read_list(data, "push");
   const int64_t P = net->num_prototypes(), D = m.prototype_dim;
-  const int64_t grid_w = net->receptive_field(m.img_size).n;
+  const auto rf = net->receptive_field(m.img_size);
+  const int64_t grid_w = rf.n;
   const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
   auto nearest = search(*net, data, push, round_robin_batches(push.size(), c.batch_size, shard), m.img_size,
                         c.batch_size, rt.device, true);
@@ -181,7 +177,6 @@ ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
     if (keys[static_cast<size_t>(j)] != kNone) users[keys[static_cast<size_t>(j)] / HW].push_back(j);
   }
   const std::vector<std::pair<int64_t, std::vector<int64_t>>> sources(users.begin(), users.end());
-  const auto rf = net->receptive_field(m.img_size);
   const fs::path image_dir = run.dir() / "prototypes" / std::to_string(stage_id);
   std::vector<db::PrototypeRow> rows;
   rows.reserve(static_cast<size_t>(P));
@@ -257,8 +252,9 @@ ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
 ProjectReport run_project(const ProjectConfig& c) {
   const auto start = Clock::now();
   const Runtime rt = start_runtime(c.runtime);
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
   return on_ranks(
-      "project plan", [&](Distributed* dist) { return project_on_rank_zero(c, rt, dist, start); },
+      dist.get(), "project plan", [&](Distributed* dist) { return project_on_rank_zero(c, rt, dist, start); },
       [&](Distributed& dist) { return search_worker(c, rt, dist); });
 }
 

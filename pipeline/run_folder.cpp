@@ -8,7 +8,6 @@
 #include <stdexcept>
 
 #include "pipeline/atomic_file.h"
-#include "pipeline/distributed.h"
 
 namespace ppnet::pipeline {
 
@@ -273,14 +272,6 @@ void load_optimizer_state(const fs::path& path, torch::optim::Optimizer& optimiz
   } catch (const c10::Error& e) {
     throw std::runtime_error(path.string() + ": no optimizer state of this model (" + e.what_without_backtrace() + ")");
   }
-}
-
-model::ProtoPNet receive_model(Distributed& dist, const std::string& model_json, torch::Device device) {
-  model::ProtoPNet net(to_model_options(model_config_from_json(model_json)));
-  net->to(device);
-  dist.broadcast_weights(*net);
-  net->eval();
-  return net;
 }
 
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device) {

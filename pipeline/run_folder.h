@@ -21,8 +21,6 @@ class Optimizer;
 
 namespace ppnet::pipeline {
 
-class Distributed;
-
 struct ModelConfig {
   std::string arch = "vgg19";
   int img_size = 224;
@@ -134,10 +132,6 @@ void load_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& mo
 void load_optimizer_state(const std::filesystem::path& path, torch::optim::Optimizer& optimizer, torch::Device device);
 
 /// The model as the run's latest finished stage left it (or as created), on `device`.
-/// On a rank other than 0: the model rank 0 described in `model_json` (model_config_json), on
-/// `device`, in eval mode, with rank 0's weights (broadcast).
-model::ProtoPNet receive_model(Distributed& dist, const std::string& model_json, torch::Device device);
-
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device);
 
 }  // namespace ppnet::pipeline

@@ -6,9 +6,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "model/protopnet.h"
 #include "pipeline/commands.h"
 #include "pipeline/float_mode.h"
-#include "model/protopnet.h"
 
 namespace ppnet::pipeline {
 namespace {

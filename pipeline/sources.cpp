@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "pipeline/image_file.h"
+#include "pipeline/parse_number.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -62,28 +63,14 @@ std::vector<Line> read_lines(const fs::path& path, size_t fields, bool rest_is_o
 }
 
 int64_t to_int(const fs::path& path, const Line& l, size_t i) {
-  const std::string& s = l.fields[i];
-  size_t used = 0;
   int64_t v = 0;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != s.size() || s.empty()) bad_line(path, l, "'" + s + "' is not an integer");
+  if (!parse_int(l.fields[i], &v)) bad_line(path, l, "'" + l.fields[i] + "' is not an integer");
   return v;
 }
 
 double to_double(const fs::path& path, const Line& l, size_t i) {
-  const std::string& s = l.fields[i];
-  size_t used = 0;
   double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != s.size() || !std::isfinite(v)) bad_line(path, l, "'" + s + "' is not a number");
+  if (!parse_double(l.fields[i], &v)) bad_line(path, l, "'" + l.fields[i] + "' is not a number");
   return v;
 }
 

@@ -300,19 +300,15 @@ TrainReport run_train(const TrainConfig& c) {
   const int rank = dist ? dist->rank() : 0, ranks = dist ? dist->size() : 1;
   const bool leader = rank == 0;
   std::optional<RunFolder> run;
-  StagePlan plan;
-  if (leader) {
-    try {
-      run.emplace(RunFolder::open_or_create(c.run));
-      plan = plan_stage(c, manifest, *run, ranks);
-      if (dist) dist->share("plan", plan_to_json(plan).dump());
-    } catch (const std::exception& e) {
-      if (dist) dist->publish_error("plan", e.what());
-      throw;
-    }
-  } else {
-    plan = plan_from_json(dist->share("plan", ""));
-  }
+  const StagePlan plan = on_ranks(
+      dist.get(), "plan",
+      [&](Distributed* d) {
+        run.emplace(RunFolder::open_or_create(c.run));
+        auto p = plan_stage(c, manifest, *run, ranks);
+        if (d) d->share("plan", plan_to_json(p).dump());
+        return p;
+      },
+      [&](Distributed& d) { return plan_from_json(d.share("plan", "")); });
   TrainReport report;
   report.run = c.run;
   report.stage = c.stage;

@@ -46,13 +46,7 @@ int free_port() {
 
 class Distributed : public ::testing::Test {
  protected:
-  void SetUp() override {
-    test::make_pattern_folder(dir_.path() / "images", 3, 40);
-    ASSERT_EQ(run_ppnet("prepare --folder " + dir_.file("images") + " --out " + dir_.file("data") +
-                        " --copies 0 --test-fraction 0.25")
-                  .exit_code,
-              0);
-  }
+  void SetUp() override { ASSERT_EQ(test::prepare_pattern_data(dir_, 3, 40).exit_code, 0); }
   std::vector<std::string> joint_args(const std::string& run, int epochs, bool resume) {
     std::vector<std::string> a = {"train", "--stage", "joint", "--data", dir_.file("data"), "--run", run,
                                   "--arch", "small", "--img-size", "28", "--prototypes-per-class", "2",
@@ -148,16 +142,7 @@ TEST_F(Distributed, ALostRankStopsTheOtherAndResumeContinues) {
   for (const int pid : pids) ASSERT_EQ(test::wait_exit(pid), 0) << log("whole0.log") << log("whole1.log");
 
   pids = spawn_ranks(joint_args(dir_.file("cut"), 6, false), 2, "cut");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  auto has_checkpoint = [&] {
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(dir_.path() / "cut" / "checkpoints", ec); !ec && it != fs::directory_iterator(); ++it) {
-      if (it->path().filename().string().rfind("stage1-", 0) == 0) return true;
-    }
-    return false;
-  };
-  while (!has_checkpoint() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  ASSERT_TRUE(has_checkpoint()) << log("cut0.log");
+  ASSERT_TRUE(test::wait_for_checkpoint(dir_.path() / "cut", "stage1-")) << log("cut0.log");
   kill(pids[1], SIGKILL);
   const auto killed = std::chrono::steady_clock::now();
   EXPECT_EQ(test::wait_exit(pids[1]), 128 + SIGKILL);

@@ -24,13 +24,7 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 
 class TrainCli : public ::testing::Test {
  protected:
-  void SetUp() override {
-    test::make_pattern_folder(dir_.path() / "images", 3, 60);
-    ASSERT_EQ(run_ppnet("prepare --folder " + dir_.file("images") + " --out " + dir_.file("data") +
-                        " --copies 0 --test-fraction 0.25")
-                  .exit_code,
-              0);
-  }
+  void SetUp() override { ASSERT_EQ(test::prepare_pattern_data(dir_, 3, 60).exit_code, 0); }
   std::vector<std::string> joint_args(const std::string& run, bool resume) {
     std::vector<std::string> a = {"train", "--stage", "joint", "--data", dir_.file("data"), "--run", run,
                                   "--arch", "small", "--img-size", "28", "--prototypes-per-class", "2",
@@ -261,17 +255,7 @@ TEST_P(TrainKilled, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {
       << test::read_file(dir_.file("whole.log"));
 
   const int pid = test::spawn_ppnet(joint_args(dir_.file("cut"), false), dir_.file("cut.log"));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  auto has_checkpoint = [&] {
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(dir_.path() / "cut" / "checkpoints", ec); !ec && it != fs::directory_iterator(); ++it) {
-      if (it->path().filename().string().rfind("stage1-", 0) == 0) return true;
-    }
-    return false;
-  };
-  while (!has_checkpoint() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  test::wait_for_checkpoint(dir_.path() / "cut", "stage1-");
   kill(pid, sig);
   EXPECT_EQ(test::wait_exit(pid), 128 + sig) << test::read_file(dir_.file("cut.log"));
 

@@ -1,12 +1,15 @@
 #include "tests/common/test_util.h"
 
 #include "pipeline/run_folder.h"
+#include "tests/common/fixtures.h"
 
 #include "test_paths.h"
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -67,6 +70,28 @@ void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+CommandResult prepare_pattern_data(const TempDir& dir, int classes, int per_class) {
+  make_pattern_folder(dir.path() / "images", classes, per_class);
+  return run_ppnet("prepare --folder " + dir.file("images") + " --out " + dir.file("data") +
+                   " --copies 0 --test-fraction 0.25");
+}
+
+bool wait_for_checkpoint(const std::filesystem::path& run_dir, const std::string& prefix) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  const auto found = [&] {
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(run_dir / "checkpoints", ec); !ec && it != std::filesystem::directory_iterator(); ++it) {
+      if (it->path().filename().string().rfind(prefix, 0) == 0) return true;
+    }
+    return false;
+  };
+  while (!found()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 CommandResult run_ppnet(const std::string& args) {

@@ -40,8 +40,17 @@ struct CommandResult {
 /// Runs the built ppnet binary with `args` (shell-quoted here), capturing both streams.
 CommandResult run_ppnet(const std::string& args);
 
+/// `dir`/data prepared by `ppnet prepare --folder` from a generated pattern folder
+/// (fixtures.h's make_pattern_folder, in `dir`/images) of `classes` × `per_class` images, a
+/// quarter of them test images.
+CommandResult prepare_pattern_data(const TempDir& dir, int classes, int per_class);
+
 /// Starts the built ppnet binary with `args` in the background (output to `log`); returns its pid.
 int spawn_ppnet(const std::vector<std::string>& args, const std::string& log);
+
+/// Polls (every millisecond, up to a minute) until `run_dir`/checkpoints holds a file whose name
+/// starts with `prefix` (say "stage1-"); false if none came.
+bool wait_for_checkpoint(const std::filesystem::path& run_dir, const std::string& prefix);
 
 /// Waits for a spawned process; returns its exit code, or 128 + signal if a signal ended it.
 int wait_exit(int pid);
