@@ -1,4 +1,4 @@
-#include "cli/options.h"
+#include "cli/command.h"
 
 #include <fstream>
 #include <iostream>
@@ -30,17 +30,16 @@ int config_line_of(const std::string& path, std::string name) {
 
 }  // namespace
 
-void add_runtime(po::options_description& o, pipeline::RuntimeConfig& rt, bool model) {
+void Options::add_runtime(pipeline::RuntimeConfig& rt, bool model) {
+  runtime_ = &rt;
   if (model) {
-    o.add_options()
-        ("amp", po::value<std::string>(&rt.amp)->default_value("off")->value_name("P"),
-         "mixed precision of the backbone and add-on layers: off, bf16, or fp16 (CUDA, with a "
-         "dynamic loss scale when training); the prototype layer stays float32")
+    add()("amp", po::value<std::string>(&rt.amp)->default_value("off")->value_name("P"),
+          "mixed precision of the backbone and add-on layers: off, bf16, or fp16 (CUDA, with a "
+          "dynamic loss scale when training); the prototype layer stays float32")
         ("channels-last", po::bool_switch(&rt.channels_last), "run the convolutions in channels-last (NHWC) layout");
   }
-  o.add_options()
-      ("threads", po::value<int>(&rt.threads)->default_value(0, "all cores")->value_name("N"),
-       "LibTorch threads (0: all cores)")
+  add()("threads", po::value<int>(&rt.threads)->default_value(0, "all cores")->value_name("N"),
+        "LibTorch threads (0: all cores)")
       ("device", po::value<std::string>(&rt.device)->default_value("cpu")->value_name("DEV"),
        "cpu, cuda or cuda:N")
       ("seed", po::value<uint64_t>(&rt.seed)->default_value(1)->value_name("S"), "random seed")
@@ -49,25 +48,31 @@ void add_runtime(po::options_description& o, pipeline::RuntimeConfig& rt, bool m
        "with trained weights; only to measure what flushing them saves");
 }
 
-void check_runtime(const std::string& cmd, const pipeline::RuntimeConfig& rt) {
+void Options::add_json(bool& json) {
+  add()("json", po::bool_switch(&json), "machine-readable output on stdout");
+}
+
+namespace {
+
+void check_runtime(const Options& o, const pipeline::RuntimeConfig& rt) {
   if (rt.threads < 0 || rt.threads > kMaxThreads) {
-    throw UsageError("--threads must be 0 (all cores) or 1…" + std::to_string(kMaxThreads), cmd);
+    throw o.error("--threads must be 0 (all cores) or 1…" + std::to_string(kMaxThreads));
   }
   static const std::regex kDevice("cpu|cuda(:[0-9]+)?");
   if (!std::regex_match(rt.device, kDevice)) {
-    throw UsageError("--device '" + rt.device + "': expected cpu, cuda or cuda:N", cmd);
+    throw o.error("--device '" + rt.device + "': expected cpu, cuda or cuda:N");
   }
   if (rt.amp != "off" && rt.amp != "bf16" && rt.amp != "fp16") {
-    throw UsageError("--amp '" + rt.amp + "': expected off, bf16 or fp16", cmd);
+    throw o.error("--amp '" + rt.amp + "': expected off, bf16 or fp16");
   }
   if (rt.amp == "fp16" && rt.device == "cpu") {
-    throw UsageError("--amp fp16 needs --device cuda (on the CPU, use --amp bf16)", cmd);
+    throw o.error("--amp fp16 needs --device cuda (on the CPU, use --amp bf16)");
   }
 }
 
-bool parse(const CommandInfo& info, const po::options_description& opts,
-           const std::vector<std::string>& args, po::variables_map& vm) {
-  const std::string cmd = info.name;
+}  // namespace
+
+bool Options::parse() {
   bool help = false;
   std::string config;
   po::options_description general("General");
@@ -75,45 +80,45 @@ bool parse(const CommandInfo& info, const po::options_description& opts,
       "config", po::value<std::string>(&config)->value_name("FILE"),
       "read options from FILE (name = value lines; the command line wins)");
   po::options_description all;
-  all.add(opts).add(general);
+  all.add(table_).add(general);
   try {
     // No positional arguments: a stray word is an error, not silently ignored.
-    po::store(po::command_line_parser(args).options(all).positional({}).run(), vm);
+    po::store(po::command_line_parser(args_).options(all).positional({}).run(), vm_);
   } catch (const po::error& e) {
-    throw UsageError(e.what(), cmd);
+    throw error(e.what());
   }
-  if (vm["help"].as<bool>()) {
-    std::cout << info.summary << "\n\nUsage: " << info.synopsis << "\n" << all << '\n';
+  if (vm_["help"].as<bool>()) {
+    std::cout << command_.summary << "\n\nUsage: " << command_.synopsis << "\n" << all << '\n';
     return false;
   }
-  if (vm.count("config")) {
-    const std::string path = vm["config"].as<std::string>();
+  if (vm_.count("config")) {
+    const std::string path = vm_["config"].as<std::string>();
     std::ifstream in(path);
-    if (!in) throw UsageError("--config " + path + ": cannot open the file", cmd);
+    if (!in) throw error("--config " + path + ": cannot open the file");
     try {
-      po::store(po::parse_config_file(in, opts), vm);
+      po::store(po::parse_config_file(in, table_), vm_);
     } catch (const po::error_with_option_name& e) {
       const int line = config_line_of(path, e.get_option_name());
-      throw UsageError("config file " + path + (line ? ", line " + std::to_string(line) : "") +
-                           ": " + e.what(),
-                       cmd);
+      throw error("config file " + path + (line ? ", line " + std::to_string(line) : "") + ": " + e.what());
     } catch (const po::error& e) {
-      throw UsageError("config file " + path + ": " + e.what(), cmd);
+      throw error("config file " + path + ": " + e.what());
     }
   }
   try {
-    po::notify(vm);
+    po::notify(vm_);
   } catch (const po::error& e) {
-    throw UsageError(e.what(), cmd);
+    throw error(e.what());
   }
+  if (runtime_) check_runtime(*this, *runtime_);
   return true;
 }
 
-void require(const std::string& cmd, const po::variables_map& vm,
-             const std::vector<std::string>& names) {
-  for (const auto& n : names) {
-    if (!vm.count(n) || vm[n].defaulted()) throw UsageError("missing --" + n, cmd);
+void Options::require(std::initializer_list<const char*> names) const {
+  for (const char* n : names) {
+    if (!given(n)) throw error(std::string("missing --") + n);
   }
 }
+
+bool Options::given(const char* name) const { return vm_.count(name) && !vm_[name].defaulted(); }
 
 }  // namespace ppnet::cli

@@ -19,7 +19,7 @@ TEST(Cli, HelpListsEveryCommand) {
   const auto r = run_ppnet("--help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* c : {"prepare", "train", "project", "last-layer", "analyze", "prune", "explain", "evaluate", "info",
-                        "weights"}) {
+                        "report", "weights"}) {
     EXPECT_TRUE(contains(r.out, std::string("  ") + c + " ")) << c;
   }
   EXPECT_EQ(run_ppnet("help").out, r.out);
@@ -49,7 +49,8 @@ TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
       {"evaluate", {"--run", "--data", "--split", "--json", "--threads", "--device", "--metrics", "--part-box"}},
       {"analyze", {"--run", "--data", "--split", "--k", "--json", "--threads", "--device"}},
       {"prune", {"--run", "--data", "--k", "--threshold", "--duplicates", "--dry-run", "--json", "--threads"}},
-      {"info", {"--run", "--json"}},
+      {"info", {"--run", "--prototypes", "--json"}},
+      {"report", {"--run", "--out"}},
       {"weights", {"--arch", "--weights", "--json", "--threads"}},
   };
   for (const auto& [cmd, options] : expected) {
@@ -96,6 +97,8 @@ TEST(Cli, UsageMistakesExitTwoWithAHint) {
                         Case{"weights --arch small --weights w --threads 100000", "--threads must be 0 (all cores) or 1…1024"},
                         Case{"weights --arch small --weights w --device tpu", "--device 'tpu'"},
                         Case{"weights --arch small", "missing --weights"},
+                        Case{"explain --run r --dir d --out o --shard 2/2", "--shard '2/2': expected I/N"},
+                        Case{"explain --run r --dir d --out o --shard 0/99999999999", "--shard '0/99999999999'"},
                         Case{"info stray", "positional"}}) {
     const auto r = run_ppnet(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args;

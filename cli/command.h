@@ -1,0 +1,72 @@
+#pragma once
+// One subcommand of ppnet: its entry (name, summary, synopsis, which ranks run it, and the
+// function that states its options, validates them and runs it), and the Options helper that
+// every command's function uses for what they share: --help, --config files, --json and the
+// runtime options (--threads, --device, --seed, --keep-denormals, --amp, --channels-last).
+// A new command is one file cli/<name>_command.cpp defining its entry, plus its line in
+// commands.cpp's list.
+
+#include <boost/program_options.hpp>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "pipeline/config.h"
+
+namespace ppnet::cli {
+
+class Options;
+
+struct Command {
+  const char* name;
+  const char* summary;
+  const char* synopsis;
+  /// Under torchrun: true when every rank runs it (data-parallel), false when rank 0 alone does.
+  bool data_parallel;
+  /// Adds the command's options to `o`, parses and validates them, runs the command and prints
+  /// its report; returns the exit status. Throws UsageError for what the user got wrong.
+  int (*run)(Options& o);
+};
+
+extern const Command kPrepareCommand, kTrainCommand, kProjectCommand, kLastLayerCommand,
+    kAnalyzeCommand, kPruneCommand, kExplainCommand, kEvaluateCommand, kInfoCommand,
+    kReportCommand, kWeightsCommand;
+
+/// One command line being parsed for one command.
+class Options {
+ public:
+  Options(const Command& command, std::vector<std::string> args)
+      : command_(command), args_(std::move(args)) {}
+
+  /// Adds to the command's table: o.add()("name", po::value(&x), "help")...
+  boost::program_options::options_description_easy_init add() { return table_.add_options(); }
+  /// --threads, --device, --seed, --keep-denormals; with `model` also --amp and --channels-last.
+  /// parse() checks them.
+  void add_runtime(pipeline::RuntimeConfig& rt, bool model = true);
+  /// --json: machine-readable report on stdout.
+  void add_json(bool& json);
+
+  /// Parses the arguments and any --config file into the bound variables. Returns false when
+  /// --help was shown (the command then exits 0). Throws UsageError naming the option (and
+  /// the config file's line) at fault.
+  bool parse();
+
+  /// Throws "missing --NAME" for the first of `names` not given.
+  void require(std::initializer_list<const char*> names) const;
+  /// Whether the user gave `name` (on the command line or in a config file), not its default.
+  bool given(const char* name) const;
+  const boost::program_options::variables_map& values() const { return vm_; }
+  /// A UsageError about this command: `throw o.error("--k must be …")`.
+  UsageError error(const std::string& message) const { return UsageError(message, command_.name); }
+  const char* name() const { return command_.name; }
+
+ private:
+  const Command& command_;
+  std::vector<std::string> args_;
+  boost::program_options::options_description table_{"Options"};
+  boost::program_options::variables_map vm_;
+  const pipeline::RuntimeConfig* runtime_ = nullptr;
+};
+
+}  // namespace ppnet::cli

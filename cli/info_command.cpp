@@ -1,0 +1,30 @@
+// ppnet info: the stages, epochs and metrics recorded in a run, or its prototypes.
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/report_output.h"
+#include "pipeline/commands.h"
+
+namespace ppnet::cli {
+namespace {
+
+namespace po = boost::program_options;
+
+int run(Options& o) {
+  pipeline::InfoConfig c;
+  o.add()
+      ("run", po::value(&c.run)->value_name("RUN"), "run folder")
+      ("prototypes", po::bool_switch(&c.prototypes), "the latest projection's prototypes instead");
+  o.add_json(c.json);
+  if (!o.parse()) return 0;
+  o.require({"run"});
+  print_report(std::cout, pipeline::run_info(c), c.json);
+  return 0;
+}
+
+}  // namespace
+
+const Command kInfoCommand = {"info", "stages, epochs and metrics recorded in a run",
+                              "ppnet info --run RUN [--prototypes] [--json]", false, &run};
+
+}  // namespace ppnet::cli

@@ -1,0 +1,80 @@
+// ppnet prepare: raw data (CUB-200-2011, class folders, IDX) into a prepared data folder.
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/report_output.h"
+#include "pipeline/commands.h"
+
+namespace ppnet::cli {
+namespace {
+
+namespace po = boost::program_options;
+
+void add_options(Options& o, pipeline::PrepareConfig& c, bool& json) {
+  o.add()
+      ("cub", po::value(&c.cub)->value_name("PATH"), "CUB_200_2011.tgz (or another tar or zip archive of it) or its extracted folder")
+      ("folder", po::value(&c.folder)->value_name("PATH"),
+       "a folder of class folders, or one with train/ and test/ trees of them")
+      ("idx", po::value(&c.idx)->value_name("PATH"), "a folder of MNIST-format IDX files (gzipped or not)")
+      ("out", po::value(&c.out)->value_name("DATA"), "the prepared data folder to write")
+      ("copies", po::value(&c.copies)->default_value(c.copies)->value_name("N"),
+       "augmented copies per operation (rotate, skew, shear) and training image; 0: none")
+      ("val-fraction", po::value(&c.val_fraction)->default_value(c.val_fraction)->value_name("F"),
+       "seeded share of each class's training images held out as val/")
+      ("test-fraction", po::value(&c.test_fraction)->default_value(c.test_fraction)->value_name("F"),
+       "--folder without train/ and test/: seeded share of each class used as test/")
+      ("size", po::value(&c.size)->default_value(c.size)->value_name("N"),
+       "resize every output to N×N pixels (0: keep the crop's size)")
+      ("rotation", po::value(&c.rotation)->default_value(c.rotation)->value_name("DEG"), "rotation range ±DEG")
+      ("skew", po::value(&c.skew)->default_value(c.skew)->value_name("M"), "perspective skew magnitude")
+      ("shear", po::value(&c.shear)->default_value(c.shear)->value_name("DEG"), "shear range ±DEG")
+      ("flip", po::value(&c.flip)->default_value(c.flip)->value_name("P"),
+       "probability of a left-right flip after each operation")
+      ("parts", po::value(&c.parts)->value_name("DIR"),
+       "--folder: part annotations in CUB's format (DIR/parts.txt, DIR/part_locs.txt keyed by the "
+       "image's path under the folder); --cub reads its parts/ folder itself")
+      ("class-names", po::value(&c.class_names)->value_name("NAMES"),
+       "--idx: fashion-mnist, mnist or a file with one name per line (default: from the path)")
+      ("force", po::bool_switch(&c.force), "replace an output folder prepared by a different command");
+  o.add_json(json);
+  o.add_runtime(c.runtime, /*model=*/false);
+}
+
+void validate(const Options& o, const pipeline::PrepareConfig& c) {
+  if (o.values().count("cub") + o.values().count("folder") + o.values().count("idx") != 1) {
+    throw o.error("give exactly one of --cub, --folder and --idx");
+  }
+  o.require({"out"});
+  if (o.values().count("parts") && c.folder.empty()) throw o.error("--parts goes with --folder");
+  if (c.copies < 0) throw o.error("--copies must be 0 or more");
+  if (c.size < 0) throw o.error("--size must be 0 (keep) or a pixel count");
+  for (const auto& [opt, v] : {std::pair<const char*, double>{"val-fraction", c.val_fraction},
+                               {"test-fraction", c.test_fraction}, {"flip", c.flip}}) {
+    if (!(v >= 0 && v < 1)) throw o.error(std::string("--") + opt + " must be in [0, 1)");  // NaN too
+  }
+  if (!(c.rotation >= 0 && c.rotation <= 360 && c.skew >= 0 && c.skew < 0.5 && c.shear >= 0 && c.shear < 60)) {
+    throw o.error("augmentation ranges: 0 ≤ --rotation ≤ 360, 0 ≤ --skew < 0.5, 0 ≤ --shear < 60");
+  }
+}
+
+int run(Options& o) {
+  pipeline::PrepareConfig c;
+  bool json = false;
+  add_options(o, c, json);
+  if (!o.parse()) return 0;
+  validate(o, c);
+  const auto report = pipeline::run_prepare(c);
+  for (const auto& f : report.failed) std::cerr << "ppnet prepare: failed: " << f << '\n';
+  print_report(std::cout, report, json);
+  if (report.failed.empty()) return 0;
+  std::cerr << "ppnet prepare: " << report.failed.size() << " source images could not be read; the rest are prepared\n";
+  return 1;
+}
+
+}  // namespace
+
+const Command kPrepareCommand = {
+    "prepare", "turn raw data (CUB-200-2011, class folders, IDX) into a prepared data folder",
+    "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]", false, &run};
+
+}  // namespace ppnet::cli

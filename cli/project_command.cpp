@@ -1,0 +1,39 @@
+// ppnet project: push each prototype onto its nearest training patch of its own class.
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/report_output.h"
+#include "pipeline/commands.h"
+
+namespace ppnet::cli {
+namespace {
+
+namespace po = boost::program_options;
+
+int run(Options& o) {
+  pipeline::ProjectConfig c;
+  bool json = false, no_images = false;
+  o.add()
+      ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder (its push/ images are searched)")
+      ("run", po::value(&c.run)->value_name("RUN"), "run folder")
+      ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "push batch size")
+      ("no-images", po::bool_switch(&no_images), "record the prototypes without writing their PNGs")
+      ("resume", po::bool_switch(&c.resume),
+       "after an interruption: do nothing when the latest stage is a finished projection");
+  o.add_json(json);
+  o.add_runtime(c.runtime);
+  if (!o.parse()) return 0;
+  o.require({"data", "run"});
+  if (c.batch_size < 1) throw o.error("--batch-size must be at least 1");
+  c.save_images = !no_images;
+  print_report(std::cout, pipeline::run_project(c), json);
+  return 0;
+}
+
+}  // namespace
+
+const Command kProjectCommand = {
+    "project", "push each prototype onto its nearest training patch of its own class",
+    "ppnet project --data DATA --run RUN [options]", true, &run};
+
+}  // namespace ppnet::cli
