@@ -8,7 +8,7 @@
 #include <iostream>
 
 #include "benchmarks/denormal_weights.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {

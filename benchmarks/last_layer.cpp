@@ -11,7 +11,7 @@
 #include "model/last_layer_solver.h"
 #include "model/loss.h"
 #include "pipeline/image_data.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/runtime.h"
 
 namespace {

@@ -10,7 +10,7 @@
 #include "model/protopnet.h"
 #include "pipeline/commands.h"
 #include "pipeline/manifest.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/runtime.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"

@@ -12,7 +12,7 @@
 #include "pipeline/nearest_search.h"
 #include "pipeline/progress.h"
 #include "pipeline/render.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/runtime.h"
 
 namespace ppnet::pipeline {

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "pipeline/image_data.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 
 namespace ppnet::pipeline {
 

@@ -18,7 +18,7 @@
 #include "pipeline/interrupt.h"
 #include "pipeline/progress.h"
 #include "pipeline/render.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/runtime.h"
 #include "pipeline/sources.h"
 
@@ -189,15 +189,11 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
   write_file_atomic(folder / "explanation.json", j.dump(1) + "\n");  // last: marks the image done
 }
 
-}  // namespace
-
-ExplainReport run_explain(const ExplainConfig& c) {
-  const auto start = std::chrono::steady_clock::now();
-  const Runtime rt = start_runtime(c.runtime);
-  RunFolder run = RunFolder::open(c.run);
-  const ModelConfig m = run.model_config();
+// What every image's explanation needs from the run: its latest projection (refused when a
+// later training stage moved the prototypes), the prototypes' sources and the class names.
+Context explain_context(const ExplainConfig& c, RunFolder& run) {
   db::RunStore& store = run.store();
-
+  const ModelConfig m = run.model_config();
   Context ctx;
   ctx.config = c;
   ctx.dir = c.dir;
@@ -222,11 +218,14 @@ ExplainReport run_explain(const ExplainConfig& c) {
   ctx.data_dir = run_row.data_path;
   const json manifest = json::parse(run_row.data_manifest);
   for (const auto& cls : manifest.at("classes")) ctx.class_names.push_back(cls.at("name").get<std::string>());
+  return ctx;
+}
 
+// The images of --dir (relative paths, sorted) in this --shard. An --out inside --dir is left
+// out: its pictures are not images to explain (they would grow with every run).
+std::vector<std::string> images_of_shard(const ExplainConfig& c) {
   if (!fs::is_directory(c.dir)) throw std::runtime_error(c.dir + ": not a folder");
   std::vector<std::string> images;
-  // An --out inside --dir is left out: its pictures are not images to explain (they would grow
-  // with every run).
   const fs::path out_dir = fs::weakly_canonical(fs::absolute(c.out));
   for (auto it = fs::recursive_directory_iterator(c.dir, fs::directory_options::skip_permission_denied);
        it != fs::recursive_directory_iterator(); ++it) {
@@ -243,19 +242,16 @@ ExplainReport run_explain(const ExplainConfig& c) {
   for (size_t i = 0; i < images.size(); ++i) {
     if (static_cast<int>(i % static_cast<size_t>(c.shard_count)) == c.shard_index) mine.push_back(images[i]);
   }
+  return mine;
+}
 
-  // The output folder: resumed when made by the same command, replaced with --force.
-  const json record = {{"run", fs::absolute(c.run).lexically_normal().string()},
-                       {"dir", fs::absolute(c.dir).lexically_normal().string()},
-                       {"projection", *projection},
-                       {"checkpoint", store.latest_final_checkpoint()->path},
-                       {"top_k", c.top_k},
-                       {"top_classes", c.top_classes},
-                       {"shard", std::to_string(c.shard_index) + "/" + std::to_string(c.shard_count)}};
-  const fs::path marker = ctx.out / ".explain.json";
-  if (fs::exists(ctx.out)) {
+// The output folder: resumed when made by the same command (`record`), replaced with --force,
+// refused when it holds anything else.
+void claim_output(const ExplainConfig& c, const json& record) {
+  const fs::path out(c.out), marker = out / ".explain.json";
+  if (fs::exists(out)) {
     if (!fs::exists(marker)) {
-      if (fs::directory_iterator(ctx.out) != fs::directory_iterator()) {
+      if (fs::directory_iterator(out) != fs::directory_iterator()) {
         throw std::runtime_error(c.out + ": exists, is not empty and was not made by ppnet explain; choose another --out");
       }
     } else {
@@ -266,90 +262,92 @@ ExplainReport run_explain(const ExplainConfig& c) {
           throw std::runtime_error(c.out + " holds explanations made by a different command (other run, model, folder "
                                    "or options); use --force to replace them, or another --out");
         }
-        fs::remove_all(ctx.out);
+        fs::remove_all(out);
       }
     }
   }
-  fs::create_directories(ctx.out);
+  fs::create_directories(out);
   write_file_atomic(marker, record.dump(1));
-  remove_temporary_files(ctx.out);
+  remove_temporary_files(out);
+}
 
-  ExplainReport report;
-  report.out = c.out;
-  report.images = static_cast<int64_t>(mine.size());
-  // Images go through the network in fixed batches of `mine`, so that an image resumed after an
-  // interruption is computed in the same company, hence to the same bits, as in an uninterrupted
-  // run: a batch with any unfinished image runs whole, and only its unfinished images are written.
-  std::vector<ListEntry> entries;
-  std::vector<bool> finished;
-  std::vector<int64_t> order;
-  int64_t todo = 0;
+// Images go through the network in fixed batches of the shard's list, so that an image resumed
+// after an interruption is computed in the same company, hence to the same bits, as in an
+// uninterrupted run: a batch with any unfinished image runs whole, and only its unfinished
+// images are written.
+struct Batches {
+  std::vector<ListEntry> entries;  // the shard's images
+  std::vector<bool> finished;      // explained by an earlier run
+  std::vector<int64_t> order;      // the entries of the batches that run
+  int64_t todo = 0;                // unfinished images
+};
+
+Batches plan_batches(const Context& ctx, const std::vector<std::string>& mine, int batch_size) {
+  Batches p;
   for (const auto& rel : mine) {
-    entries.push_back({rel, 0, rel});
-    finished.push_back(fs::exists(ctx.out / rel / "explanation.json"));
-    report.kept += finished.back() ? 1 : 0;
+    p.entries.push_back({rel, 0, rel});
+    p.finished.push_back(fs::exists(ctx.out / rel / "explanation.json"));
   }
-  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(c.batch_size)) {
-    const size_t end = std::min(mine.size(), first + static_cast<size_t>(c.batch_size));
-    const auto open = static_cast<int64_t>(std::count(finished.begin() + static_cast<std::ptrdiff_t>(first),
-                                                      finished.begin() + static_cast<std::ptrdiff_t>(end), false));
+  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(mine.size(), first + static_cast<size_t>(batch_size));
+    const auto open = static_cast<int64_t>(std::count(p.finished.begin() + static_cast<std::ptrdiff_t>(first),
+                                                      p.finished.begin() + static_cast<std::ptrdiff_t>(end), false));
     if (open == 0) continue;
-    todo += open;
-    for (size_t i = first; i < end; ++i) order.push_back(static_cast<int64_t>(i));
+    p.todo += open;
+    for (size_t i = first; i < end; ++i) p.order.push_back(static_cast<int64_t>(i));
   }
+  return p;
+}
 
-  auto net = load_latest_model(run, rt.device);
-  net->eval();
+// Runs the planned batches through the network and renders each unfinished image's explanation
+// (batch b's pictures while the network runs batch b + 1); counts into `report`.
+void explain_batches(const Context& ctx, model::ProtoPNetImpl& net, const std::vector<std::string>& mine,
+                     const Batches& plan, torch::Device device, ExplainReport& report) {
+  const int batch_size = ctx.config.batch_size;
   torch::NoGradGuard no_grad;
-  const auto weight = net->last_layer()->weight.detach().cpu();
-  const auto proto_class = net->prototype_class_identity().argmax(1).cpu();
-  InterruptScope interrupt_scope;
-  std::mutex failed_mutex;
-  {
-    BatchLoader loader(ctx.dir, entries, order, m.img_size, c.batch_size, 0, 2, /*tolerate_errors=*/true);
-    Progress progress("explain", static_cast<uint64_t>(todo));
-    tbb::task_group rendering;  // renders batch b while the network runs batch b + 1
-    Batch b;
-    while (loader.next(&b)) {
-      const auto act = net->activations(b.images.to(rt.device));
-      const auto logits = net->classify(act.distances).logits.cpu();
-      const auto distances = act.distances.cpu();
-      rendering.wait();
-      const int64_t first = b.index * c.batch_size;
-      const auto errors = b.errors;
-      rendering.run([&, logits, distances, errors, first] {
-        tbb::parallel_for(size_t{0}, errors.size(), [&](size_t k) {
-          const auto index = static_cast<size_t>(order[static_cast<size_t>(first) + k]);
-          if (finished[index]) return;
-          const std::string& rel = mine[index];
-          try {
-            if (!errors[k].empty()) throw std::runtime_error(errors[k]);
-            explain_one(ctx, rel, logits[static_cast<int64_t>(k)], distances[static_cast<int64_t>(k)], weight, proto_class);
-            std::lock_guard<std::mutex> lock(failed_mutex);
-            ++report.explained;
-          } catch (const std::exception& e) {
-            std::lock_guard<std::mutex> lock(failed_mutex);
-            report.failed.push_back(e.what());
-          }
-          progress.advance();
-        });
-      });
-      if (InterruptScope::stop_requested()) break;
-    }
+  const auto weight = net.last_layer()->weight.detach().cpu();
+  const auto proto_class = net.prototype_class_identity().argmax(1).cpu();
+  std::mutex report_mutex;
+  BatchLoader loader(ctx.dir, plan.entries, plan.order, ctx.img_size, batch_size, 0, 2, /*tolerate_errors=*/true);
+  Progress progress("explain", static_cast<uint64_t>(plan.todo));
+  tbb::task_group rendering;
+  Batch b;
+  while (loader.next(&b)) {
+    const auto act = net.activations(b.images.to(device));
+    const auto logits = net.classify(act.distances).logits.cpu();
+    const auto distances = act.distances.cpu();
     rendering.wait();
+    const int64_t first = b.index * batch_size;
+    const auto errors = b.errors;
+    rendering.run([&, logits, distances, errors, first] {
+      tbb::parallel_for(size_t{0}, errors.size(), [&](size_t k) {
+        const auto index = static_cast<size_t>(plan.order[static_cast<size_t>(first) + k]);
+        if (plan.finished[index]) return;
+        const std::string& rel = mine[index];
+        try {
+          if (!errors[k].empty()) throw std::runtime_error(errors[k]);
+          explain_one(ctx, rel, logits[static_cast<int64_t>(k)], distances[static_cast<int64_t>(k)], weight, proto_class);
+          std::lock_guard<std::mutex> lock(report_mutex);
+          ++report.explained;
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(report_mutex);
+          report.failed.push_back(e.what());
+        }
+        progress.advance();
+      });
+    });
+    if (InterruptScope::stop_requested()) break;
   }
-  if (InterruptScope::stop_requested()) {
-    throw Interrupted(InterruptScope::signal_number(),
-                      "interrupted; finished images are kept: run the same command again to resume");
-  }
-  std::sort(report.failed.begin(), report.failed.end());
+  rendering.wait();
+}
 
-  // The batch: explanations.jsonl and the gallery, from the per-image files, one at a time.
+// explanations.jsonl and the gallery of the whole shard, from the per-image files, one at a time.
+void write_gallery(const Context& ctx, const std::vector<std::string>& mine) {
   std::ostringstream jsonl, gallery;
   gallery << "<!doctype html><meta charset=\"utf-8\"><title>ppnet explanations</title>"
           << "<style>body{font-family:sans-serif}.card{display:inline-block;width:180px;margin:6px;vertical-align:top;"
              "font-size:12px}.card img{width:160px;height:160px;object-fit:contain}</style>"
-          << "<h1>Explanations</h1><p>run " << html_escape(c.run) << ", projection #" << *projection << "</p>";
+          << "<h1>Explanations</h1><p>run " << html_escape(ctx.config.run) << ", projection #" << ctx.projection << "</p>";
   int64_t listed = 0;
   for (const auto& rel : mine) {
     std::ifstream in(ctx.out / rel / "explanation.json");
@@ -364,6 +362,39 @@ ExplainReport run_explain(const ExplainConfig& c) {
   gallery << "<p>" << listed << " images</p>";
   write_file_atomic(ctx.out / "explanations.jsonl", jsonl.str());
   write_file_atomic(ctx.out / "index.html", gallery.str());
+}
+
+}  // namespace
+
+ExplainReport run_explain(const ExplainConfig& c) {
+  const auto start = std::chrono::steady_clock::now();
+  const Runtime rt = start_runtime(c.runtime);
+  RunFolder run = RunFolder::open(c.run);
+  const Context ctx = explain_context(c, run);
+  const std::vector<std::string> mine = images_of_shard(c);
+  claim_output(c, {{"run", fs::absolute(c.run).lexically_normal().string()},
+                   {"dir", fs::absolute(c.dir).lexically_normal().string()},
+                   {"projection", ctx.projection},
+                   {"checkpoint", run.store().latest_final_checkpoint()->path},
+                   {"top_k", c.top_k},
+                   {"top_classes", c.top_classes},
+                   {"shard", std::to_string(c.shard_index) + "/" + std::to_string(c.shard_count)}});
+
+  ExplainReport report;
+  report.out = c.out;
+  report.images = static_cast<int64_t>(mine.size());
+  const Batches plan = plan_batches(ctx, mine, c.batch_size);
+  report.kept = static_cast<int64_t>(std::count(plan.finished.begin(), plan.finished.end(), true));
+  auto net = load_latest_model(run, rt.device);
+  net->eval();
+  InterruptScope interrupt_scope;
+  explain_batches(ctx, *net, mine, plan, rt.device, report);
+  if (InterruptScope::stop_requested()) {
+    throw Interrupted(InterruptScope::signal_number(),
+                      "interrupted; finished images are kept: run the same command again to resume");
+  }
+  std::sort(report.failed.begin(), report.failed.end());
+  write_gallery(ctx, mine);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report.images_per_second = static_cast<double>(report.explained) / std::max(report.seconds, 1e-9);
   return report;

@@ -14,7 +14,7 @@
 #include "pipeline/image_data.h"
 #include "pipeline/interrupt.h"
 #include "pipeline/progress.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/runtime.h"
 
 namespace ppnet::pipeline {
@@ -198,7 +198,7 @@ void adam_epochs(Fit& f, LastLayerReport& report) {
       epoch_d = f.train_d.index_select(0, idx);
       epoch_y = f.train_y.index_select(0, idx);
     }
-    std::vector<double> sums(7, 0.0);
+    EpochMetrics sums;
     for (int64_t begin = 0; begin < n; begin += batch_size) {
       const int64_t end = std::min(n, begin + batch_size);
       const auto d = epoch_d.slice(0, begin, end), y = epoch_y.slice(0, begin, end);
@@ -208,26 +208,14 @@ void adam_epochs(Fit& f, LastLayerReport& report) {
       const auto loss = model::total_loss(t, f.coef);
       loss.backward();
       f.optimizer.step();
-      const double bsz = static_cast<double>(end - begin);
-      sums[0] += loss.item<double>() * bsz;
-      sums[1] += t.cross_entropy.item<double>() * bsz;
-      sums[2] += t.cluster.item<double>() * bsz;
-      sums[3] += t.separation.item<double>() * bsz;
-      sums[4] += t.avg_separation.item<double>() * bsz;
-      sums[5] += static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
-      sums[6] += bsz;
+      sums.add(t, loss, logits, y);
     }
     torch::NoGradGuard no_grad;
     db::EpochRow row;
     add_evaluation(row, f.net, f.eval_d, f.eval_y, f.eval_split);
     row.stage_id = f.pos.stage_id;
     row.epoch = e;
-    row.train_loss = sums[0] / sums[6];
-    row.train_cross_entropy = sums[1] / sums[6];
-    row.train_cluster = sums[2] / sums[6];
-    row.train_separation = sums[3] / sums[6];
-    row.train_avg_separation = sums[4] / sums[6];
-    row.train_accuracy = sums[5] / sums[6];
+    sums.write_train(row);
     row.l1 = model::off_class_l1(weight, identity).item<double>();
     row.prototype_distance = model::mean_pairwise_prototype_distance(f.net.prototype_vectors()).item<double>();
     row.seconds = seconds_since(epoch_start);
@@ -326,7 +314,6 @@ LastLayerReport solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
                                torch::optim::AdamOptions(s.at("lr").get<double>()));
   TrainingPosition pos;
   pos.stage_id = stage.stage_id;
-  pos.sums.assign(7, 0.0);
   const auto existing = store.checkpoints(stage.stage_id);
   if (!existing.empty()) {
     load_checkpoint(run.absolute(existing.back().path), *net, rt.device, &optimizer, &pos);

@@ -14,7 +14,7 @@
 #include "pipeline/interrupt.h"
 #include "pipeline/progress.h"
 #include "pipeline/render.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/runtime.h"
 
 namespace ppnet::pipeline {

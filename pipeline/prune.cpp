@@ -8,7 +8,7 @@
 #include "pipeline/commands.h"
 #include "pipeline/interrupt.h"
 #include "pipeline/nearest_search.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/runtime.h"
 
 namespace ppnet::pipeline {

@@ -1,8 +1,7 @@
 #pragma once
 // The run folder (--run RUN): run.sqlite, checkpoints/, and the model configuration every
 // command of the run shares. Later commands read the model from here, never from options.
-
-#include <torch/types.h>
+// No LibTorch here (info and report use only this); checkpoints are in pipeline/checkpoint.h.
 
 #include <filesystem>
 #include <memory>
@@ -11,13 +10,8 @@
 #include <string>
 
 #include "db/run_store.h"
-#include "model/protopnet.h"
 #include "pipeline/manifest.h"
 #include "pipeline/run_lock.h"
-
-namespace torch::optim {
-class Optimizer;
-}
 
 namespace ppnet::pipeline {
 
@@ -35,17 +29,6 @@ struct ModelConfig {
 std::string model_config_json(const ModelConfig& m);
 /// Throws std::runtime_error naming the field when the JSON lacks one.
 ModelConfig model_config_from_json(const std::string& json);
-model::ProtoPNetOptions to_model_options(const ModelConfig& m);
-
-/// What a checkpoint holds besides the weights: where training stood.
-struct TrainingPosition {
-  int64_t stage_id = 0;
-  int64_t epoch = 0;  // epochs completed
-  int64_t batch = 0;  // batches of the next epoch completed
-  /// Running sums of the epoch in progress: loss, CE, cluster, separation, avg separation,
-  /// correct, images (so a resumed epoch reports what an uninterrupted one would).
-  std::vector<double> sums;
-};
 
 /// kWrite: the command writes to the run and holds its lock (pipeline/run_lock.h) while the
 /// RunFolder lives; kRead: it only reads (info, report, explain), alongside a writer.
@@ -112,26 +95,5 @@ struct StageStart {
 };
 StageStart resolve_stage(RunFolder& run, const std::string& kind, bool resume, const std::string& settings_json,
                          const std::string& resume_hint);
-
-/// Writes model (and optionally optimizer and position) atomically to `path`.
-void save_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model,
-                     torch::optim::Optimizer* optimizer, const TrainingPosition* position);
-/// Saves a training stage's checkpoint at `position` (model, optimizer, position) and registers
-/// it, with the epoch's metrics when given. The stage's earlier non-final checkpoints are forgotten
-/// in the same transaction and their files removed after the commit, so a stage keeps only its
-/// latest and its final checkpoint.
-void save_stage_checkpoint(RunFolder& run, model::ProtoPNetImpl& model, torch::optim::Optimizer& optimizer,
-                           const TrainingPosition& position, bool final, const std::optional<db::EpochRow>& epoch_row);
-
-/// Loads what save_checkpoint wrote into `model` (on `device`) and, when given, `optimizer` and
-/// `position`. Throws std::runtime_error naming the file when it does not fit.
-void load_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model, torch::Device device,
-                     torch::optim::Optimizer* optimizer, TrainingPosition* position);
-/// Only the optimizer's state of the checkpoint at `path` (Adam's moments and step counts), onto
-/// `device`: a joint stage continuing the previous one's. Throws std::runtime_error naming the file.
-void load_optimizer_state(const std::filesystem::path& path, torch::optim::Optimizer& optimizer, torch::Device device);
-
-/// The model as the run's latest finished stage left it (or as created), on `device`.
-model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device);
 
 }  // namespace ppnet::pipeline

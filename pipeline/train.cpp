@@ -16,7 +16,7 @@
 #include "pipeline/image_data.h"
 #include "pipeline/interrupt.h"
 #include "pipeline/progress.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/runtime.h"
 #include "pipeline/weights.h"
 
@@ -117,22 +117,6 @@ void refuse_model_changes(const TrainConfig& c, const ModelConfig& m, const fs::
   }
 }
 
-struct Sums {  // loss, CE, cluster, separation, avg separation (all × batch size), correct, images
-  std::vector<double> v = std::vector<double>(7, 0.0);
-  void add(const model::LossTerms& t, const torch::Tensor& loss, const torch::Tensor& logits, const torch::Tensor& labels) {
-    const double b = static_cast<double>(labels.size(0));
-    v[0] += loss.item<double>() * b;
-    v[1] += t.cross_entropy.item<double>() * b;
-    v[2] += t.cluster.item<double>() * b;
-    v[3] += t.separation.item<double>() * b;
-    v[4] += t.avg_separation.item<double>() * b;
-    v[5] += static_cast<double>(logits.argmax(1).eq(labels).sum().item<int64_t>());
-    v[6] += b;
-  }
-  double mean(size_t i) const { return v[6] > 0 ? v[i] / v[6] : 0.0; }
-  double accuracy() const { return mean(5); }
-};
-
 // Training that has diverged cannot be resumed into anything useful: the stage is marked failed
 // (its checkpoints stay for inspection), which frees the run for a new stage from the last
 // finished one.
@@ -181,13 +165,13 @@ class LossScale {
   int good_ = 0;
 };
 
-Sums evaluate(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& list, int img_size,
+EpochMetrics evaluate(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& list, int img_size,
               int batch_size, torch::Device device, const model::LossCoefficients& coef, Shard shard) {
   torch::NoGradGuard no_grad;
   const bool was_training = net.is_training();
   net.eval();
   BatchLoader loader(data, list, sequential_order(list.size()), img_size, batch_size, 0, 3, false, shard);
-  Sums sums;
+  EpochMetrics sums;
   Batch b;
   while (loader.next(&b)) {
     if (b.labels.size(0) == 0) continue;
@@ -285,23 +269,281 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
   return p;
 }
 
-}  // namespace
+// The model of a stage and what trains it: one Adam group per trained part, each with its base
+// learning rate (the schedule scales them at every batch). The last layer is fixed in both
+// stages; warm also freezes the backbone completely: no gradients and no BatchNorm updates.
+struct StageModel {
+  model::ProtoPNet net{nullptr};
+  std::unique_ptr<torch::optim::Adam> optimizer;
+  std::vector<double> base_lr;
+  std::vector<torch::Tensor> trained;  // what the optimizer updates: gradients are all-reduced
+};
 
-TrainReport run_train(const TrainConfig& c) {
-  const auto start = Clock::now();
-  if (c.stage != "warm" && c.stage != "joint") throw std::runtime_error("--stage must be warm or joint");
-  const Runtime rt = start_runtime(c.runtime);
-  const fs::path data(c.data);
-  const Manifest manifest = read_manifest(data);
+StageModel make_stage_model(const ModelConfig& m, const nlohmann::json& settings, bool joint, torch::Device device) {
+  StageModel s;
+  s.net = model::ProtoPNet(to_model_options(m));
+  s.net->to(device);
+  for (auto& p : s.net->backbone().parameters()) p.set_requires_grad(joint);
+  for (auto& p : s.net->add_on_layers()->parameters()) p.set_requires_grad(true);
+  s.net->prototype_vectors().set_requires_grad(true);
+  s.net->last_layer()->weight.set_requires_grad(false);
+  const double wd = settings.at("weight_decay").get<double>();
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  const auto add_group = [&](std::vector<torch::Tensor> params, const char* lr, double decay) {
+    const double base = settings.at(lr).get<double>();
+    groups.emplace_back(std::move(params),
+                        std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(base).weight_decay(decay)));
+    s.base_lr.push_back(base);
+  };
+  if (joint) add_group(s.net->backbone().parameters(), "lr_backbone", wd);
+  add_group(s.net->add_on_layers()->parameters(), "lr_add_on", wd);
+  add_group({s.net->prototype_vectors()}, "lr_prototypes", 0.0);
+  s.optimizer = std::make_unique<torch::optim::Adam>(groups);
+  for (const auto& g : s.optimizer->param_groups()) s.trained.insert(s.trained.end(), g.params().begin(), g.params().end());
+  return s;
+}
 
-  // 1. The plan: rank 0 (or the only process) holds the run's lock and decides; other ranks
-  //    receive its decision and never write to the run.
-  const auto dist = Distributed::from_environment(kDistributedTimeout);
-  const int rank = dist ? dist->rank() : 0, ranks = dist ? dist->size() : 1;
-  const bool leader = rank == 0;
-  std::optional<RunFolder> run;
-  const StagePlan plan = on_ranks(
-      dist.get(), "plan",
+// Trains one stage epoch by epoch, data-parallel when `dist` is set: on each batch every rank
+// computes its slice's gradients, weighted by its share of the batch, and their sum (bucketed
+// all-reduces overlapping the backward pass, then one of the stop and divergence flags) is the
+// whole batch's gradient on every rank, so the Adam steps stay identical. Rank 0 alone (`run`
+// set) writes checkpoints, rows and the stage's status.
+class StageTrainer {
+ public:
+  StageTrainer(const TrainConfig& c, const Runtime& rt, const StagePlan& plan, const Manifest& manifest,
+               Distributed* dist, RunFolder* run)
+      : c_(c), rt_(rt), plan_(plan), settings_(plan.settings), dist_(dist), run_(run), data_(c.data),
+        joint_(c.stage == "joint"), rank_(dist ? dist->rank() : 0), ranks_(dist ? dist->size() : 1),
+        epochs_(settings_.at("epochs").get<int>()), batch_size_(settings_.at("batch_size").get<int>()),
+        checkpoint_every_(settings_.at("checkpoint_every").get<int>()), seed_(settings_.at("seed").get<uint64_t>()),
+        coef_{settings_.at("cross_entropy").get<double>(), settings_.at("cluster").get<double>(),
+              settings_.at("separation").get<double>(), settings_.at("l1").get<double>()},
+        model_(make_stage_model(plan.model, settings_, joint_, rt.device)),
+        train_list_(read_list(data_, "train")),
+        eval_split_(manifest.counts.count("val") ? "val" : "test"),
+        eval_list_(read_list(data_, eval_split_)),
+        batches_((static_cast<int64_t>(train_list_.size()) + batch_size_ - 1) / batch_size_),
+        loss_scale_(rt.amp == torch::kHalf) {
+    if (train_list_.empty()) throw std::runtime_error(c.data + ": the train split is empty");
+    load_start();
+    if (dist_) {
+      reducer_ = std::make_unique<GradientReducer>(*dist_, model_.trained, static_cast<int64_t>(c.bucket_mb * 1024 * 1024));
+      if (run_) {
+        std::fprintf(stderr, "data-parallel: %d ranks, gradients summed in %lld bucket(s) during the backward pass\n",
+                     ranks_, static_cast<long long>(reducer_->buckets()));
+      }
+    }
+    if (run_) run_->store().set_stage_status(plan_.stage_id, "running");
+  }
+
+  bool done() const { return pos_.epoch >= epochs_; }
+
+  /// Trains the next epoch, evaluates, and records both with a checkpoint. Throws Interrupted
+  /// (after a checkpoint) when asked to stop, std::runtime_error when training diverged.
+  EpochSummary epoch() {
+    const auto epoch_start = Clock::now();
+    const int64_t e = pos_.epoch;
+    EpochMetrics sums;
+    const int64_t seen = train_batches(e, sums, epoch_start);
+    const double train_secs = seconds_since(epoch_start);
+    sums = global_sums(sums, "the epoch's training sums");
+    const EpochMetrics ev = global_sums(
+        evaluate(*model_.net, data_, eval_list_, plan_.model.img_size, settings_.at("eval_batch_size").get<int>(),
+                 rt_.device, coef_, Shard{rank_, ranks_}),
+        "the evaluation sums");
+    db::EpochRow row = epoch_row(e, sums, ev);
+    row.images_per_second = static_cast<double>(seen) / std::max(train_secs, 1e-9);
+    row.seconds = seconds_since(epoch_start);
+    pos_ = {plan_.stage_id, e + 1, 0, EpochMetrics()};
+    if (run_) {
+      save_stage_checkpoint(*run_, *model_.net, *model_.optimizer, pos_, done(), row);
+      std::fprintf(stderr, "%s epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.1f img/s, %.1f s\n",
+                   c_.stage.c_str(), static_cast<long long>(e + 1), epochs_, row.train_loss, row.train_accuracy,
+                   eval_split_.c_str(), row.eval_accuracy, row.images_per_second, row.seconds);
+    }
+    return {e, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second, row.seconds, eval_split_};
+  }
+
+  void finish() {
+    if (run_) run_->store().set_stage_status(plan_.stage_id, "done");
+  }
+
+ private:
+  static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+  // The weights (and, resuming, the optimizer and position) the stage starts from; a new joint
+  // stage continues the previous joint stage's Adam state (moments and steps) when planned so.
+  void load_start() {
+    pos_.stage_id = plan_.stage_id;
+    const fs::path run_dir(c_.run);
+    if (plan_.with_state) {
+      load_checkpoint(run_dir / plan_.checkpoint, *model_.net, rt_.device, model_.optimizer.get(), &pos_);
+    } else {
+      load_checkpoint(run_dir / plan_.checkpoint, *model_.net, rt_.device, nullptr, nullptr);
+      if (settings_.contains("continue_optimizer")) {
+        load_optimizer_state(run_dir / settings_.at("continue_optimizer").get<std::string>(), *model_.optimizer, rt_.device);
+        // The archive brings its groups' options too: this stage's settings win (the learning
+        // rates are set at every batch anyway).
+        const double wd = settings_.at("weight_decay").get<double>();
+        auto& groups = model_.optimizer->param_groups();
+        for (size_t g = 0; g < groups.size(); ++g) {
+          static_cast<torch::optim::AdamOptions&>(groups[g].options()).weight_decay(g + 1 == groups.size() ? 0.0 : wd);
+        }
+      }
+    }
+    if (dist_) dist_->broadcast_weights(*model_.net);  // every rank read the same file; rank 0's copy counts
+  }
+
+  // Sums over ranks: a checkpoint and an epoch's row hold the whole batch's figures. Each rank
+  // adds only its own images, so the resumed part of an epoch counts once, on rank 0.
+  EpochMetrics global_sums(const EpochMetrics& local, const std::string& what) {
+    if (!dist_) return local;
+    std::vector<torch::Tensor> t = {torch::tensor(local.to_vector(), torch::kFloat64)};
+    dist_->all_reduce_sum(t, what);
+    return EpochMetrics::from_vector({t[0].data_ptr<double>(), t[0].data_ptr<double>() + t[0].numel()});
+  }
+
+  // The batches of epoch `e` from the position reached; returns the images they held.
+  int64_t train_batches(int64_t e, EpochMetrics& sums, Clock::time_point epoch_start) {
+    model_.net->train();
+    if (!joint_) model_.net->backbone().eval();
+    if (run_) sums = pos_.sums;
+    const uint64_t order_seed = seed_ * 1000003 + static_cast<uint64_t>(plan_.stage_id);
+    BatchLoader loader(data_, train_list_, epoch_order(static_cast<int64_t>(train_list_.size()), order_seed, e),
+                       plan_.model.img_size, batch_size_, pos_.batch, 3, false, Shard{rank_, ranks_});
+    Batch b;
+    int64_t seen = 0;
+    auto last_print = Clock::now() - std::chrono::hours(1);
+    while (loader.next(&b)) {
+      const bool stop = train_batch(b, e, sums);
+      seen += b.global_size;
+      pos_.batch = b.index + 1;
+      if (run_ && (Clock::now() - last_print > (tty_ ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10000)) ||
+                   pos_.batch == batches_)) {
+        last_print = Clock::now();
+        print_progress(e, sums, seen, epoch_start);
+      }
+      const bool checkpoint_now = checkpoint_every_ > 0 && pos_.batch % checkpoint_every_ == 0 && pos_.batch < batches_;
+      if ((stop && pos_.batch < batches_) || checkpoint_now) {
+        pos_.sums = global_sums(sums, "the sums for a checkpoint");
+        if (run_) save_stage_checkpoint(*run_, *model_.net, *model_.optimizer, pos_, false, std::nullopt);
+      }
+      if (stop) {
+        if (run_) run_->store().set_stage_status(plan_.stage_id, "interrupted");
+        if (tty_ && run_) std::fputc('\n', stderr);
+        throw Interrupted(InterruptScope::signal_number(),
+                          "interrupted; checkpoint saved: 'ppnet train --stage " + c_.stage + " --resume' continues");
+      }
+    }
+    if (tty_ && run_) std::fputc('\n', stderr);
+    return seen;
+  }
+
+  // One step on this rank's slice of batch `b`; returns whether any rank was asked to stop.
+  bool train_batch(const Batch& b, int64_t e, EpochMetrics& sums) {
+    const auto x = b.images.to(rt_.device), y = b.labels.to(rt_.device);
+    const double factor = lr_factor(settings_, joint_, e, b.index, batches_);
+    auto& groups = model_.optimizer->param_groups();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      static_cast<torch::optim::AdamOptions&>(groups[g].options()).lr(model_.base_lr[g] * factor);
+    }
+    model_.optimizer->zero_grad();
+    if (reducer_) reducer_->begin_step();
+    double loss_value = 0;
+    if (y.size(0) > 0) {
+      auto& net = *model_.net;
+      const auto out = net.forward(x);  // in --amp's precision up to the prototype layer
+      const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net.prototype_class_identity(),
+                                                   net.last_layer()->weight, net.max_distance());
+      const auto loss = model::total_loss(terms, coef_);
+      // The batch's loss is the mean over all its images: this slice's mean, weighted by its share.
+      const double share = dist_ ? static_cast<double>(y.size(0)) / static_cast<double>(b.global_size) : 1.0;
+      (loss * (share * loss_scale_.factor())).backward();
+      sums.add(terms, loss.detach(), out.logits.detach(), y);
+      loss_value = loss.item<double>();
+    }
+    bool stop = InterruptScope::stop_requested();
+    bool diverged = !std::isfinite(loss_value) || !sums.finite();
+    if (dist_) {
+      const std::string what = "the gradients of epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1);
+      reducer_->finish(what);  // most buckets were summed while the backward pass ran
+      std::vector<torch::Tensor> flags = {torch::tensor({stop ? 1.0f : 0.0f, diverged ? 1.0f : 0.0f})};
+      dist_->all_reduce_sum(flags, what);
+      stop = flags[0][0].item<float>() > 0;
+      diverged = flags[0][1].item<float>() > 0;
+    }
+    if (diverged) {
+      fail_stage(store(), plan_.stage_id, c_.stage + " epoch " + std::to_string(e + 1) + " batch " +
+                                              std::to_string(b.index + 1) + ": the loss is " + std::to_string(loss_value));
+    }
+    if (loss_scale_.unscale(model_.trained)) model_.optimizer->step();  // fp16: a step that overflowed is skipped
+    return stop;
+  }
+
+  void print_progress(int64_t e, const EpochMetrics& sums, int64_t seen, Clock::time_point epoch_start) const {
+    const double rate = static_cast<double>(seen) / std::max(seconds_since(epoch_start), 1e-9);
+    const double left = static_cast<double>((batches_ - pos_.batch) * batch_size_ +
+                                            (epochs_ - e - 1) * static_cast<int64_t>(train_list_.size())) /
+                        std::max(rate, 1e-9);
+    std::fprintf(stderr, "%s%s epoch %lld/%d batch %lld/%lld loss %.4f acc %.3f %.1f img/s ETA %s%s", tty_ ? "\r" : "",
+                 c_.stage.c_str(), static_cast<long long>(e + 1), epochs_, static_cast<long long>(pos_.batch),
+                 static_cast<long long>(batches_), sums.mean_loss(), sums.accuracy(), rate, format_seconds(left).c_str(),
+                 tty_ ? "   " : "\n");
+    std::fflush(stderr);
+  }
+
+  // The epoch's row of metrics; a metric that is not finite fails the stage.
+  db::EpochRow epoch_row(int64_t e, const EpochMetrics& train, const EpochMetrics& eval) {
+    db::EpochRow row;
+    row.stage_id = plan_.stage_id;
+    row.epoch = e;
+    train.write_train(row);
+    row.eval_split = eval_split_;
+    eval.write_eval(row);
+    {
+      torch::NoGradGuard no_grad;
+      auto& net = *model_.net;
+      row.l1 = model::off_class_l1(net.last_layer()->weight, net.prototype_class_identity()).item<double>();
+      row.prototype_distance = model::mean_pairwise_prototype_distance(net.prototype_vectors()).item<double>();
+    }
+    for (const double v : {row.eval_cross_entropy, row.eval_cluster, row.eval_separation, row.eval_avg_separation,
+                           row.l1, row.prototype_distance}) {
+      if (!std::isfinite(v)) fail_stage(store(), plan_.stage_id, c_.stage + " epoch " + std::to_string(e + 1) + ": a metric is not finite");
+    }
+    return row;
+  }
+
+  db::RunStore* store() { return run_ ? &run_->store() : nullptr; }
+
+  const TrainConfig& c_;
+  const Runtime& rt_;
+  const StagePlan& plan_;
+  const nlohmann::json& settings_;
+  Distributed* dist_;
+  RunFolder* run_;  // rank 0 only
+  const fs::path data_;
+  const bool joint_;
+  const int rank_, ranks_, epochs_, batch_size_, checkpoint_every_;
+  const uint64_t seed_;
+  const model::LossCoefficients coef_;
+  StageModel model_;
+  const std::vector<ListEntry> train_list_;
+  const std::string eval_split_;
+  const std::vector<ListEntry> eval_list_;
+  const int64_t batches_;
+  const bool tty_ = ::isatty(2) == 1;
+  InterruptScope interrupt_scope_;
+  LossScale loss_scale_;
+  std::unique_ptr<GradientReducer> reducer_;
+  TrainingPosition pos_;
+};
+
+// Rank 0 (or the only process) holds the run's lock and decides the plan; other ranks receive
+// its decision and never write to the run.
+StagePlan agree_on_plan(const TrainConfig& c, const Manifest& manifest, Distributed* dist, std::optional<RunFolder>& run) {
+  const int ranks = dist ? dist->size() : 1;
+  return on_ranks(
+      dist, "plan",
       [&](Distributed* d) {
         run.emplace(RunFolder::open_or_create(c.run));
         auto p = plan_stage(c, manifest, *run, ranks);
@@ -309,237 +551,43 @@ TrainReport run_train(const TrainConfig& c) {
         return p;
       },
       [&](Distributed& d) { return plan_from_json(d.share("plan", "")); });
+}
+
+// The position of a checkpoint counts global batches, so any number of ranks can go on from it;
+// but the result no longer equals an uninterrupted run's. Says so.
+void note_rank_change(const StagePlan& plan, int ranks) {
+  const int began = plan.settings.value("ranks", 1);
+  if (!plan.with_state || ranks == began) return;
+  std::fprintf(stderr, "note: stage #%lld began with %d rank(s) and resumes with %d: the batches are the same, the "
+                       "reduction order differs\n", static_cast<long long>(plan.stage_id), began, ranks);
+}
+
+}  // namespace
+
+TrainReport run_train(const TrainConfig& c) {
+  const auto start = Clock::now();
+  if (c.stage != "warm" && c.stage != "joint") throw std::runtime_error("--stage must be warm or joint");
+  const Runtime rt = start_runtime(c.runtime);
+  const Manifest manifest = read_manifest(c.data);
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  std::optional<RunFolder> run;  // rank 0 only
+  const StagePlan plan = agree_on_plan(c, manifest, dist.get(), run);
+
   TrainReport report;
   report.run = c.run;
   report.stage = c.stage;
-  report.rank = rank;
-  report.ranks = ranks;
+  report.rank = dist ? dist->rank() : 0;
+  report.ranks = dist ? dist->size() : 1;
   report.stage_id = plan.stage_id;
   report.created_run = plan.created_run;
   report.resumed = plan.resumed;
-  if (plan.already_done) {
-    report.already_done = true;
-    return report;
-  }
-  const ModelConfig& m = plan.model;
-  db::RunStore* store = leader ? &run->store() : nullptr;
-  const int64_t stage_id = plan.stage_id;
-  const nlohmann::json& settings = plan.settings;
-  if (leader && plan.with_state && ranks != settings.value("ranks", 1)) {
-    // The position of a checkpoint counts global batches, so any number of ranks could go on
-    // from it; but the result would no longer equal an uninterrupted run's. Say so.
-    std::fprintf(stderr, "note: stage #%lld began with %d rank(s) and resumes with %d: the batches are the same, the "
-                         "reduction order differs\n", static_cast<long long>(stage_id), settings.value("ranks", 1), ranks);
-  }
+  report.already_done = plan.already_done;
+  if (plan.already_done) return report;
+  if (run) note_rank_change(plan, report.ranks);
 
-  const int epochs = settings.at("epochs").get<int>();
-  const int batch_size = settings.at("batch_size").get<int>();
-  const model::LossCoefficients coef{settings.at("cross_entropy").get<double>(), settings.at("cluster").get<double>(),
-                                     settings.at("separation").get<double>(), settings.at("l1").get<double>()};
-  const int checkpoint_every = settings.at("checkpoint_every").get<int>();
-  const uint64_t seed = settings.at("seed").get<uint64_t>();
-  const bool joint = c.stage == "joint";
-
-  // 2. The model and what this stage trains. The last layer is fixed in both stages; warm also
-  //    freezes the backbone completely: no gradients and no BatchNorm statistics updates.
-  model::ProtoPNet net(to_model_options(m));
-  net->to(rt.device);
-  for (auto& p : net->backbone().parameters()) p.set_requires_grad(joint);
-  for (auto& p : net->add_on_layers()->parameters()) p.set_requires_grad(true);
-  net->prototype_vectors().set_requires_grad(true);
-  net->last_layer()->weight.set_requires_grad(false);
-  const double wd = settings.at("weight_decay").get<double>();
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  std::vector<double> base_lr;
-  if (joint) {
-    groups.emplace_back(net->backbone().parameters(),
-                        std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(settings.at("lr_backbone").get<double>()).weight_decay(wd)));
-    base_lr.push_back(settings.at("lr_backbone").get<double>());
-  }
-  groups.emplace_back(net->add_on_layers()->parameters(),
-                      std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(settings.at("lr_add_on").get<double>()).weight_decay(wd)));
-  base_lr.push_back(settings.at("lr_add_on").get<double>());
-  groups.emplace_back(std::vector<torch::Tensor>{net->prototype_vectors()},
-                      std::make_unique<torch::optim::AdamOptions>(settings.at("lr_prototypes").get<double>()));
-  base_lr.push_back(settings.at("lr_prototypes").get<double>());
-  torch::optim::Adam optimizer(groups);
-  std::vector<torch::Tensor> trained;  // what the optimizer updates: gradients are all-reduced
-  for (const auto& g : optimizer.param_groups()) trained.insert(trained.end(), g.params().begin(), g.params().end());
-
-  TrainingPosition pos;
-  pos.stage_id = stage_id;
-  pos.sums.assign(7, 0.0);
-  const fs::path run_dir(c.run);
-  if (plan.with_state) {
-    load_checkpoint(run_dir / plan.checkpoint, *net, rt.device, &optimizer, &pos);
-  } else {
-    load_checkpoint(run_dir / plan.checkpoint, *net, rt.device, nullptr, nullptr);
-    if (settings.contains("continue_optimizer")) {  // the previous joint stage's Adam state, moments and steps
-      load_optimizer_state(run_dir / settings.at("continue_optimizer").get<std::string>(), optimizer, rt.device);
-      // The archive brings its groups' options too: this stage's settings win (the learning
-      // rates are set at every batch anyway).
-      for (size_t g = 0; g < optimizer.param_groups().size(); ++g) {
-        const bool prototypes = g + 1 == optimizer.param_groups().size();
-        static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).weight_decay(prototypes ? 0.0 : wd);
-      }
-    }
-  }
-  if (dist) dist->broadcast_weights(*net);  // every rank read the same file; rank 0's copy counts
-  if (leader) store->set_stage_status(stage_id, "running");
-
-  const auto train_list = read_list(data, "train");
-  const std::string eval_split = manifest.counts.count("val") ? "val" : "test";
-  const auto eval_list = read_list(data, eval_split);
-  if (train_list.empty()) throw std::runtime_error(c.data + ": the train split is empty");
-  InterruptScope interrupt_scope;
-  const int64_t batches = (static_cast<int64_t>(train_list.size()) + batch_size - 1) / batch_size;
-  const bool tty = ::isatty(2) == 1;
-  const Shard shard{rank, ranks};
-  // Sums over ranks: a checkpoint and an epoch's row hold the whole batch's figures. Each rank
-  // adds only its own images, so the resumed part of an epoch counts once, on rank 0.
-  const auto global_sums = [&](const Sums& local, const std::string& what) {
-    if (!dist) return local;
-    std::vector<torch::Tensor> t = {torch::tensor(local.v, torch::kFloat64)};
-    dist->all_reduce_sum(t, what);
-    Sums out;
-    out.v.assign(t[0].data_ptr<double>(), t[0].data_ptr<double>() + t[0].numel());
-    return out;
-  };
-
-  LossScale loss_scale(rt.amp == torch::kHalf);
-  const auto reducer =
-      dist ? std::make_unique<GradientReducer>(*dist, trained, static_cast<int64_t>(c.bucket_mb * 1024 * 1024)) : nullptr;
-  if (reducer && leader) {
-    std::fprintf(stderr, "data-parallel: %d ranks, gradients summed in %lld bucket(s) during the backward pass\n", ranks,
-                 static_cast<long long>(reducer->buckets()));
-  }
-  // 3. The epochs: on each batch every rank computes its slice's gradients, weighted by its
-  //    share of the batch, and their sum (bucketed all-reduces overlapping the backward pass,
-  //    then one of the stop and divergence flags) is the whole batch's gradient on every rank,
-  //    so the Adam steps stay identical.
-  while (pos.epoch < epochs) {
-    const auto epoch_start = Clock::now();
-    const int64_t e = pos.epoch;
-    net->train();
-    if (!joint) net->backbone().eval();
-    Sums sums;
-    if (leader) sums.v = pos.sums;
-    BatchLoader loader(data, train_list, epoch_order(static_cast<int64_t>(train_list.size()), seed * 1000003 + static_cast<uint64_t>(stage_id), e),
-                       m.img_size, batch_size, pos.batch, 3, false, shard);
-    Batch b;
-    int64_t seen_now = 0;
-    auto last_print = Clock::now() - std::chrono::hours(1);
-    while (loader.next(&b)) {
-      const auto x = b.images.to(rt.device), y = b.labels.to(rt.device);
-      const double factor = lr_factor(settings, joint, e, b.index, batches);
-      for (size_t g = 0; g < optimizer.param_groups().size(); ++g) {
-        static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).lr(base_lr[g] * factor);
-      }
-      optimizer.zero_grad();
-      if (reducer) reducer->begin_step();
-      const int64_t here = y.size(0);
-      double loss_value = 0;
-      if (here > 0) {
-        const auto out = net->forward(x);  // in --amp's precision up to the prototype layer
-        const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net->prototype_class_identity(),
-                                                     net->last_layer()->weight, net->max_distance());
-        const auto loss = model::total_loss(terms, coef);
-        // The batch's loss is the mean over all its images: this slice's mean, weighted by its share.
-        const double share = dist ? static_cast<double>(here) / static_cast<double>(b.global_size) : 1.0;
-        (loss * (share * loss_scale.factor())).backward();
-        sums.add(terms, loss.detach(), out.logits.detach(), y);
-        loss_value = loss.item<double>();
-      }
-      bool stop = InterruptScope::stop_requested();
-      bool diverged = !std::isfinite(loss_value) ||
-                      !std::all_of(sums.v.begin(), sums.v.end(), [](double v) { return std::isfinite(v); });
-      if (dist) {
-        const std::string what = "the gradients of epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1);
-        reducer->finish(what);  // most buckets were summed while the backward pass ran
-        std::vector<torch::Tensor> flags = {torch::tensor({stop ? 1.0f : 0.0f, diverged ? 1.0f : 0.0f})};
-        dist->all_reduce_sum(flags, what);
-        stop = flags[0][0].item<float>() > 0;
-        diverged = flags[0][1].item<float>() > 0;
-      }
-      if (diverged) {
-        fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + " batch " + std::to_string(b.index + 1) +
-                                         ": the loss is " + std::to_string(loss_value));
-      }
-      if (loss_scale.unscale(trained)) optimizer.step();  // fp16: a step whose gradients overflowed is skipped
-      seen_now += b.global_size;
-      pos.batch = b.index + 1;
-
-      const auto now = Clock::now();
-      if (leader && (now - last_print > (tty ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10000)) || pos.batch == batches)) {
-        last_print = now;
-        const double secs = std::chrono::duration<double>(now - epoch_start).count();
-        const double rate = seen_now / std::max(secs, 1e-9);
-        const double left = static_cast<double>((batches - pos.batch) * batch_size + (epochs - e - 1) * static_cast<int64_t>(train_list.size())) / std::max(rate, 1e-9);
-        std::fprintf(stderr, "%s%s epoch %lld/%d batch %lld/%lld loss %.4f acc %.3f %.1f img/s ETA %s%s",
-                     tty ? "\r" : "", c.stage.c_str(), static_cast<long long>(e + 1), epochs,
-                     static_cast<long long>(pos.batch), static_cast<long long>(batches), sums.mean(0), sums.accuracy(),
-                     rate, format_seconds(left).c_str(), tty ? "   " : "\n");
-        std::fflush(stderr);
-      }
-      const bool checkpoint_now = checkpoint_every > 0 && pos.batch % checkpoint_every == 0 && pos.batch < batches;
-      if ((stop && pos.batch < batches) || checkpoint_now) {
-        pos.sums = global_sums(sums, "the sums for a checkpoint").v;
-        if (leader) save_stage_checkpoint(*run, *net, optimizer, pos, false, std::nullopt);
-      }
-      if (stop) {
-        if (leader) store->set_stage_status(stage_id, "interrupted");
-        if (tty && leader) std::fputc('\n', stderr);
-        throw Interrupted(InterruptScope::signal_number(),
-                          "interrupted; checkpoint saved: 'ppnet train --stage " + c.stage + " --resume' continues");
-      }
-    }
-    if (tty && leader) std::fputc('\n', stderr);
-
-    // End of the epoch: evaluate, then record metrics and checkpoint together.
-    const double train_secs = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    sums = global_sums(sums, "the epoch's training sums");
-    const Sums ev = global_sums(evaluate(*net, data, eval_list, m.img_size, settings.at("eval_batch_size").get<int>(), rt.device, coef, shard),
-                                "the evaluation sums");
-    db::EpochRow row;
-    row.stage_id = stage_id;
-    row.epoch = e;
-    row.train_loss = sums.mean(0);
-    row.train_cross_entropy = sums.mean(1);
-    row.train_cluster = sums.mean(2);
-    row.train_separation = sums.mean(3);
-    row.train_avg_separation = sums.mean(4);
-    row.train_accuracy = sums.accuracy();
-    row.eval_split = eval_split;
-    row.eval_cross_entropy = ev.mean(1);
-    row.eval_cluster = ev.mean(2);
-    row.eval_separation = ev.mean(3);
-    row.eval_avg_separation = ev.mean(4);
-    row.eval_accuracy = ev.accuracy();
-    {
-      torch::NoGradGuard no_grad;
-      row.l1 = model::off_class_l1(net->last_layer()->weight, net->prototype_class_identity()).item<double>();
-      row.prototype_distance = model::mean_pairwise_prototype_distance(net->prototype_vectors()).item<double>();
-    }
-    for (const double v : {row.eval_cross_entropy, row.eval_cluster, row.eval_separation, row.eval_avg_separation, row.l1,
-                           row.prototype_distance}) {
-      if (std::isfinite(v)) continue;
-      fail_stage(store, stage_id, c.stage + " epoch " + std::to_string(e + 1) + ": a metric is not finite");
-    }
-    row.images_per_second = seen_now / std::max(train_secs, 1e-9);
-    row.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    pos.epoch = e + 1;
-    pos.batch = 0;
-    pos.sums.assign(7, 0.0);
-    if (leader) {
-      save_stage_checkpoint(*run, *net, optimizer, pos, pos.epoch == epochs, row);
-      std::fprintf(stderr, "%s epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.1f img/s, %.1f s\n",
-                   c.stage.c_str(), static_cast<long long>(e + 1), epochs, row.train_loss, row.train_accuracy,
-                   eval_split.c_str(), row.eval_accuracy, row.images_per_second, row.seconds);
-    }
-    report.epochs.push_back({e, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
-                             row.seconds, eval_split});
-  }
-  if (leader) store->set_stage_status(stage_id, "done");
+  StageTrainer trainer(c, rt, plan, manifest, dist.get(), run ? &*run : nullptr);
+  while (!trainer.done()) report.epochs.push_back(trainer.epoch());
+  trainer.finish();
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
 }

@@ -1,6 +1,6 @@
 #include "tests/common/test_util.h"
 
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "tests/common/fixtures.h"
 
 #include "test_paths.h"

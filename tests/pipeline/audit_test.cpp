@@ -19,7 +19,7 @@
 #include "pipeline/part_metrics.h"
 #include "pipeline/parts.h"
 #include "pipeline/render.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/run_lock.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"

@@ -6,7 +6,7 @@
 #include "pipeline/commands.h"
 #include "pipeline/image_data.h"
 #include "pipeline/render.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 

@@ -6,7 +6,7 @@
 #include "db/run_store.h"
 #include "model/protopnet.h"
 #include "pipeline/commands.h"
-#include "pipeline/run_folder.h"
+#include "pipeline/checkpoint.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -192,6 +192,81 @@ TEST(Train, AJointStageContinuesThePreviousOnesOptimizerAndSchedule) {
       EXPECT_EQ(settings["continue_optimizer"], first.path);
       EXPECT_EQ(settings["schedule_offset"], 2);
     }
+  }
+}
+
+// A batch's sums, written out from its per-image losses and predictions.
+model::LossTerms terms_of(double ce, double cluster, double separation, double avg_separation) {
+  return {torch::tensor(ce), torch::tensor(cluster), torch::tensor(separation), torch::tensor(avg_separation),
+          torch::tensor(0.0)};
+}
+
+TEST(EpochMetrics, BatchesAndRanksAddUpToTheEpochsMeans) {
+  // Two batches of 3 and 1 images: the epoch's means weight each batch by its images.
+  const auto labels_a = torch::tensor({0, 1, 1}, torch::kInt64), labels_b = torch::tensor({2}, torch::kInt64);
+  const auto logits_a = torch::tensor({{5.0, 1.0, 0.0}, {0.0, 1.0, 3.0}, {0.0, 2.0, 1.0}});  // 2 of 3 right
+  const auto logits_b = torch::tensor({{0.0, 0.0, 1.0}});                                      // right
+  EpochMetrics whole, rank0, rank1;
+  whole.add(terms_of(1.0, 2.0, 3.0, 4.0), torch::tensor(10.0), logits_a, labels_a);
+  whole.add(terms_of(5.0, 6.0, 7.0, 8.0), torch::tensor(20.0), logits_b, labels_b);
+  rank0.add(terms_of(1.0, 2.0, 3.0, 4.0), torch::tensor(10.0), logits_a, labels_a);
+  rank1.add(terms_of(5.0, 6.0, 7.0, 8.0), torch::tensor(20.0), logits_b, labels_b);
+  db::EpochRow row;
+  whole.write_train(row);
+  whole.write_eval(row);
+  EXPECT_DOUBLE_EQ(row.train_loss, (3 * 10.0 + 20.0) / 4);
+  EXPECT_DOUBLE_EQ(row.train_cross_entropy, (3 * 1.0 + 5.0) / 4);
+  EXPECT_DOUBLE_EQ(row.train_cluster, (3 * 2.0 + 6.0) / 4);
+  EXPECT_DOUBLE_EQ(row.train_separation, (3 * 3.0 + 7.0) / 4);
+  EXPECT_DOUBLE_EQ(row.train_avg_separation, (3 * 4.0 + 8.0) / 4);
+  EXPECT_DOUBLE_EQ(row.train_accuracy, 3.0 / 4);
+  EXPECT_DOUBLE_EQ(row.eval_cross_entropy, row.train_cross_entropy);
+  EXPECT_DOUBLE_EQ(row.eval_accuracy, 3.0 / 4);
+  // What an all-reduce of the ranks' vectors gives is the whole epoch's.
+  auto v = rank0.to_vector();
+  const auto w = rank1.to_vector();
+  for (size_t i = 0; i < v.size(); ++i) v[i] += w[i];
+  EXPECT_EQ(EpochMetrics::from_vector(v).to_vector(), whole.to_vector());
+  EXPECT_TRUE(whole.finite());
+  whole.add(terms_of(NAN, 0, 0, 0), torch::tensor(1.0), logits_b, labels_b);
+  EXPECT_FALSE(whole.finite());
+  EXPECT_DOUBLE_EQ(EpochMetrics().accuracy(), 0.0);  // no images: 0, not NaN
+  EXPECT_THROW(EpochMetrics::from_vector({1, 2, 3}), std::invalid_argument);
+}
+
+TEST(EpochMetrics, ACheckpointWithOtherSumsIsRefusedNamingTheFile) {
+  TempDir dir;
+  model::ProtoPNetOptions o;
+  o.arch = "small";
+  o.num_classes = 2;
+  o.prototypes_per_class = 1;
+  o.prototype_dim = 4;
+  model::ProtoPNet net(o);
+  TrainingPosition pos;
+  pos.epoch = 3;
+  pos.sums.loss = 7;
+  pos.sums.images = 2;
+  const auto path = dir.path() / "good.pt";
+  save_checkpoint(path, *net, nullptr, &pos);
+  TrainingPosition back;
+  load_checkpoint(path, *net, torch::kCPU, nullptr, &back);
+  EXPECT_EQ(back.epoch, 3);
+  EXPECT_EQ(back.sums.to_vector(), pos.sums.to_vector());
+  // The same archive with six sums, as a damaged or foreign file could hold.
+  torch::serialize::OutputArchive archive, model_archive;
+  net->save(model_archive);
+  archive.write("model", model_archive);
+  archive.write("position", torch::tensor({int64_t{0}, int64_t{3}, int64_t{0}}, torch::kInt64));
+  archive.write("sums", torch::zeros({6}, torch::kFloat64));
+  const auto bad = dir.path() / "six.pt";
+  archive.save_to(bad.string());
+  try {
+    load_checkpoint(bad, *net, torch::kCPU, nullptr, &back);
+    FAIL() << "a checkpoint with six sums was loaded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(bad.string() + ": not a checkpoint of this model (expected 7 epoch sums, found 6)"),
+              std::string::npos)
+        << e.what();
   }
 }
 
