@@ -1,10 +1,8 @@
 #include "pipeline/archive.h"
 
-#include <zlib.h>
+#include <archive.h>
+#include <archive_entry.h>
 
-#include <algorithm>
-#include <array>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
@@ -16,27 +14,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct GzCloser {
-  void operator()(gzFile_s* f) const { gzclose(f); }
+struct ReaderCloser {
+  void operator()(struct archive* a) const { archive_read_free(a); }
 };
+using Reader = std::unique_ptr<struct archive, ReaderCloser>;
 
-uint64_t parse_size(const char* field, size_t n) {
-  if (static_cast<unsigned char>(field[0]) & 0x80) {  // GNU base-256
-    uint64_t v = static_cast<unsigned char>(field[0]) & 0x7f;
-    for (size_t i = 1; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(field[i]);
-    return v;
-  }
-  uint64_t v = 0;
-  for (size_t i = 0; i < n && field[i]; ++i) {
-    if (field[i] == ' ') continue;
-    if (field[i] < '0' || field[i] > '7') throw std::runtime_error("bad size field in a tar header");
-    v = v * 8 + static_cast<uint64_t>(field[i] - '0');
-  }
-  return v;
-}
+// More than any image or metadata file of a data set; a larger (or sparse) member is refused
+// rather than held in memory.
+constexpr uint64_t kMaxMemberBytes = uint64_t{4} << 30;
 
-std::string field_string(const char* f, size_t n) { return std::string(f, strnlen(f, n)); }
-
+// A member name that stays below the destination: relative, and no ".." anywhere.
 bool safe_member(const std::string& name) {
   if (name.empty() || name[0] == '/') return false;
   for (const auto& part : fs::path(name)) {
@@ -45,79 +32,112 @@ bool safe_member(const std::string& name) {
   return true;
 }
 
+// A symbolic link's target, relative to the link's folder, that stays below the destination.
+bool safe_link_target(const std::string& member, const std::string& target) {
+  if (target.empty() || target[0] == '/') return false;
+  const fs::path resolved = (fs::path(member).parent_path() / target).lexically_normal();
+  return resolved.empty() || *resolved.begin() != "..";
+}
+
+class Extractor {
+ public:
+  Extractor(std::string archive, fs::path dest) : archive_(std::move(archive)), dest_(std::move(dest)) {}
+
+  uint64_t run(const std::function<void(uint64_t)>& on_bytes) {
+    Reader reader(archive_read_new());
+    if (!reader) throw std::runtime_error(archive_ + ": cannot set up libarchive");
+    a_ = reader.get();
+    archive_read_support_filter_all(a_);
+    archive_read_support_format_tar(a_);
+    archive_read_support_format_gnutar(a_);
+    archive_read_support_format_zip(a_);
+    check(archive_read_open_filename(a_, archive_.c_str(), 1 << 20));
+    struct archive_entry* entry = nullptr;
+    while (true) {
+      const int r = archive_read_next_header(a_, &entry);
+      if (r == ARCHIVE_EOF) break;
+      check(r);
+      member(entry);
+      if (on_bytes) on_bytes(static_cast<uint64_t>(archive_filter_bytes(a_, -1)));
+    }
+    if (on_bytes) on_bytes(fs::file_size(archive_));  // what follows the last member is done too
+    return files_;
+  }
+
+ private:
+  // ARCHIVE_OK and ARCHIVE_WARN (e.g. an unknown pax keyword) go on; anything else throws.
+  void check(int status) const {
+    if (status == ARCHIVE_OK || status == ARCHIVE_WARN) return;
+    const char* why = archive_error_string(a_);
+    throw std::runtime_error(archive_ + ": damaged, truncated or not an archive (" +
+                             (why ? why : "libarchive error " + std::to_string(status)) + ")");
+  }
+
+  [[noreturn]] void unsafe(const std::string& what) const { throw std::runtime_error(archive_ + ": " + what); }
+
+  void member(struct archive_entry* entry) {
+    const char* raw = archive_entry_pathname(entry);
+    if (!raw) unsafe("a member's name cannot be read");
+    const std::string name = raw;
+    if (!safe_member(name)) unsafe("unsafe member name '" + name + "' (absolute or climbing out with ..)");
+    const fs::path target = dest_ / name;
+    if (const char* link = archive_entry_hardlink(entry)) {
+      if (!safe_member(link)) unsafe("hard link '" + name + "' to '" + link + "' points outside the archive");
+      const fs::path source = dest_ / link;
+      if (fs::is_regular_file(fs::symlink_status(source))) {
+        fs::create_directories(target.parent_path());
+        fs::copy_file(source, target, fs::copy_options::overwrite_existing);
+        ++files_;
+      }
+      return;
+    }
+    switch (archive_entry_filetype(entry)) {
+      case AE_IFDIR:
+        fs::create_directories(target);
+        return;
+      case AE_IFREG:
+        write_file_atomic(target, contents());
+        ++files_;
+        return;
+      case AE_IFLNK: {  // not created (a data set needs none), but one that escapes is refused
+        const char* to = archive_entry_symlink(entry);
+        if (!to || !safe_link_target(name, to)) {
+          unsafe("symbolic link '" + name + "' to '" + (to ? to : "") + "' points outside the archive");
+        }
+        return;
+      }
+      default:  // devices, FIFOs, sockets: skipped
+        return;
+    }
+  }
+
+  std::string contents() {
+    std::string data;
+    const void* block = nullptr;
+    size_t size = 0;
+    la_int64_t offset = 0;
+    while (true) {
+      const int r = archive_read_data_block(a_, &block, &size, &offset);
+      if (r == ARCHIVE_EOF) return data;
+      check(r);
+      if (offset < 0 || static_cast<uint64_t>(offset) < data.size()) unsafe("a member's blocks go backwards");
+      if (static_cast<uint64_t>(offset) + size > kMaxMemberBytes) unsafe("a member is larger than 4 GiB");
+      data.resize(static_cast<size_t>(offset));  // a sparse file's holes are zeros
+      data.append(static_cast<const char*>(block), size);
+    }
+  }
+
+  std::string archive_;
+  fs::path dest_;
+  struct archive* a_ = nullptr;
+  uint64_t files_ = 0;
+};
+
 }  // namespace
 
-uint64_t extract_tar(const std::string& archive, const std::string& dest,
-                     const std::function<void(uint64_t)>& on_bytes) {
-  std::unique_ptr<gzFile_s, GzCloser> in(gzopen(archive.c_str(), "rb"));  // reads plain tar too
-  if (!in) throw std::runtime_error(archive + ": cannot open");
-  gzbuffer(in.get(), 1 << 20);
-  auto read_exact = [&](char* buf, uint64_t n) {
-    while (n > 0) {
-      const unsigned chunk = static_cast<unsigned>(std::min<uint64_t>(n, 1u << 30));
-      const int got = gzread(in.get(), buf, chunk);
-      if (got <= 0) {
-        int err = 0;
-        const char* msg = gzerror(in.get(), &err);
-        throw std::runtime_error(archive + ": truncated or damaged archive" +
-                                 (err ? std::string(" (") + msg + ")" : std::string()));
-      }
-      buf += got;
-      n -= static_cast<uint64_t>(got);
-    }
-  };
-
-  uint64_t files = 0;
-  std::string long_name;
-  std::array<char, 512> header{};
-  std::string data;
-  while (true) {
-    read_exact(header.data(), 512);
-    if (std::all_of(header.begin(), header.end(), [](char c) { return c == 0; })) break;
-    const uint64_t size = parse_size(header.data() + 124, 12);
-    const char type = header[156];
-    const uint64_t padded = (size + 511) / 512 * 512;
-    data.resize(padded);
-    read_exact(data.data(), padded);
-    data.resize(size);
-    if (on_bytes) on_bytes(static_cast<uint64_t>(gzoffset(in.get())));
-
-    if (type == 'L') {  // GNU long name for the next member
-      long_name = field_string(data.data(), data.size());
-      continue;
-    }
-    if (type == 'x') {  // pax extended header: look for a path record
-      for (size_t pos = 0; pos < data.size();) {
-        const size_t space = data.find(' ', pos);
-        if (space == std::string::npos) break;
-        const size_t len = std::stoul(data.substr(pos, space - pos));
-        if (len == 0 || pos + len > data.size()) break;
-        const std::string record = data.substr(space + 1, pos + len - space - 2);
-        if (record.rfind("path=", 0) == 0) long_name = record.substr(5);
-        pos += len;
-      }
-      continue;
-    }
-    if (type == 'g') continue;
-
-    std::string name = long_name;
-    long_name.clear();
-    if (name.empty()) {
-      name = field_string(header.data(), 100);
-      const std::string prefix = field_string(header.data() + 345, 155);
-      if (std::string(header.data() + 257, 5) == "ustar" && !prefix.empty()) name = prefix + "/" + name;
-    }
-    if (!safe_member(name)) throw std::runtime_error(archive + ": unsafe member name '" + name + "'");
-    const fs::path target = fs::path(dest) / name;
-    if (type == '5') {
-      fs::create_directories(target);
-    } else if (type == '0' || type == '\0' || type == '7') {
-      write_file_atomic(target, data);
-      ++files;
-    }
-    // Links, devices and FIFOs are skipped: a data set needs none.
-  }
-  return files;
+uint64_t extract_archive(const std::string& archive, const std::string& dest,
+                         const std::function<void(uint64_t)>& on_bytes) {
+  return Extractor(archive, dest).run(on_bytes);
 }
 
 }  // namespace ppnet::pipeline

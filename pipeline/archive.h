@@ -1,5 +1,5 @@
 #pragma once
-// Extraction of .tar.gz / .tgz / .tar archives (CUB_200_2011.tgz), with no external tools.
+// Extraction of a data set's archive (CUB_200_2011.tgz) with libarchive.
 
 #include <cstdint>
 #include <functional>
@@ -7,12 +7,15 @@
 
 namespace ppnet::pipeline {
 
-/// Extracts the regular files and folders of `archive` (gzip-compressed or not; ustar, GNU
-/// long names and pax path records) below `dest`. Links and special files are skipped; a member
-/// whose name is absolute or climbs out with ".." is refused. Every file is written atomically.
-/// `on_bytes` is called with the compressed bytes consumed so far. Returns the number of files.
-/// Throws std::runtime_error "<archive>: …" for a damaged or truncated archive.
-uint64_t extract_tar(const std::string& archive, const std::string& dest,
-                     const std::function<void(uint64_t)>& on_bytes = {});
+/// Extracts the regular files and folders of `archive` below `dest`: a tar (ustar, pax, GNU;
+/// uncompressed or compressed with any filter libarchive reads: gzip, bzip2, xz, zstd…) or a zip.
+/// A member whose name is absolute or climbs out of `dest` with ".." is refused, and so is a
+/// link whose target would lie outside `dest`; a hard link to an earlier member becomes a copy
+/// of it, symbolic links and special files are skipped. Every file is written atomically.
+/// `on_bytes` is called with the archive's bytes consumed so far, last with its size. Returns the
+/// number of files.
+/// Throws std::runtime_error "<archive>: …" for a damaged, truncated or unsafe archive.
+uint64_t extract_archive(const std::string& archive, const std::string& dest,
+                         const std::function<void(uint64_t)>& on_bytes = {});
 
 }  // namespace ppnet::pipeline

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the whole ppnet binary against a given LibTorch and the folder tests/gpu/bundle.sh made,
-# ignoring whatever OpenCV, Boost, TBB, SQLite or nlohmann-json the system has (none is needed):
+# ignoring whatever OpenCV, Boost, TBB, SQLite, libarchive or nlohmann-json the system has (none is
+# needed):
 #   tests/gpu/build.sh TORCH_DIR BUNDLE BUILD
 # TORCH_DIR: the folder of TorchConfig.cmake (for a Python torch wheel:
 # $(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')/Torch). Prints the binary's
@@ -18,8 +19,9 @@ if [ "${IGNORE_SYSTEM:-1}" = 1 ]; then ignore=(-DCMAKE_IGNORE_PREFIX_PATH="/usr;
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
   -DTorch_DIR="$torch_dir" -DCMAKE_PREFIX_PATH="$bundle" "${ignore[@]}" \
   -DOpenCV_DIR="$bundle/lib/cmake/opencv4" -DBoost_USE_STATIC_LIBS=ON -DBoost_NO_SYSTEM_PATHS=ON \
+  -DLibArchive_LIBRARY="$bundle/lib/libarchive.a" -DLibArchive_INCLUDE_DIR="$bundle/include" \
   -DCMAKE_BUILD_RPATH="$bundle/lib/x86_64-linux-gnu" >"$build.configure.log" 2>&1 || { cat "$build.configure.log" >&2; exit 1; }
 cmake --build "$build" --target ppnet >"$build.build.log" 2>&1 || { tail -40 "$build.build.log" >&2; exit 1; }
-leaked=$(ninja -C "$build" -t deps | grep -E '^ +/usr/(local/)?include/(opencv4|boost|oneapi|tbb|nlohmann|sqlite3\.h|zlib\.h)' | sort -u || true)
+leaked=$(ninja -C "$build" -t deps | grep -E '^ +/usr/(local/)?include/(opencv4|boost|oneapi|tbb|nlohmann|sqlite3\.h|zlib\.h|archive(_entry)?\.h)' | sort -u || true)
 if [ -n "$leaked" ]; then echo "headers from the system instead of $bundle:" >&2; echo "$leaked" | head >&2; exit 1; fi
 echo "$build/cli/ppnet"

@@ -4,6 +4,8 @@
 # SQLite or nlohmann-json development files and without network (tests/gpu/build.sh uses it).
 #   - OpenCV core, imgproc and imgcodecs (PNG, JPEG, PNM, HDR, Sun raster), static, built from
 #     Debian's own source package: Debian's shared imgcodecs drags in 140 libraries (217 MB);
+#   - libarchive, static, from Debian's source package with only zlib behind it (gzip'd tars
+#     and zips; Debian's own links nettle, acl, lzma, zstd, lz4, bz2 and libxml2 with ICU);
 #   - the static archives of Boost.Program_options, SQLite, zlib, libpng and libjpeg, and
 #     oneTBB's shared library (Debian has no static one), with their headers and CMake configs;
 #     of Boost only the headers program_options reaches (the compiler's own dependency list).
@@ -13,22 +15,29 @@ set -euo pipefail
 out=$(realpath -m "${1:-.gpu-deps}")
 multi=/usr/lib/x86_64-linux-gnu
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 mkdir -p "$out/lib/cmake" "$out/include" "$out/share/cmake"
 
-# 1. OpenCV, static, from Debian's source package (apt's lists for deb-src kept in $work).
-if [ ! -f "$out/lib/libopencv_core.a" ]; then
-  mkdir -p "$work/apt/lists/partial"
-  cat >"$work/apt/src.sources" <<EOF
+# Debian's source packages, with apt's lists for deb-src kept in $work.
+apt=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/apt" -o "Dir::State::Lists=$work/apt/lists")
+debian_source() {
+  if [ ! -d "$work/apt/lists" ]; then
+    mkdir -p "$work/apt/lists/partial"
+    cat >"$work/apt/src.sources" <<EOF
 Types: deb-src
 URIs: http://deb.debian.org/debian
 Suites: bookworm
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-  apt=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/apt" -o "Dir::State::Lists=$work/apt/lists")
-  apt-get "${apt[@]}" update >/dev/null
-  (cd "$work" && apt-get "${apt[@]}" source --download-only opencv >/dev/null 2>&1)
+    apt-get "${apt[@]}" update >/dev/null
+  fi
+  (cd "$work" && apt-get "${apt[@]}" source --download-only "$1" >/dev/null 2>&1)
+}
+
+# 1. OpenCV, static, from Debian's source package.
+if [ ! -f "$out/lib/libopencv_core.a" ]; then
+  debian_source opencv
   tar xJf "$work"/opencv_*.orig.tar.xz -C "$work"
   flags=(-DBUILD_LIST=core,imgproc,imgcodecs -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON
          -DCPU_DISPATCH=AVX2 -DOPENCV_LIB_INSTALL_PATH=lib -DOPENCV_CONFIG_INSTALL_PATH=lib/cmake/opencv4
@@ -47,6 +56,20 @@ fi
 # Its config names Debian's codec archives by absolute path: make them the bundle's own.
 sed -i "s|$multi/lib\(png16\|jpeg\|z\)\.a|\${_IMPORT_PREFIX}/lib/lib\1.a|g" "$out/lib/cmake/opencv4/OpenCVModules.cmake"
 rm -rf "$out/share/opencv4" "$out/share/licenses" "$out/bin"
+
+# 1b. libarchive, static, zlib only (the format readers need no other library).
+if [ ! -f "$out/lib/libarchive.a" ]; then
+  debian_source libarchive
+  tar xJf "$work"/libarchive_*.orig.tar.xz -C "$work"
+  off=()
+  for f in ACL XATTR OPENSSL NETTLE MBEDTLS LIBB2 LZ4 LZO LZMA ZSTD BZip2 LIBXML2 EXPAT PCREPOSIX ICONV \
+           CNG TAR CPIO CAT TEST COVERAGE WERROR; do off+=(-DENABLE_$f=OFF); done
+  cmake -S "$work"/libarchive-*/ -B "$work/build-archive" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DENABLE_ZLIB=ON "${off[@]}" >"$work/archive-cmake.log" 2>&1
+  cmake --build "$work/build-archive" --target archive_static >"$work/archive-build.log"  # not the .so
+  cp "$work/build-archive/libarchive/libarchive.a" "$out/lib/"
+  cp "$work"/libarchive-*/libarchive/{archive.h,archive_entry.h} "$out/include/"
+fi
 
 # 2. The other libraries: static archives, oneTBB's shared library, their CMake configs, in
 #    Debian's multiarch layout (Boost's and TBB's configs find their files relative to it).
