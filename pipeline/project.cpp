@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "model/receptive_field.h"
 #include "pipeline/atomic_file.h"
@@ -110,74 +112,53 @@ ProjectReport search_worker(const ProjectConfig& c, const Runtime& rt, Distribut
   return report;
 }
 
-ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Distributed* dist, Clock::time_point start) {
-  const fs::path data(c.data);
-  RunWithData opened = open_run_with_data(c.run, data);
-  RunFolder& run = opened.run;
-  const ModelConfig& m = opened.model;
-  db::RunStore& store = run.store();
-
-  // A projection is a stage of its own; an unfinished one is simply done again.
-  int64_t stage_id = 0;
+// Where a projection stage starts: an unfinished projection is simply done again, a new one
+// begins from the latest finished stage. Empty with --resume when the latest stage is a finished
+// projection (nothing to do).
+struct ProjectionStage {
+  int64_t id = 0;
   std::string start_checkpoint;
+};
+
+std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolder& run) {
+  db::RunStore& store = run.store();
   const auto latest = store.latest_stage();
-  if (c.resume && latest && latest->kind == "project" && latest->status == "done") {
-    if (dist) hand_over_nothing(*dist, "project plan");
-    ProjectReport done;
-    done.run = c.run;
-    done.projection = latest->id;
-    done.already_done = true;
-    return done;
-  }
+  if (c.resume && latest && latest->kind == "project" && latest->status == "done") return std::nullopt;
   if (latest && latest->unfinished()) {
     if (latest->kind != "project") {
       throw std::runtime_error("stage " + latest->kind + " #" + std::to_string(latest->id) + " of run " + c.run +
                                " did not finish; continue it with --resume first");
     }
-    stage_id = latest->id;
-    start_checkpoint = latest->start_checkpoint;
-  } else {
-    const auto base = store.latest_final_checkpoint();
-    start_checkpoint = base ? base->path : run.checkpoint_name("init");
-    stage_id = store.begin_stage("project", nlohmann::json{{"batch_size", c.batch_size}}.dump(), start_checkpoint);
+    return ProjectionStage{latest->id, latest->start_checkpoint};
   }
+  const auto base = store.latest_final_checkpoint();
+  ProjectionStage s;
+  s.start_checkpoint = base ? base->path : run.checkpoint_name("init");
+  s.id = store.begin_stage("project", nlohmann::json{{"batch_size", c.batch_size}}.dump(), s.start_checkpoint);
+  return s;
+}
 
-  model::ProtoPNet net(to_model_options(m));
-  load_checkpoint(run.absolute(start_checkpoint), *net, rt.device, nullptr, nullptr);
-  if (dist) hand_over(*dist, "project plan", {{"batch_size", c.batch_size}}, m, *net);
-  net->eval();
-  torch::NoGradGuard no_grad;
-  InterruptScope interrupt_scope;
-
-  // 1. Search: for every prototype, the nearest latent patch among push images of its class.
-  const auto push = read_list(data, "push");
-  const int64_t P = net->num_prototypes(), D = m.prototype_dim;
-  const auto rf = net->receptive_field(m.img_size);
-  const int64_t grid_w = rf.n;
-  const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
-  auto nearest = search(*net, data, push, round_robin_batches(push.size(), c.batch_size, shard), m.img_size,
-                        c.batch_size, rt.device, true);
-  if (dist) merge_across_ranks(*dist, nearest);
-  const double search_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  const auto found = nearest.key.ne(kNone);
-  auto& protos = net->prototype_vectors();
-  protos.copy_(torch::where(found.view({P, 1, 1, 1}), nearest.z.view({P, D, 1, 1}), protos));
-
-  // 2. Records and pictures. Each prototype's self-activation comes from the latent map of its
-  //    source image kept during the search, so no image is run through the network twice.
-  const int64_t HW = grid_w * grid_w;
+// Each projected prototype's record (source image, cell, boxes, distances) and, unless
+// --no-images, its pictures in `image_dir`. The self-activation comes from the latent map of its
+// source image kept during the search, so no image is run through the network twice. Sorted by
+// prototype; throws Interrupted when asked to stop.
+std::vector<db::PrototypeRow> record_prototypes(model::ProtoPNetImpl& net, const Nearest& nearest,
+                                                const std::vector<ListEntry>& push, const fs::path& data, int img_size,
+                                                int64_t stage_id, const fs::path& image_dir, bool save_images) {
+  const int64_t P = net.num_prototypes();
+  const auto rf = net.receptive_field(img_size);
+  const int64_t grid_w = rf.n, HW = grid_w * grid_w;
   const auto key_cpu = nearest.key.cpu();
   const auto best_d_cpu = nearest.distance.cpu().to(torch::kFloat64);
   const std::vector<int64_t> keys(key_cpu.data_ptr<int64_t>(), key_cpu.data_ptr<int64_t>() + P);
   const std::vector<double> best_d_v(best_d_cpu.data_ptr<double>(), best_d_cpu.data_ptr<double>() + P);
-  const torch::Tensor self_d = net->paired_distances(nearest.latent).cpu();  // against the projected prototypes
-  const torch::Tensor self_sim = net->similarity(self_d);
+  const torch::Tensor self_d = net.paired_distances(nearest.latent).cpu();  // against the projected prototypes
+  const torch::Tensor self_sim = net.similarity(self_d);
   std::map<int64_t, std::vector<int64_t>> users;  // push index → prototypes projected onto it
   for (int64_t j = 0; j < P; ++j) {
     if (keys[static_cast<size_t>(j)] != kNone) users[keys[static_cast<size_t>(j)] / HW].push_back(j);
   }
   const std::vector<std::pair<int64_t, std::vector<int64_t>>> sources(users.begin(), users.end());
-  const fs::path image_dir = run.dir() / "prototypes" / std::to_string(stage_id);
   std::vector<db::PrototypeRow> rows;
   rows.reserve(static_cast<size_t>(P));
   std::mutex rows_mutex;
@@ -201,17 +182,17 @@ ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
         r.cell_w = cell % grid_w;
         r.distance_before = best_d_v[static_cast<size_t>(j)];
         r.distance_after = self_d[j][r.cell_h][r.cell_w].item<double>();
-        const auto cb = model::cell_box(rf, m.img_size, r.cell_h, r.cell_w);
+        const auto cb = model::cell_box(rf, img_size, r.cell_h, r.cell_w);
         const auto rf_box = scale_box({static_cast<int>(cb[0]), static_cast<int>(cb[1]), static_cast<int>(cb[2]),
                                        static_cast<int>(cb[3])},
-                                      m.img_size, m.img_size, original.cols, original.rows);
+                                      img_size, img_size, original.cols, original.rows);
         const cv::Mat sim = tensor_to_mat(self_sim[j]);
         const auto box = high_activation_box(sim, original.cols, original.rows);
         for (int q = 0; q < 4; ++q) {
           r.rf[q] = rf_box[static_cast<size_t>(q)];
           r.box[q] = box[static_cast<size_t>(q)];
         }
-        if (c.save_images) {
+        if (save_images) {
           const std::string stem = (image_dir / std::to_string(j)).string();
           write_file_atomic(stem + "-patch.png", encode_png(original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]))));
           write_file_atomic(stem + "-box.png", encode_png(draw_box(original, box)));
@@ -227,15 +208,52 @@ ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
     throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged: run 'ppnet project' again");
   }
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.prototype < b.prototype; });
+  return rows;
+}
 
-  // 3. The projected model and its records become visible together.
-  const std::string rel = run.checkpoint_name("project" + std::to_string(stage_id));
-  save_checkpoint(run.absolute(rel), *net, nullptr, nullptr);
-  store.finish_projection(stage_id, rows, {0, stage_id, 0, 0, rel, true, ""});
-
+ProjectReport project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Distributed* dist, Clock::time_point start) {
+  const fs::path data(c.data);
+  RunWithData opened = open_run_with_data(c.run, data);
+  RunFolder& run = opened.run;
+  const ModelConfig& m = opened.model;
   ProjectReport report;
   report.run = c.run;
-  report.projection = stage_id;
+  const auto stage = begin_projection(c, run);
+  if (!stage) {
+    if (dist) hand_over_nothing(*dist, "project plan");
+    report.projection = run.store().latest_stage()->id;
+    report.already_done = true;
+    return report;
+  }
+  model::ProtoPNet net(to_model_options(m));
+  load_checkpoint(run.absolute(stage->start_checkpoint), *net, rt.device, nullptr, nullptr);
+  if (dist) hand_over(*dist, "project plan", {{"batch_size", c.batch_size}}, m, *net);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  InterruptScope interrupt_scope;
+
+  // 1. Search: for every prototype, the nearest latent patch among push images of its class;
+  //    the prototypes become those patches.
+  const auto push = read_list(data, "push");
+  const int64_t P = net->num_prototypes(), D = m.prototype_dim;
+  const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
+  auto nearest = search(*net, data, push, round_robin_batches(push.size(), c.batch_size, shard), m.img_size,
+                        c.batch_size, rt.device, true);
+  if (dist) merge_across_ranks(*dist, nearest);
+  const double search_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  auto& protos = net->prototype_vectors();
+  protos.copy_(torch::where(nearest.key.ne(kNone).view({P, 1, 1, 1}), nearest.z.view({P, D, 1, 1}), protos));
+
+  // 2. Records and pictures.
+  const auto rows = record_prototypes(*net, nearest, push, data, m.img_size, stage->id,
+                                      run.dir() / "prototypes" / std::to_string(stage->id), c.save_images);
+
+  // 3. The projected model and its records become visible together.
+  const std::string rel = run.checkpoint_name("project" + std::to_string(stage->id));
+  save_checkpoint(run.absolute(rel), *net, nullptr, nullptr);
+  run.store().finish_projection(stage->id, rows, {0, stage->id, 0, 0, rel, true, ""});
+
+  report.projection = stage->id;
   report.prototypes = P;
   report.projected = static_cast<int64_t>(rows.size());
   for (const auto& r : rows) {

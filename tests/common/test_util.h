@@ -45,6 +45,11 @@ CommandResult run_ppnet(const std::string& args);
 /// quarter of them test images.
 CommandResult prepare_pattern_data(const TempDir& dir, int classes, int per_class);
 
+/// Trains warm (4 epochs) then joint (8) of the small part-finding model — 48 px, one 32-channel
+/// prototype per class, the reference's rates — on the prepared `data` into `run`: the model the
+/// part tests (project_test's Interpretable, audit_test's Audit) share.
+void train_part_model(const std::string& data, const std::filesystem::path& run);
+
 /// Starts the built ppnet binary with `args` in the background (output to `log`); returns its pid.
 int spawn_ppnet(const std::vector<std::string>& args, const std::string& log);
 

@@ -113,22 +113,7 @@ class Audit : public ::testing::Test {
       p.copies = 0;
       p.runtime.threads = 2;
       run_prepare(p);
-      for (const char* stage : {"warm", "joint"}) {
-        TrainConfig c;
-        c.stage = stage;
-        c.data = p.out;
-        c.run = (dir_->path() / "trained").string();
-        c.arch = "small";
-        c.img_size = 48;
-        c.prototypes_per_class = 1;  // one part per class (see project_test.cpp's Interpretable)
-        c.prototype_dim = 32;
-        c.epochs = std::string(stage) == "warm" ? 4 : 8;
-        c.lr_backbone = 1e-4;
-        c.lr_schedule = "step";
-        c.batch_size = 10;
-        c.runtime.threads = 2;
-        run_train(c);
-      }
+      test::train_part_model(p.out, dir_->path() / "trained");
       ProjectConfig pc;
       pc.data = p.out;
       pc.run = (dir_->path() / "trained").string();

@@ -29,26 +29,7 @@ class Interpretable : public ::testing::Test {
       p.copies = 0;
       p.test_fraction = 0.25;
       run_prepare(p);
-      for (const char* stage : {"warm", "joint"}) {
-        TrainConfig c;
-        c.stage = stage;
-        c.data = p.out;
-        c.run = (dir_->path() / "trained").string();
-        c.arch = "small";
-        c.img_size = 48;
-        // One prototype per class: with a single part per class, further prototypes of a class
-        // have nothing left to learn and end up anywhere.
-        c.prototypes_per_class = 1;
-        c.prototype_dim = 32;
-        c.epochs = std::string(stage) == "warm" ? 4 : 8;
-        // The reference's rates, which this fixture was tuned with (the from-scratch recipe
-        // leaves one of the four high-activation boxes as the whole 48-px image here).
-        c.lr_backbone = 1e-4;
-        c.lr_schedule = "step";
-        c.batch_size = 10;
-        c.runtime.threads = 2;
-        run_train(c);
-      }
+      test::train_part_model(p.out, dir_->path() / "trained");
     } catch (const std::exception& e) {
       setup_error_ = e.what();
     }
