@@ -36,7 +36,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kAnalyzeCommand = {
+extern const Command kAnalyzeCommand = {
     "analyze", "each prototype's nearest patches over a split, recorded with pictures",
     "ppnet analyze --run RUN --data DATA [--k 5] [--split push|test|val|train] [--json] [options]", false, &run};
 

@@ -3,8 +3,9 @@
 // function that states its options, validates them and runs it), and the Options helper that
 // every command's function uses for what they share: --help, --config files, --json and the
 // runtime options (--threads, --device, --seed, --keep-denormals, --amp, --channels-last).
-// A new command is one file cli/<name>_command.cpp defining its entry, plus its line in
-// commands.cpp's list.
+// A new command is one file, cli/<name>_command.cpp, defining its entry
+// (`extern const Command kNameCommand = {…};`), plus its name in commands.cpp's list; CMake picks
+// the file up by its name.
 
 #include <boost/program_options.hpp>
 #include <initializer_list>
@@ -28,10 +29,6 @@ struct Command {
   /// its report; returns the exit status. Throws UsageError for what the user got wrong.
   int (*run)(Options& o);
 };
-
-extern const Command kPrepareCommand, kTrainCommand, kProjectCommand, kLastLayerCommand,
-    kAnalyzeCommand, kPruneCommand, kExplainCommand, kEvaluateCommand, kInfoCommand,
-    kReportCommand, kWeightsCommand;
 
 /// One command line being parsed for one command.
 class Options {

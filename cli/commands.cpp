@@ -8,6 +8,11 @@
 #include "pipeline/commands.h"
 
 namespace ppnet::cli {
+
+// Each defined in its cli/<name>_command.cpp.
+extern const Command kPrepareCommand, kTrainCommand, kProjectCommand, kLastLayerCommand, kAnalyzeCommand,
+    kPruneCommand, kExplainCommand, kEvaluateCommand, kInfoCommand, kReportCommand, kWeightsCommand;
+
 namespace {
 
 // In the order `ppnet --help` lists them.

@@ -86,7 +86,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kEvaluateCommand = {
+extern const Command kEvaluateCommand = {
     "evaluate", "accuracy and loss terms of a run on a data split",
     "ppnet evaluate --run RUN --data DATA [--split test|val|train] [--json] [options]", true, &run};
 

@@ -56,7 +56,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kExplainCommand = {
+extern const Command kExplainCommand = {
     "explain", "explain every image of a folder: heatmaps, JSON, an HTML gallery",
     "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]", false, &run};
 

@@ -24,7 +24,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kInfoCommand = {"info", "stages, epochs and metrics recorded in a run",
+extern const Command kInfoCommand = {"info", "stages, epochs and metrics recorded in a run",
                               "ppnet info --run RUN [--prototypes] [--json]", false, &run};
 
 }  // namespace ppnet::cli

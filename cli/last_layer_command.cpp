@@ -63,7 +63,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kLastLayerCommand = {
+extern const Command kLastLayerCommand = {
     "last-layer", "optimise the last layer with the features frozen",
     "ppnet last-layer --data DATA --run RUN [--solver prox|adam] [options]", true, &run};
 

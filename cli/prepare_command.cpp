@@ -73,7 +73,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kPrepareCommand = {
+extern const Command kPrepareCommand = {
     "prepare", "turn raw data (CUB-200-2011, class folders, IDX) into a prepared data folder",
     "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]", false, &run};
 

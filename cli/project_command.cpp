@@ -32,7 +32,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kProjectCommand = {
+extern const Command kProjectCommand = {
     "project", "push each prototype onto its nearest training patch of its own class",
     "ppnet project --data DATA --run RUN [options]", true, &run};
 

@@ -37,7 +37,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kPruneCommand = {
+extern const Command kPruneCommand = {
     "prune", "remove prototypes whose nearest patches are of other classes, or duplicates",
     "ppnet prune --run RUN --data DATA [--k 6] [--threshold 3] [--duplicates] [--dry-run] [options]", false, &run};
 

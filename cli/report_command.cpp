@@ -24,7 +24,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kReportCommand = {"report", "one self-contained HTML page: training curves, evaluation, prototypes",
+extern const Command kReportCommand = {"report", "one self-contained HTML page: training curves, evaluation, prototypes",
                                 "ppnet report --run RUN [--out FILE]", false, &run};
 
 }  // namespace ppnet::cli

@@ -122,7 +122,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kTrainCommand = {
+extern const Command kTrainCommand = {
     "train", "train everything before the last layer, stage warm or joint (resumable)",
     "ppnet train --stage warm|joint --data DATA --run RUN [options]", true, &run};
 

@@ -27,7 +27,7 @@ int run(Options& o) {
 
 }  // namespace
 
-const Command kWeightsCommand = {"weights", "check that a pretrained weights file fits a backbone, before training",
+extern const Command kWeightsCommand = {"weights", "check that a pretrained weights file fits a backbone, before training",
                                  "ppnet weights --arch NAME --weights FILE [--json] [options]", false, &run};
 
 }  // namespace ppnet::cli
