@@ -26,7 +26,7 @@ std::pair<torch::Tensor, torch::Tensor> similarities(model::ProtoPNetImpl& net, 
   std::vector<torch::Tensor> s, y;
   pipeline::Batch b;
   while (loader.next(&b)) {
-    s.push_back(model::similarity_from_distance(net.forward(b.images).min_distances));
+    s.push_back(net.similarity(net.forward(b.images).min_distances));  // by the run's activation
     y.push_back(b.labels);
   }
   return {torch::cat(s), torch::cat(y)};

@@ -27,8 +27,8 @@ int run(Options& o) {
   if (c.split != "push" && c.split != "test" && c.split != "val" && c.split != "train") {
     throw o.error("--split '" + c.split + "': expected push, test, val or train");
   }
-  if (c.k < 1 || c.k > 1000) throw o.error("--k must be in 1…1000");
-  if (c.batch_size < 1) throw o.error("--batch-size must be at least 1");
+  o.within("k", c.k, 1, 1000);
+  o.at_least("batch-size", c.batch_size);
   c.save_images = !no_images;
   print_report(std::cout, pipeline::run_analyze(c), c.json);
   return 0;

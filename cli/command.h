@@ -8,6 +8,7 @@
 // the file up by its name.
 
 #include <boost/program_options.hpp>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -51,6 +52,9 @@ class Options {
 
   /// Throws "missing --NAME" for the first of `names` not given.
   void require(std::initializer_list<const char*> names) const;
+  /// Throw "--NAME must be at least MIN" / "--NAME must be in LO…HI" for a value outside.
+  void at_least(const char* name, int64_t value, int64_t min = 1) const;
+  void within(const char* name, int64_t value, int64_t lo, int64_t hi) const;
   /// Whether the user gave `name` (on the command line or in a config file), not its default.
   bool given(const char* name) const;
   const boost::program_options::variables_map& values() const { return vm_; }

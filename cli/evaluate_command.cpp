@@ -65,12 +65,12 @@ void validate(const Options& o, const pipeline::EvaluateConfig& c) {
   }
   if (!(c.part_box >= 0 && c.part_box <= 1)) throw o.error("--part-box must be in [0, 1]");
   if (!(c.noise >= 0 && std::isfinite(c.noise))) throw o.error("--noise must be a finite number ≥ 0");
-  if (c.purity_k < 1 || c.purity_k > 1000) throw o.error("--purity-k must be in 1…1000");
+  o.within("purity-k", c.purity_k, 1, 1000);
   if (c.split != "test" && c.split != "val" && c.split != "train") {
     throw o.error("--split '" + c.split + "': expected test, val or train");
   }
   o.require({"run", "data"});
-  if (c.batch_size < 1) throw o.error("--batch-size must be at least 1");
+  o.at_least("batch-size", c.batch_size);
 }
 
 int run(Options& o) {

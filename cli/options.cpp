@@ -119,6 +119,16 @@ void Options::require(std::initializer_list<const char*> names) const {
   }
 }
 
+void Options::at_least(const char* name, int64_t value, int64_t min) const {
+  if (value < min) throw error(std::string("--") + name + " must be at least " + std::to_string(min));
+}
+
+void Options::within(const char* name, int64_t value, int64_t lo, int64_t hi) const {
+  if (value < lo || value > hi) {
+    throw error(std::string("--") + name + " must be in " + std::to_string(lo) + "…" + std::to_string(hi));
+  }
+}
+
 bool Options::given(const char* name) const { return vm_.count(name) && !vm_[name].defaulted(); }
 
 }  // namespace ppnet::cli

@@ -24,7 +24,7 @@ int run(Options& o) {
   o.add_runtime(c.runtime);
   if (!o.parse()) return 0;
   o.require({"data", "run"});
-  if (c.batch_size < 1) throw o.error("--batch-size must be at least 1");
+  o.at_least("batch-size", c.batch_size);
   c.save_images = !no_images;
   print_report(std::cout, pipeline::run_project(c), json);
   return 0;

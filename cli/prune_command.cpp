@@ -27,10 +27,10 @@ int run(Options& o) {
   o.add_runtime(c.runtime);
   if (!o.parse()) return 0;
   o.require({"run", "data"});
-  if (c.k < 1 || c.k > 1000) throw o.error("--k must be in 1…1000");
+  o.within("k", c.k, 1, 1000);
   if (c.threshold < 0 || c.threshold > c.k) throw o.error("--threshold must be in 0…K (--k)");
   if (c.threshold == 0 && !c.duplicates) throw o.error("nothing to do: --threshold 0 without --duplicates");
-  if (c.batch_size < 1) throw o.error("--batch-size must be at least 1");
+  o.at_least("batch-size", c.batch_size);
   print_report(std::cout, pipeline::run_prune(c), c.json);
   return 0;
 }

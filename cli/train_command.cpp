@@ -86,7 +86,7 @@ void validate(const Options& o, const pipeline::TrainConfig& c) {
   for (const auto& [opt, v] : {std::pair<const char*, int>{"batch-size", c.batch_size}, {"eval-batch-size", c.eval_batch_size},
                                {"img-size", c.img_size}, {"prototypes-per-class", c.prototypes_per_class},
                                {"prototype-dim", c.prototype_dim}, {"lr-step", c.lr_step}}) {
-    if (v < 1) throw o.error(std::string("--") + opt + " must be at least 1");
+    o.at_least(opt, v);
   }
   if (!(c.bucket_mb > 0 && c.bucket_mb <= 4096)) throw o.error("--bucket-mb must be in (0, 4096]");
   if (c.epochs.value_or(0) < 0 || c.checkpoint_every < 0) {

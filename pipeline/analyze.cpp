@@ -69,9 +69,7 @@ std::vector<db::NearestPatchRow> describe(const model::NearestPatches& nearest, 
     }
     progress.advance();
   });
-  if (InterruptScope::stop_requested()) {
-    throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged");
-  }
+  stop_if_requested("interrupted; the run is unchanged");
   std::vector<db::NearestPatchRow> rows;
   for (auto& v : rows_of) rows.insert(rows.end(), v.begin(), v.end());
   std::sort(rows.begin(), rows.end(),

@@ -389,10 +389,7 @@ ExplainReport run_explain(const ExplainConfig& c) {
   net->eval();
   InterruptScope interrupt_scope;
   explain_batches(ctx, *net, mine, plan, rt.device, report);
-  if (InterruptScope::stop_requested()) {
-    throw Interrupted(InterruptScope::signal_number(),
-                      "interrupted; finished images are kept: run the same command again to resume");
-  }
+  stop_if_requested("interrupted; finished images are kept: run the same command again to resume");
   std::sort(report.failed.begin(), report.failed.end());
   write_gallery(ctx, mine);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

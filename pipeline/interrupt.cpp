@@ -27,4 +27,8 @@ InterruptScope::~InterruptScope() {
 bool InterruptScope::stop_requested() { return g_signal != 0; }
 int InterruptScope::signal_number() { return static_cast<int>(g_signal); }
 
+void stop_if_requested(const char* message) {
+  if (InterruptScope::stop_requested()) throw Interrupted(InterruptScope::signal_number(), message);
+}
+
 }  // namespace ppnet::pipeline

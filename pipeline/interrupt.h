@@ -28,4 +28,7 @@ class Interrupted : public std::runtime_error {
   int signal_;
 };
 
+/// A loop's safe point: throws Interrupted(signal, message) when a stop was requested.
+void stop_if_requested(const char* message);
+
 }  // namespace ppnet::pipeline

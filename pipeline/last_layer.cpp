@@ -23,6 +23,8 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+const char* const kStopped = "interrupted; run 'ppnet last-layer --resume' to continue";
+
 // Minimum distances (N×P) and labels (N) of a list in `order` (Adam's --recompute epochs), through
 // the frozen network.
 std::pair<torch::Tensor, torch::Tensor> min_distances_of(model::ProtoPNetImpl& net, const fs::path& data,
@@ -35,9 +37,7 @@ std::pair<torch::Tensor, torch::Tensor> min_distances_of(model::ProtoPNetImpl& n
   while (loader.next(&b)) {
     d.push_back(net.forward(b.images.to(device)).min_distances);
     y.push_back(b.labels.to(device));
-    if (InterruptScope::stop_requested()) {
-      throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to continue");
-    }
+    stop_if_requested(kStopped);
   }
   if (d.empty()) {  // an empty split (a data set without test images, say)
     return {torch::zeros({0, net.num_prototypes()}, torch::TensorOptions().device(device)),
@@ -227,9 +227,7 @@ void adam_epochs(Fit& f, LastLayerReport& report) {
                  row.eval_accuracy, row.seconds);
     report.epochs.push_back({e, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
                              row.seconds, f.eval_split});
-    if (InterruptScope::stop_requested()) {
-      throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to continue");
-    }
+    stop_if_requested(kStopped);
   }
 }
 
@@ -242,9 +240,7 @@ std::pair<torch::Tensor, torch::Tensor> shared_min_distances(Distributed* dist, 
   const auto d = rows_across_ranks(
       dist, data, list, img_size, batch_size, net.num_prototypes(),
       [&](const torch::Tensor& images) {
-        if (InterruptScope::stop_requested()) {
-          throw Interrupted(InterruptScope::signal_number(), "interrupted; run 'ppnet last-layer --resume' to continue");
-        }
+        stop_if_requested(kStopped);
         return net.forward(images.to(device)).min_distances;
       },
       label, "the last layer's features");

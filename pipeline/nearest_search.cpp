@@ -22,9 +22,7 @@ model::NearestPatches search_nearest_patches(model::ProtoPNetImpl& net, const st
     nearest.add(net.activations(b.images.to(device)).distances, torch::arange(offset, offset + B, torch::kInt64));
     offset += B;
     progress.advance(static_cast<uint64_t>(B));
-    if (InterruptScope::stop_requested()) {
-      throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged");
-    }
+    stop_if_requested("interrupted; the run is unchanged");
   }
   return nearest;
 }

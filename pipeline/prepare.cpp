@@ -361,10 +361,7 @@ PrepareReport run_prepare(const PrepareConfig& c) {
   write_file_atomic(prepare_record_path(out), record.dump(1) + "\n");
   remove_temporary_files(out);
   const Written w = write_outputs(c, kind, set, outputs, out);
-  if (InterruptScope::stop_requested()) {
-    throw Interrupted(InterruptScope::signal_number(),
-                      "interrupted; the finished images are kept: run the same command again to resume");
-  }
+  stop_if_requested("interrupted; the finished images are kept: run the same command again to resume");
   write_lists_and_manifest(c, kind, record, set, role, outputs, w, out, report);
   std::error_code ec;
   if (report.failed.empty()) fs::remove_all(out / ".source", ec);

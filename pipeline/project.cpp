@@ -25,6 +25,8 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+const char* const kStopped = "interrupted; the run is unchanged: run 'ppnet project' again";
+
 // Each prototype's nearest latent patch among the push images of its class, so far.
 struct Nearest {
   torch::Tensor distance;  // P, +inf where none yet
@@ -68,9 +70,7 @@ Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vecto
     n.latent.index_copy_(0, improved, latent.index_select(0, in_batch.index_select(0, improved)));
     at += B;
     if (progress) progress->advance(static_cast<uint64_t>(B));
-    if (InterruptScope::stop_requested()) {
-      throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged: run 'ppnet project' again");
-    }
+    stop_if_requested(kStopped);
   }
   return n;
 }
@@ -204,9 +204,7 @@ std::vector<db::PrototypeRow> record_prototypes(model::ProtoPNetImpl& net, const
       progress.advance();
     });
   }
-  if (InterruptScope::stop_requested()) {
-    throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged: run 'ppnet project' again");
-  }
+  stop_if_requested(kStopped);
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.prototype < b.prototype; });
   return rows;
 }

@@ -152,7 +152,7 @@ PruneReport run_prune(const PruneConfig& c) {
   for (const auto& r : rows) row_of[r.prototype] = &r;
   std::vector<db::PrototypeRow> kept_rows;
   for (size_t n = 0; n < keep.size(); ++n) {
-    if (InterruptScope::stop_requested()) throw Interrupted(InterruptScope::signal_number(), "interrupted; the run is unchanged");
+    stop_if_requested("interrupted; the run is unchanged");
     const int64_t j = keep[n];
     const auto row = row_of.find(j);
     if (row == row_of.end()) continue;  // never projected (no push image of its class)
