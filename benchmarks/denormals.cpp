@@ -8,7 +8,7 @@
 #include <iostream>
 
 #include "benchmarks/denormal_weights.h"
-#include "pipeline/checkpoint.h"
+#include "pipeline/stages/checkpoint.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {

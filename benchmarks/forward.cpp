@@ -7,7 +7,7 @@
 
 #include "benchmarks/denormal_weights.h"
 #include "model/protopnet.h"
-#include "pipeline/runtime.h"
+#include "pipeline/runtime/runtime.h"
 
 int main(int argc, char** argv) {
   const std::string arch = argc > 1 ? argv[1] : "vgg16";

@@ -10,16 +10,16 @@
 
 #include "model/last_layer_solver.h"
 #include "model/loss.h"
-#include "pipeline/image_data.h"
-#include "pipeline/checkpoint.h"
-#include "pipeline/runtime.h"
+#include "pipeline/stages/image_data.h"
+#include "pipeline/stages/checkpoint.h"
+#include "pipeline/runtime/runtime.h"
 
 namespace {
 using namespace ppnet;
 using Clock = std::chrono::steady_clock;
 
 std::pair<torch::Tensor, torch::Tensor> similarities(model::ProtoPNetImpl& net, const std::string& data,
-                                                     const std::string& split, int img) {
+                                                     const std::string& split, const pipeline::ModelInput& img) {
   torch::NoGradGuard no_grad;
   const auto list = pipeline::read_list(data, split);
   pipeline::BatchLoader loader(data, list, pipeline::sequential_order(list.size()), img, 200, 0);
@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   auto run = pipeline::RunFolder::open(argv[1]);
   auto net = pipeline::load_latest_model(run, torch::kCPU);
   net->eval();
-  const int img = run.model_config().img_size;
+  const auto img = pipeline::model_input(run.model_config());
   const auto [s, y] = similarities(*net, argv[2], "train", img);
   const auto [ts, ty] = similarities(*net, argv[2], "test", img);
   const auto& identity = net->prototype_class_identity();

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <iostream>
 
-#include "pipeline/commands.h"
+#include "pipeline/data/prepare.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
     ppnet::pipeline::PrepareConfig c;
     c.cub = f.root.string();
     c.out = (dir.path() / ("out" + std::to_string(threads))).string();
-    c.runtime.threads = threads;
+    c.threads = threads;
     const auto r = ppnet::pipeline::run_prepare(c);
     const double rate = static_cast<double>(r.files_written) / r.seconds;
     if (threads == 1) base = rate;

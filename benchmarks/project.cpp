@@ -8,10 +8,14 @@
 #include <iostream>
 
 #include "model/protopnet.h"
-#include "pipeline/commands.h"
-#include "pipeline/manifest.h"
-#include "pipeline/checkpoint.h"
-#include "pipeline/runtime.h"
+#include "pipeline/data/prepare.h"
+#include "pipeline/runtime/runtime_config.h"
+#include "pipeline/stages/explain.h"
+#include "pipeline/stages/last_layer.h"
+#include "pipeline/stages/project.h"
+#include "pipeline/data/manifest.h"
+#include "pipeline/stages/checkpoint.h"
+#include "pipeline/runtime/runtime.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -23,7 +27,7 @@ namespace fs = std::filesystem;
 void make_run(const fs::path& data, const fs::path& dir, const std::string& arch, int img, int per_class) {
   const auto manifest = pipeline::read_manifest(data);
   auto run = pipeline::RunFolder::open_or_create(dir);
-  pipeline::ModelConfig m{arch, img, static_cast<int>(manifest.classes.size()), per_class, 128, "regular"};
+  pipeline::ModelConfig m{arch, img, static_cast<int>(manifest.classes.size()), per_class, 128, model::AddOnType::kRegular};
   model::ProtoPNet net(pipeline::to_model_options(m));
   pipeline::save_checkpoint(run.absolute(run.checkpoint_name("init")), *net, nullptr, nullptr);
   run.store().create_run({db::utc_now(), "bench", pipeline::model_config_json(m), data.string(),
@@ -37,7 +41,7 @@ fs::path make_data(const test::TempDir& dir, const std::string& name, int classe
   p.out = (dir.path() / name).string();
   p.copies = 0;
   p.test_fraction = 0.0;
-  p.runtime.threads = threads;
+  p.threads = threads;
   pipeline::run_prepare(p);
   return p.out;
 }

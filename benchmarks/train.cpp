@@ -9,8 +9,10 @@
 
 #include "model/loss.h"
 #include "model/protopnet.h"
-#include "pipeline/commands.h"
-#include "pipeline/runtime.h"
+#include "pipeline/data/prepare.h"
+#include "pipeline/runtime/runtime_config.h"
+#include "pipeline/stages/train.h"
+#include "pipeline/runtime/runtime.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -90,7 +92,7 @@ int main(int argc, char** argv) {
   p.folder = (dir.path() / "images").string();
   p.out = (dir.path() / "data").string();
   p.copies = 0;
-  p.runtime.threads = threads;
+  p.threads = threads;
   pipeline::run_prepare(p);
   for (const char* stage : {"warm", "joint"}) {
     pipeline::TrainConfig c;

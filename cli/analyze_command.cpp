@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/stages/analyze.h"
 
 namespace ppnet::cli {
 namespace {
@@ -30,7 +30,7 @@ int run(Options& o) {
   o.within("k", c.k, 1, 1000);
   o.at_least("batch-size", c.batch_size);
   c.save_images = !no_images;
-  print_report(std::cout, pipeline::run_analyze(c), c.json);
+  print_result(std::cout, pipeline::run_analyze(c), c.json);
   return 0;
 }
 

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "cli/commands.h"
-#include "pipeline/config.h"
+#include "cli/dispatch.h"
+#include "pipeline/runtime/runtime_config.h"
 
 namespace ppnet::cli {
 
@@ -67,7 +67,8 @@ class Options {
   std::vector<std::string> args_;
   boost::program_options::options_description table_{"Options"};
   boost::program_options::variables_map vm_;
-  const pipeline::RuntimeConfig* runtime_ = nullptr;
+  pipeline::RuntimeConfig* runtime_ = nullptr;
+  std::string amp_ = "off";  // --amp as given, parsed into runtime_->amp
 };
 
 }  // namespace ppnet::cli

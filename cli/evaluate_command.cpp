@@ -5,8 +5,8 @@
 #include <sstream>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/stages/evaluate.h"
 
 namespace ppnet::cli {
 namespace {
@@ -80,7 +80,7 @@ int run(Options& o) {
   if (!o.parse()) return 0;
   c.metrics = parse_metrics(o, metrics);
   validate(o, c);
-  print_report(std::cout, pipeline::run_evaluate(c), c.json);
+  print_result(std::cout, pipeline::run_evaluate(c), c.json);
   return 0;
 }
 

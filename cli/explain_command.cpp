@@ -3,8 +3,8 @@
 #include <regex>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/stages/explain.h"
 
 namespace ppnet::cli {
 namespace {
@@ -47,7 +47,7 @@ int run(Options& o) {
   }
   const auto report = pipeline::run_explain(c);
   for (const auto& f : report.failed) std::cerr << "ppnet explain: failed: " << f << '\n';
-  print_report(std::cout, report, c.json);
+  print_result(std::cout, report, c.json);
   if (report.failed.empty()) return 0;
   std::cerr << "ppnet explain: " << report.failed.size() << " of " << report.images
             << " images could not be explained; the rest are in " << c.out << '\n';

@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/run/info.h"
 
 namespace ppnet::cli {
 namespace {
@@ -18,7 +18,7 @@ int run(Options& o) {
   o.add_json(c.json);
   if (!o.parse()) return 0;
   o.require({"run"});
-  print_report(std::cout, pipeline::run_info(c), c.json);
+  print_result(std::cout, pipeline::run_info(c), c.json);
   return 0;
 }
 

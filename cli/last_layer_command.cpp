@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/stages/last_layer.h"
 
 namespace ppnet::cli {
 namespace {
@@ -57,7 +57,7 @@ int run(Options& o) {
   add_options(o, c, json);
   if (!o.parse()) return 0;
   validate(o, c);
-  print_report(std::cout, pipeline::run_last_layer(c), json);
+  print_result(std::cout, pipeline::run_last_layer(c), json);
   return 0;
 }
 

@@ -3,8 +3,8 @@
 
 #include <iostream>
 
-#include "cli/commands.h"
-#include "pipeline/interrupt.h"
+#include "cli/dispatch.h"
+#include "base/interrupt.h"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
     const std::string cmd = e.command().empty() ? "ppnet" : "ppnet " + e.command();
     std::cerr << cmd << ": " << e.what() << "\nTry '" << cmd << " --help'.\n";
     return 2;
-  } catch (const ppnet::pipeline::Interrupted& e) {
+  } catch (const ppnet::Interrupted& e) {
     std::cerr << "ppnet: " << e.what() << '\n';
     return 128 + e.signal();
   } catch (const c10::Error& e) {  // LibTorch's own: its message without the C++ backtrace

@@ -33,7 +33,7 @@ int config_line_of(const std::string& path, std::string name) {
 void Options::add_runtime(pipeline::RuntimeConfig& rt, bool model) {
   runtime_ = &rt;
   if (model) {
-    add()("amp", po::value<std::string>(&rt.amp)->default_value("off")->value_name("P"),
+    add()("amp", po::value<std::string>(&amp_)->default_value("off")->value_name("P"),
           "mixed precision of the backbone and add-on layers: off, bf16, or fp16 (CUDA, with a "
           "dynamic loss scale when training); the prototype layer stays float32")
         ("channels-last", po::bool_switch(&rt.channels_last), "run the convolutions in channels-last (NHWC) layout");
@@ -54,7 +54,7 @@ void Options::add_json(bool& json) {
 
 namespace {
 
-void check_runtime(const Options& o, const pipeline::RuntimeConfig& rt) {
+void check_runtime(const Options& o, pipeline::RuntimeConfig& rt, const std::string& amp) {
   if (rt.threads < 0 || rt.threads > kMaxThreads) {
     throw o.error("--threads must be 0 (all cores) or 1…" + std::to_string(kMaxThreads));
   }
@@ -62,10 +62,12 @@ void check_runtime(const Options& o, const pipeline::RuntimeConfig& rt) {
   if (!std::regex_match(rt.device, kDevice)) {
     throw o.error("--device '" + rt.device + "': expected cpu, cuda or cuda:N");
   }
-  if (rt.amp != "off" && rt.amp != "bf16" && rt.amp != "fp16") {
-    throw o.error("--amp '" + rt.amp + "': expected off, bf16 or fp16");
+  try {
+    rt.amp = pipeline::parse_amp(amp);
+  } catch (const std::invalid_argument& e) {
+    throw o.error(std::string("--amp ") + e.what());
   }
-  if (rt.amp == "fp16" && rt.device == "cpu") {
+  if (rt.amp == pipeline::Amp::kFp16 && rt.device == "cpu") {
     throw o.error("--amp fp16 needs --device cuda (on the CPU, use --amp bf16)");
   }
 }
@@ -109,7 +111,7 @@ bool Options::parse() {
   } catch (const po::error& e) {
     throw error(e.what());
   }
-  if (runtime_) check_runtime(*this, *runtime_);
+  if (runtime_) check_runtime(*this, *runtime_, amp_);
   return true;
 }
 

@@ -2,15 +2,15 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/data/prepare.h"
 
 namespace ppnet::cli {
 namespace {
 
 namespace po = boost::program_options;
 
-void add_options(Options& o, pipeline::PrepareConfig& c, bool& json) {
+void add_options(Options& o, pipeline::PrepareConfig& c, pipeline::RuntimeConfig& rt, bool& json) {
   o.add()
       ("cub", po::value(&c.cub)->value_name("PATH"), "CUB_200_2011.tgz (or another tar or zip archive of it) or its extracted folder")
       ("folder", po::value(&c.folder)->value_name("PATH"),
@@ -37,7 +37,7 @@ void add_options(Options& o, pipeline::PrepareConfig& c, bool& json) {
        "--idx: fashion-mnist, mnist or a file with one name per line (default: from the path)")
       ("force", po::bool_switch(&c.force), "replace an output folder prepared by a different command");
   o.add_json(json);
-  o.add_runtime(c.runtime, /*model=*/false);
+  o.add_runtime(rt, /*model=*/false);
 }
 
 void validate(const Options& o, const pipeline::PrepareConfig& c) {
@@ -59,13 +59,16 @@ void validate(const Options& o, const pipeline::PrepareConfig& c) {
 
 int run(Options& o) {
   pipeline::PrepareConfig c;
+  pipeline::RuntimeConfig rt;
   bool json = false;
-  add_options(o, c, json);
+  add_options(o, c, rt, json);
   if (!o.parse()) return 0;
   validate(o, c);
+  c.threads = rt.threads;
+  c.seed = rt.seed;
   const auto report = pipeline::run_prepare(c);
   for (const auto& f : report.failed) std::cerr << "ppnet prepare: failed: " << f << '\n';
-  print_report(std::cout, report, json);
+  print_result(std::cout, report, json);
   if (report.failed.empty()) return 0;
   std::cerr << "ppnet prepare: " << report.failed.size() << " source images could not be read; the rest are prepared\n";
   return 1;

@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/stages/project.h"
 
 namespace ppnet::cli {
 namespace {
@@ -26,7 +26,7 @@ int run(Options& o) {
   o.require({"data", "run"});
   o.at_least("batch-size", c.batch_size);
   c.save_images = !no_images;
-  print_report(std::cout, pipeline::run_project(c), json);
+  print_result(std::cout, pipeline::run_project(c), json);
   return 0;
 }
 

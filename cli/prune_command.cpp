@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/stages/prune.h"
 
 namespace ppnet::cli {
 namespace {
@@ -31,7 +31,7 @@ int run(Options& o) {
   if (c.threshold < 0 || c.threshold > c.k) throw o.error("--threshold must be in 0…K (--k)");
   if (c.threshold == 0 && !c.duplicates) throw o.error("nothing to do: --threshold 0 without --duplicates");
   o.at_least("batch-size", c.batch_size);
-  print_report(std::cout, pipeline::run_prune(c), c.json);
+  print_result(std::cout, pipeline::run_prune(c), c.json);
   return 0;
 }
 

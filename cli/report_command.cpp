@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "pipeline/commands.h"
+#include "pipeline/render/report.h"
 
 namespace ppnet::cli {
 namespace {

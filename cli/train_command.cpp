@@ -3,8 +3,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/stages/train.h"
 
 namespace ppnet::cli {
 namespace {
@@ -27,6 +27,9 @@ void add_options(Options& o, pipeline::TrainConfig& c, bool& json) {
       ("add-on", po::value(&c.add_on)->default_value(c.add_on)->value_name("TYPE"), "regular or bottleneck (new runs)")
       ("activation", po::value(&c.activation)->default_value(c.activation)->value_name("A"),
        "prototype activation (new runs): log, log((d+1)/(d+1e-4)) as the paper, or linear, -d")
+      ("resize", po::value(&c.resize)->default_value(c.resize)->value_name("M"),
+       "how images are resized to --img-size (new runs): bilinear (OpenCV), or antialias, as PIL's bilinear filter "
+       "and so the reference's transforms")
       ("weights", po::value(&c.weights)->value_name("FILE"),
        "pretrained backbone weights, .safetensors or torch.save .pth (new runs)")
       ("epochs", po::value<int>()->value_name("N"),
@@ -45,6 +48,9 @@ void add_options(Options& o, pipeline::TrainConfig& c, bool& json) {
        "default step with --weights, cosine from scratch")
       ("lr-step", po::value(&c.lr_step)->default_value(c.lr_step)->value_name("N"), "joint, step: StepLR step in epochs")
       ("lr-gamma", po::value(&c.lr_gamma)->default_value(c.lr_gamma)->value_name("G"), "joint, step: StepLR factor")
+      ("lr-step-offset", po::value(&c.lr_step_offset)->default_value(c.lr_step_offset)->value_name("N"),
+       "joint, step: epoch e runs at gamma^floor((e + N) / lr-step); 1 is the reference's schedule, which steps "
+       "its scheduler before each epoch")
       ("cross-entropy", po::value(&c.cross_entropy)->default_value(c.cross_entropy)->value_name("C"), "loss coefficient")
       ("cluster", po::value(&c.cluster)->default_value(c.cluster)->value_name("C"), "loss coefficient")
       ("separation", po::value(&c.separation)->default_value(c.separation)->value_name("C"), "loss coefficient")
@@ -67,7 +73,7 @@ void read_optional(const Options& o, pipeline::TrainConfig& c) {
   if (vm.count("epochs")) c.epochs = vm["epochs"].as<int>();
   if (vm.count("lr-backbone")) c.lr_backbone = vm["lr-backbone"].as<double>();
   if (vm.count("lr-schedule")) c.lr_schedule = vm["lr-schedule"].as<std::string>();
-  for (const char* opt : {"arch", "img-size", "prototypes-per-class", "prototype-dim", "add-on", "activation"}) {
+  for (const char* opt : {"arch", "img-size", "prototypes-per-class", "prototype-dim", "add-on", "activation", "resize"}) {
     if (o.given(opt)) c.given.insert(opt);
   }
 }
@@ -77,6 +83,9 @@ void validate(const Options& o, const pipeline::TrainConfig& c) {
     throw o.error("--stage '" + c.stage + "': expected warm or joint");
   }
   o.require({"stage", "data", "run"});
+  if (c.resize != "bilinear" && c.resize != "antialias") {
+    throw o.error("--resize '" + c.resize + "': expected bilinear or antialias");
+  }
   if (c.activation != "log" && c.activation != "linear") {
     throw o.error("--activation '" + c.activation + "': expected log or linear");
   }
@@ -92,6 +101,7 @@ void validate(const Options& o, const pipeline::TrainConfig& c) {
   if (c.epochs.value_or(0) < 0 || c.checkpoint_every < 0) {
     throw o.error("--epochs and --checkpoint-every must be 0 or more");
   }
+  o.within("lr-step-offset", c.lr_step_offset, 0, 1000);
   if (c.lr_schedule && *c.lr_schedule != "step" && *c.lr_schedule != "cosine") {
     throw o.error("--lr-schedule '" + *c.lr_schedule + "': expected step or cosine");
   }
@@ -116,7 +126,7 @@ int run(Options& o) {
   if (!o.parse()) return 0;
   read_optional(o, c);
   validate(o, c);
-  print_report(std::cout, pipeline::run_train(c), json);
+  print_result(std::cout, pipeline::run_train(c), json);
   return 0;
 }
 

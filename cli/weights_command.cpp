@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "cli/report_output.h"
-#include "pipeline/commands.h"
+#include "cli/print_result.h"
+#include "pipeline/formats/weights.h"
 
 namespace ppnet::cli {
 namespace {
@@ -21,7 +21,7 @@ int run(Options& o) {
   o.add_runtime(c.runtime);
   if (!o.parse()) return 0;
   o.require({"arch", "weights"});
-  print_report(std::cout, pipeline::run_weights(c), c.json);
+  print_result(std::cout, pipeline::run_weights(c), c.json);
   return 0;
 }
 

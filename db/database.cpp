@@ -2,7 +2,7 @@
 
 #include <sqlite3.h>
 
-#include "db/crash_point.h"
+#include "base/crash_point.h"
 
 #include <algorithm>
 #include <regex>

@@ -1,6 +1,7 @@
 #include "db/run_store.h"
 
 #include <ctime>
+#include <stdexcept>
 
 namespace ppnet::db {
 
@@ -32,11 +33,31 @@ void RunStore::create_run(const RunRow& r) {
       .run();
 }
 
-int64_t RunStore::begin_stage(const std::string& kind, const std::string& config_json,
+namespace {
+constexpr const char* kKindNames[] = {"warm", "joint", "project", "last_layer", "prune"};
+constexpr const char* kStatusNames[] = {"running", "interrupted", "done", "failed"};
+
+template <class Enum, size_t N>
+Enum parse_name(const char* const (&names)[N], const std::string& name, const char* what) {
+  for (size_t i = 0; i < N; ++i) {
+    if (name == names[i]) return static_cast<Enum>(i);
+  }
+  throw std::runtime_error(std::string("run.sqlite: unknown stage ") + what + " '" + name + "'");
+}
+}  // namespace
+
+const char* to_string(StageKind kind) { return kKindNames[static_cast<size_t>(kind)]; }
+const char* to_string(StageStatus status) { return kStatusNames[static_cast<size_t>(status)]; }
+StageKind parse_stage_kind(const std::string& name) { return parse_name<StageKind>(kKindNames, name, "kind"); }
+StageStatus parse_stage_status(const std::string& name) {
+  return parse_name<StageStatus>(kStatusNames, name, "status");
+}
+
+int64_t RunStore::begin_stage(StageKind kind, const std::string& config_json,
                               const std::string& start_checkpoint) {
   db_.prepare("INSERT INTO stages (kind, status, started, config_json, start_checkpoint) "
               "VALUES (?, 'running', ?, ?, ?)")
-      .bind(1, kind)
+      .bind(1, to_string(kind))
       .bind(2, utc_now())
       .bind(3, config_json)
       .bind(4, start_checkpoint)
@@ -46,11 +67,11 @@ int64_t RunStore::begin_stage(const std::string& kind, const std::string& config
   return s.column_int(0);
 }
 
-void RunStore::set_stage_status(int64_t stage_id, const std::string& status) {
+void RunStore::set_stage_status(int64_t stage_id, StageStatus status) {
   db_.prepare("UPDATE stages SET status = ?, finished = CASE WHEN ? = 'done' THEN ? ELSE finished END "
               "WHERE id = ?")
-      .bind(1, status)
-      .bind(2, status)
+      .bind(1, to_string(status))
+      .bind(2, to_string(status))
       .bind(3, utc_now())
       .bind(4, stage_id)
       .run();
@@ -60,8 +81,8 @@ namespace {
 const char* const kStageColumns =
     "SELECT id, kind, status, started, COALESCE(finished, ''), config_json, start_checkpoint FROM stages ";
 StageRow stage_of(const Statement& s) {
-  return {s.column_int(0),  s.column_text(1), s.column_text(2), s.column_text(3),
-          s.column_text(4), s.column_text(5), s.column_text(6)};
+  return {s.column_int(0),  parse_stage_kind(s.column_text(1)), parse_stage_status(s.column_text(2)), s.column_text(3),
+          s.column_text(4), s.column_text(5),                     s.column_text(6)};
 }
 const char* const kCheckpointColumns = "SELECT id, stage_id, epoch, batch, path, final, created FROM checkpoints ";
 CheckpointRow checkpoint_of(const Statement& s) {

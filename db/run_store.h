@@ -18,16 +18,31 @@ struct RunRow {
   std::string data_manifest;  // its manifest.json, as it was then
 };
 
+/// What a stage of a run does; stored as its name ("warm", "joint", "project", "last_layer",
+/// "prune").
+enum class StageKind { kWarm, kJoint, kProject, kLastLayer, kPrune };
+/// Where a stage stands; stored as its name ("running", "interrupted", "done", "failed": diverged).
+enum class StageStatus { kRunning, kInterrupted, kDone, kFailed };
+
+const char* to_string(StageKind kind);
+const char* to_string(StageStatus status);
+/// The kind or status a stored name stands for; throws std::runtime_error naming the value when
+/// it is none of them (a database edited by hand, or written by a newer ppnet).
+StageKind parse_stage_kind(const std::string& name);
+StageStatus parse_stage_status(const std::string& name);
+
 struct StageRow {
   int64_t id = 0;
-  std::string kind;    // "warm", "joint" (later: "project", "last_layer")
-  std::string status;  // "running", "interrupted", "done", "failed" (diverged)
+  StageKind kind = StageKind::kWarm;
+  StageStatus status = StageStatus::kRunning;
   std::string started, finished;
   std::string config_json;       // the options this stage ran with
   std::string start_checkpoint;  // the weights it started from (path relative to the run)
   /// Running or interrupted: it must be resumed before another stage begins. A failed stage
   /// holds up nothing.
-  bool unfinished() const { return status == "running" || status == "interrupted"; }
+  bool unfinished() const { return status == StageStatus::kRunning || status == StageStatus::kInterrupted; }
+  /// A stage that trained the prototypes (warm or joint).
+  bool trains() const { return kind == StageKind::kWarm || kind == StageKind::kJoint; }
 };
 
 /// One epoch of one stage: training means over the epoch and an evaluation afterwards.
@@ -119,9 +134,9 @@ class RunStore {
   std::optional<RunRow> run();
   void create_run(const RunRow& run);
 
-  int64_t begin_stage(const std::string& kind, const std::string& config_json,
+  int64_t begin_stage(StageKind kind, const std::string& config_json,
                       const std::string& start_checkpoint);
-  void set_stage_status(int64_t stage_id, const std::string& status);
+  void set_stage_status(int64_t stage_id, StageStatus status);
   std::vector<StageRow> stages();
   std::optional<StageRow> latest_stage();
 

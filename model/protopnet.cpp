@@ -69,20 +69,6 @@ torch::nn::Conv2d conv1x1(int64_t in, int64_t out) {
 }
 }  // namespace
 
-AddOnType parse_add_on_type(const std::string& name) {
-  if (name == "regular") return AddOnType::kRegular;
-  if (name == "bottleneck") return AddOnType::kBottleneck;
-  throw std::invalid_argument("unknown add-on type '" + name + "' (expected regular or bottleneck)");
-}
-
-Activation parse_activation(const std::string& name) {
-  if (name == "log") return Activation::kLog;
-  if (name == "linear") return Activation::kLinear;
-  throw std::invalid_argument("unknown prototype activation '" + name + "' (expected log or linear)");
-}
-
-std::string to_string(Activation activation) { return activation == Activation::kLog ? "log" : "linear"; }
-
 torch::Tensor similarity(const torch::Tensor& distances, Activation activation) {
   return activation == Activation::kLog ? similarity_from_distance(distances) : -distances;
 }
@@ -91,9 +77,6 @@ torch::Tensor ProtoPNetImpl::similarity(const torch::Tensor& distances) const {
   return model::similarity(distances, options_.activation);
 }
 
-std::string to_string(AddOnType type) {
-  return type == AddOnType::kRegular ? "regular" : "bottleneck";
-}
 
 torch::nn::Sequential make_add_on_layers(int64_t in_channels, int64_t dim, AddOnType type) {
   torch::nn::Sequential seq;

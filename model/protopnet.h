@@ -11,21 +11,10 @@
 #include <vector>
 
 #include "model/backbone.h"
+#include "model/names.h"
 #include "model/receptive_field.h"
 
 namespace ppnet::model {
-
-enum class AddOnType { kRegular, kBottleneck };
-
-/// Parses "regular" or "bottleneck"; throws std::invalid_argument otherwise.
-AddOnType parse_add_on_type(const std::string& name);
-std::string to_string(AddOnType type);
-
-/// The prototype activation: the reference's "log", log((d + 1) / (d + 1e-4)), or "linear", −d.
-enum class Activation { kLog, kLinear };
-/// Parses "log" or "linear"; throws std::invalid_argument otherwise.
-Activation parse_activation(const std::string& name);
-std::string to_string(Activation activation);
 
 struct ProtoPNetOptions {
   std::string arch = "vgg19";

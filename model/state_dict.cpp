@@ -44,8 +44,8 @@ std::string shape_string(at::IntArrayRef sizes) {
   return os.str();
 }
 
-StateLoadReport load_torchvision_state(torch::nn::Module& module, const TensorMap& weights) {
-  StateLoadReport report;
+StateLoadResult load_torchvision_state(torch::nn::Module& module, const TensorMap& weights) {
+  StateLoadResult report;
   TensorMap by_name;
   for (const auto& [raw, tensor] : weights) {
     const std::string key = normalise_key(raw);

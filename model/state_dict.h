@@ -12,7 +12,7 @@ namespace ppnet::model {
 
 using TensorMap = std::map<std::string, torch::Tensor>;
 
-struct StateLoadReport {
+struct StateLoadResult {
   int64_t loaded = 0;                // tensors copied into the module
   int64_t parameters = 0;            // scalar parameters in the module
   std::vector<std::string> ignored;  // classification-head keys the cut backbone has no use for
@@ -27,7 +27,7 @@ struct StateLoadReport {
 /// Throws std::runtime_error naming the key — with both shapes on a mismatch — when a key
 /// the module needs is missing, has another shape, or the map has keys the module lacks.
 /// Nothing is modified unless every check passes.
-StateLoadReport load_torchvision_state(torch::nn::Module& module, const TensorMap& weights);
+StateLoadResult load_torchvision_state(torch::nn::Module& module, const TensorMap& weights);
 
 /// "[64, 3, 7, 7]"
 std::string shape_string(at::IntArrayRef sizes);

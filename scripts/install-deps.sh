@@ -8,7 +8,7 @@ packages=(
   cmake ninja-build ccache g++ make pkg-config
   # libraries ppnet links against
   libtorch-dev libgloo-dev libopenblas0-pthread libboost-program-options-dev libsqlite3-dev
-  libopencv-dev libtbb-dev zlib1g-dev libarchive-dev nlohmann-json3-dev libgtest-dev
+  libopencv-dev libtbb-dev zlib1g-dev libarchive-dev nlohmann-json3-dev libkainjow-mustache-dev libgtest-dev
   # the independent oracle the tests compare against
   python3 python3-torch python3-torchvision
 )

@@ -28,7 +28,7 @@ TEST(Cli, HelpListsEveryCommand) {
 TEST(Cli, VersionNamesPpnetAndLibTorch) {
   const auto r = run_ppnet("--version");
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_EQ(r.out.rfind("ppnet 0.1.0 (LibTorch ", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.rfind("ppnet 0.2.0 (LibTorch ", 0), 0u) << r.out;
 }
 
 TEST(Cli, NoCommandIsAUsageError) {

@@ -9,13 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <chrono>
 #include <csignal>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "pipeline/run_folder.h"
+#include "pipeline/run/run_folder.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 #include "test_paths.h"
@@ -28,25 +29,33 @@ using test::run_ppnet;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-// A TCP port nobody listens on now (the kernel's choice for a socket bound to port 0).
-int free_port() {
+// A loopback TCP port for the ranks' rendezvous store, reserved: the socket stays bound (not
+// listening) until the test ends, so no other process can be given the port in between, while
+// SO_REUSEADDR, which c10d's store sets too, lets rank 0 listen on it. Returns the port and the
+// socket, or throws.
+std::pair<int, int> reserve_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int on = 1;
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = 0;
   socklen_t len = sizeof a;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return 29500;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+      bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) close(fd);
+    throw std::runtime_error("cannot reserve a loopback port");
   }
-  close(fd);
-  return ntohs(a.sin_port);
+  return {ntohs(a.sin_port), fd};
 }
 
 class Distributed : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_EQ(test::prepare_pattern_data(dir_, 3, 40).exit_code, 0); }
+  void TearDown() override {
+    for (const int fd : reserved_) close(fd);
+  }
   std::vector<std::string> joint_args(const std::string& run, int epochs, bool resume) {
     std::vector<std::string> a = {"train", "--stage", "joint", "--data", dir_.file("data"), "--run", run,
                                   "--arch", "small", "--img-size", "28", "--prototypes-per-class", "2",
@@ -57,7 +66,8 @@ class Distributed : public ::testing::Test {
   }
   // Starts `ranks` processes of `args` with torchrun's variables; returns their pids.
   std::vector<int> spawn_ranks(const std::vector<std::string>& args, int ranks, const std::string& log) {
-    const int port = free_port();
+    const auto [port, fd] = reserve_port();
+    reserved_.push_back(fd);
     setenv("WORLD_SIZE", std::to_string(ranks).c_str(), 1);
     setenv("MASTER_ADDR", "127.0.0.1", 1);
     setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
@@ -77,6 +87,7 @@ class Distributed : public ::testing::Test {
     return nlohmann::json::parse(r.out);
   }
   test::TempDir dir_;
+  std::vector<int> reserved_;  // sockets holding the ranks' ports
 };
 
 // 2 ranks × 1 thread against 1 process on the same data, seed and global batch: each rank takes

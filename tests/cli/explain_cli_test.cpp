@@ -63,19 +63,25 @@ class ExplainCli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new test::TempDir;
     parts_ = test::make_planted_folder(dir_->path() / "images", 4, 60);
-    const std::string d = " --data " + dir_->file("data") + " --run " + dir_->file("run");
-    // The reference's rates, which this fixture was tuned with (not the from-scratch recipe).
-    for (const std::string& step : {"prepare --folder " + dir_->file("images") + " --out " + dir_->file("data") +
-                                        " --copies 0 --test-fraction 0.25",
-                                    "train --stage warm" + d + " --arch small --img-size 48 --prototypes-per-class 1 "
-                                        "--prototype-dim 32 --epochs 4 --batch-size 10",
-                                    "train --stage joint" + d + " --epochs 8 --batch-size 10 --lr-backbone 1e-4 --lr-schedule step",
-                                    "project" + d, "last-layer" + d}) {
-      const auto r = run_ppnet(step);
-      if (r.exit_code != 0) {
-        setup_error_ = "'ppnet " + step + "' exited " + std::to_string(r.exit_code) + ": " + r.err;
-        return;
-      }
+    // The prepared data and the trained run, made once per test run. The reference's rates,
+    // which this fixture was tuned with (not the from-scratch recipe).
+    try {
+      test::shared_fixture("explain-cli", dir_->path(), [](const fs::path& into) {
+        const std::string d = " --data " + (into / "data").string() + " --run " + (into / "run").string();
+        for (const std::string& step : {"prepare --folder " + dir_->file("images") + " --out " + (into / "data").string() +
+                                            " --copies 0 --test-fraction 0.25",
+                                        "train --stage warm" + d + " --arch small --img-size 48 --prototypes-per-class 1 "
+                                            "--prototype-dim 32 --epochs 4 --batch-size 10",
+                                        "train --stage joint" + d + " --epochs 8 --batch-size 10 --lr-backbone 1e-4 --lr-schedule step",
+                                        "project" + d, "last-layer" + d}) {
+          const auto r = run_ppnet(step);
+          if (r.exit_code != 0) {
+            throw std::runtime_error("'ppnet " + step + "' exited " + std::to_string(r.exit_code) + ": " + r.err);
+          }
+        }
+      });
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
     }
   }
   static void TearDownTestSuite() { delete dir_; }

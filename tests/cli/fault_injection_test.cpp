@@ -1,6 +1,6 @@
 // Fault injection: every writing command killed with SIGKILL right after one of its durable
-// writes (an SQLite commit or a file renamed into place, db/crash_point.h), then resumed the way
-// the README says. The result must be what an uninterrupted run leaves: the same files byte for
+// writes (an SQLite commit or a file renamed into place, base/crash_point.h), then resumed the way
+// docs/reliability.md says. The result must be what an uninterrupted run leaves: the same files byte for
 // byte, the same database rows (times aside), and a database that passes PRAGMA integrity_check
 // both right after the kill and after the resume.
 #include <gtest/gtest.h>
@@ -24,18 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Args = std::vector<std::string>;
-
-/// Sets an environment variable for the processes this test starts, unset again on destruction.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) { setenv(name, value.c_str(), 1); }
-  ~ScopedEnv() { unsetenv(name_); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-};
 
 // Columns that record when or how fast, which no two runs share.
 const std::set<std::string> kTimeColumns = {"created", "started", "finished", "seconds", "images_per_second"};
@@ -218,7 +206,7 @@ TEST_P(FaultInjection, KilledAfterADurableWriteAndResumedEndsAsAnUninterruptedRu
   // Uninterrupted, counting the durable writes.
   const fs::path points_log = dir_.path() / "points.log";
   {
-    ScopedEnv env("PPNET_CRASH_LOG", points_log.string());
+    test::ScopedEnv env("PPNET_CRASH_LOG", points_log.string());
     ASSERT_EQ(run(stage.run, "whole.log"), 0) << log("whole.log");
   }
   const auto points = read_lines(points_log);
@@ -237,7 +225,7 @@ TEST_P(FaultInjection, KilledAfterADurableWriteAndResumedEndsAsAnUninterruptedRu
                               std::to_string(points.size()) + " (" + points[k - 1].substr(points[k - 1].find(' ') + 1) + ")";
     copy_tree(before, w());
     {
-      ScopedEnv env("PPNET_CRASH_AFTER", std::to_string(k));
+      test::ScopedEnv env("PPNET_CRASH_AFTER", std::to_string(k));
       ASSERT_EQ(run(stage.run, "cut.log"), 128 + SIGKILL) << where << ": " << log("cut.log");
     }
     const auto cut_db = read_db(w() / "run" / "run.sqlite");

@@ -1,7 +1,7 @@
 #include "tests/common/test_util.h"
 
-#include "pipeline/checkpoint.h"
-#include "pipeline/commands.h"
+#include "pipeline/stages/checkpoint.h"
+#include "pipeline/stages/train.h"
 #include "tests/common/fixtures.h"
 
 #include "test_paths.h"
@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -145,6 +147,59 @@ int spawn_ppnet(const std::vector<std::string>& args, const std::string& log) {
     _exit(127);
   }
   return pid;
+}
+
+ScopedEnv::ScopedEnv(const char* name, const std::string& value) : name_(name) { setenv(name, value.c_str(), 1); }
+ScopedEnv::~ScopedEnv() { unsetenv(name_); }
+
+std::vector<std::string> durable_writes_of(const std::vector<std::string>& args, const std::string& log, int* exit_code) {
+  TempDir tmp;
+  const std::string points = tmp.file("points.log");
+  {
+    ScopedEnv env("PPNET_CRASH_LOG", points);
+    *exit_code = wait_exit(spawn_ppnet(args, log));
+  }
+  std::vector<std::string> lines;
+  std::ifstream in(points);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+int run_killed_after(const std::vector<std::string>& args, size_t k, const std::string& log) {
+  ScopedEnv env("PPNET_CRASH_AFTER", std::to_string(k));
+  return wait_exit(spawn_ppnet(args, log));
+}
+
+void shared_fixture(const std::string& name, const std::filesystem::path& dest,
+                    const std::function<void(const std::filesystem::path&)>& make) {
+  namespace fs = std::filesystem;
+  const char* cache_root = std::getenv("PPNET_TEST_CACHE");
+  if (!cache_root || !*cache_root) {
+    make(dest);
+    return;
+  }
+  const fs::path cache = fs::path(cache_root) / name;
+  fs::create_directories(cache_root);
+  const int lock = open((cache.string() + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+  if (lock < 0 || flock(lock, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + cache.string() + ".lock");
+  try {
+    if (!fs::exists(cache / ".complete")) {
+      fs::remove_all(cache);
+      fs::create_directories(cache);
+      make(cache);
+      write_file((cache / ".complete").string(), "");
+    }
+  } catch (...) {
+    close(lock);  // the next process tries again
+    throw;
+  }
+  close(lock);
+  fs::create_directories(dest);
+  for (const auto& entry : fs::directory_iterator(cache)) {
+    if (entry.path().filename() != ".complete") {
+      fs::copy(entry.path(), dest / entry.path().filename(), fs::copy_options::recursive);
+    }
+  }
 }
 
 int wait_exit(int pid) {

@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -49,6 +50,34 @@ CommandResult prepare_pattern_data(const TempDir& dir, int classes, int per_clas
 /// prototype per class, the reference's rates — on the prepared `data` into `run`: the model the
 /// part tests (project_test's Interpretable, audit_test's Audit) share.
 void train_part_model(const std::string& data, const std::filesystem::path& run);
+
+/// Sets an environment variable for the processes a test starts, unset again on destruction.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
+/// Runs the built ppnet binary with `args` and PPNET_CRASH_LOG set; returns the durable writes
+/// it made, one "N kind path" line each (base/crash_point.h), and its exit code in `exit_code`.
+std::vector<std::string> durable_writes_of(const std::vector<std::string>& args, const std::string& log, int* exit_code);
+
+/// Runs the built ppnet binary with `args`, killed by PPNET_CRASH_AFTER=`k` right after its k-th
+/// durable write; returns its exit code (128 + SIGKILL when the kill came).
+int run_killed_after(const std::vector<std::string>& args, size_t k, const std::string& log);
+
+/// Fills `dest` with what `make(folder)` writes into an empty folder. Under ctest (which sets
+/// PPNET_TEST_CACHE and empties it at the start of every run) the first process to ask makes it
+/// once, under a lock, into PPNET_TEST_CACHE/`name`, and every process copies that: a suite's
+/// model is trained once per test run rather than once per test process. Without the variable
+/// (a test binary run by hand) `make(dest)` runs here.
+void shared_fixture(const std::string& name, const std::filesystem::path& dest,
+                    const std::function<void(const std::filesystem::path&)>& make);
 
 /// Starts the built ppnet binary with `args` in the background (output to `log`); returns its pid.
 int spawn_ppnet(const std::vector<std::string>& args, const std::string& log);

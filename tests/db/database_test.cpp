@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "db/run_store.h"
 #include "tests/common/test_util.h"
 
 namespace ppnet::db {
@@ -192,6 +193,43 @@ TEST(Database, AdoptsItsOwnFilesWithAndWithoutAnApplicationId) {
   EXPECT_EQ(s.column_int(0), kRunApplicationId);
   Database again(path, run_migrations(), kRunApplicationId);  // and reopens it
   Database fresh(dir.file("new.sqlite"), run_migrations(), kRunApplicationId);
+}
+
+// Stage kinds and statuses are read back as types: every name ppnet stores maps to its value, and
+// a name no ppnet wrote (a database edited by hand) is refused with the name in the message.
+TEST(RunStore, StageKindsAndStatusesReadBackAndUnknownNamesAreRefused) {
+  TempDir dir;
+  const std::string path = dir.file("run.sqlite");
+  RunStore store(path);
+  const StageKind kinds[] = {StageKind::kWarm, StageKind::kJoint, StageKind::kProject, StageKind::kLastLayer,
+                             StageKind::kPrune};
+  const StageStatus statuses[] = {StageStatus::kRunning, StageStatus::kInterrupted, StageStatus::kDone,
+                                  StageStatus::kFailed, StageStatus::kDone};
+  for (size_t i = 0; i < 5; ++i) {
+    const int64_t id = store.begin_stage(kinds[i], "{}", "checkpoints/init.pt");
+    store.set_stage_status(id, statuses[i]);
+  }
+  const auto stages = store.stages();
+  ASSERT_EQ(stages.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(stages[i].kind, kinds[i]);
+    EXPECT_EQ(stages[i].status, statuses[i]);
+    EXPECT_EQ(parse_stage_kind(to_string(kinds[i])), kinds[i]);
+  }
+  EXPECT_STREQ(to_string(StageKind::kLastLayer), "last_layer");
+  EXPECT_TRUE(stages[0].unfinished());
+  EXPECT_TRUE(stages[1].unfinished());
+  EXPECT_FALSE(stages[2].unfinished());
+  {
+    Database db(path, run_migrations(), kRunApplicationId);
+    db.exec("UPDATE stages SET kind = 'distill' WHERE id = 2");
+  }
+  try {
+    store.stages();
+    FAIL() << "an unknown stage kind was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown stage kind 'distill'"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // Refusing it is fine; a file written anywhere but below the destination is a finding.
 #include <cstdlib>
 
-#include "pipeline/archive.h"
+#include "pipeline/data/archive.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

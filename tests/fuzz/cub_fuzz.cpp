@@ -1,7 +1,7 @@
 // CUB-200-2011's metadata and part files, cut from one input, over two real images.
 #include <opencv2/imgcodecs.hpp>
 
-#include "pipeline/sources.h"
+#include "pipeline/data/sources.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,6 +1,6 @@
 // A prepared data folder's own files: an image list, manifest.json and the part files.
-#include "pipeline/manifest.h"
-#include "pipeline/parts.h"
+#include "pipeline/data/manifest.h"
+#include "pipeline/data/parts.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,5 +1,5 @@
 // The four IDX files of an MNIST-format folder, cut from one input.
-#include "pipeline/sources.h"
+#include "pipeline/data/sources.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -2,7 +2,7 @@
 // the extension, then the file's bytes.
 #include <cstring>
 
-#include "pipeline/sources.h"
+#include "pipeline/data/sources.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,5 +1,5 @@
 // A .safetensors file: u64 header length, JSON header, data.
-#include "pipeline/safetensors.h"
+#include "pipeline/formats/safetensors.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,7 +1,7 @@
 // The pickle (data.pkl) of a zip-format torch.save file, with storages data/0 … data/3.
 #include <caffe2/serialize/inline_container.h>
 
-#include "pipeline/torch_pickle.h"
+#include "pipeline/formats/torch_pickle.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -22,6 +22,6 @@ cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=
   -DLibArchive_LIBRARY="$bundle/lib/libarchive.a" -DLibArchive_INCLUDE_DIR="$bundle/include" \
   -DCMAKE_BUILD_RPATH="$bundle/lib/x86_64-linux-gnu" >"$build.configure.log" 2>&1 || { cat "$build.configure.log" >&2; exit 1; }
 cmake --build "$build" --target ppnet >"$build.build.log" 2>&1 || { tail -40 "$build.build.log" >&2; exit 1; }
-leaked=$(ninja -C "$build" -t deps | grep -E '^ +/usr/(local/)?include/(opencv4|boost|oneapi|tbb|nlohmann|sqlite3\.h|zlib\.h|archive(_entry)?\.h)' | sort -u || true)
+leaked=$(ninja -C "$build" -t deps | grep -E '^ +/usr/(local/)?include/(opencv4|boost|oneapi|tbb|nlohmann|kainjow|sqlite3\.h|zlib\.h|archive(_entry)?\.h)' | sort -u || true)
 if [ -n "$leaked" ]; then echo "headers from the system instead of $bundle:" >&2; echo "$leaked" | head >&2; exit 1; fi
 echo "$build/cli/ppnet"

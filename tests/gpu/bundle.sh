@@ -84,7 +84,7 @@ cp -r /usr/share/cmake/nlohmann_json "$out/share/cmake/"
 
 # 3. Headers: whole where small, Boost's by what program_options includes.
 cp /usr/include/{sqlite3.h,sqlite3ext.h,zlib.h,zconf.h} "$out/include/"
-cp -r /usr/include/{oneapi,tbb,nlohmann} "$out/include/"
+cp -r /usr/include/{oneapi,tbb,nlohmann,kainjow} "$out/include/"
 echo '#include <boost/program_options.hpp>' | g++ -std=c++17 -x c++ -M - | tr ' \\' '\n\n' |
   grep '^/usr/include/boost/' | sort -u | while read -r h; do
     mkdir -p "$out/include/$(dirname "${h#/usr/include/}")"

@@ -8,7 +8,7 @@ For vgg16, resnet34, resnet50 and densenet121 (seeded random weights, BatchNorm 
 randomised so they matter): the weights in both file formats, in the variants the importer must
 accept, and the cut backbone's output on a fixed input. For the ProtoPNet head (regular and
 bottleneck add-on layers): parameters, inputs and every output of the formulas in
-shared/DESIGN.md §2. Plus files the importer must refuse.
+docs/design.md §2. Plus files the importer must refuse.
 """
 import collections
 import hashlib
@@ -102,7 +102,7 @@ for arch in ["vgg16", "resnet34", "resnet50", "densenet121"]:
         st = {k: v for k, v in st.items() if not k.endswith("num_batches_tracked")}
     save_safetensors(st, os.path.join(OUT, f"{arch}.safetensors"))
 
-# ---------------------------------------------------------------- ProtoPNet head, DESIGN.md §2
+# ---------------------------------------------------------------- ProtoPNet head, docs/design.md §2
 
 
 def add_on_layers(kind, c, d):

@@ -10,9 +10,9 @@
 #include "model/last_layer_solver.h"
 #include "model/loss.h"
 #include "model/protopnet.h"
-#include "pipeline/safetensors.h"
-#include "pipeline/torch_pickle.h"
-#include "pipeline/weights.h"
+#include "pipeline/formats/safetensors.h"
+#include "pipeline/formats/torch_pickle.h"
+#include "pipeline/formats/weights_file.h"
 #include "tests/common/test_util.h"
 #include "test_paths.h"
 

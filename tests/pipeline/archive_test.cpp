@@ -1,5 +1,5 @@
 // Extraction of data set archives made by Python's tarfile and zipfile (make_archives.py).
-#include "pipeline/archive.h"
+#include "pipeline/data/archive.h"
 
 #include <gtest/gtest.h>
 

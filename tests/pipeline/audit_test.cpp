@@ -8,19 +8,26 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
-#include <thread>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "db/run_store.h"
-#include "pipeline/commands.h"
-#include "pipeline/image_data.h"
-#include "pipeline/part_metrics.h"
-#include "pipeline/parts.h"
-#include "pipeline/render.h"
-#include "pipeline/checkpoint.h"
-#include "pipeline/run_lock.h"
+#include "pipeline/data/prepare.h"
+#include "pipeline/render/report.h"
+#include "pipeline/stages/analyze.h"
+#include "pipeline/stages/evaluate.h"
+#include "pipeline/stages/explain.h"
+#include "pipeline/stages/last_layer.h"
+#include "pipeline/stages/project.h"
+#include "pipeline/stages/prune.h"
+#include "pipeline/stages/train.h"
+#include "pipeline/stages/image_data.h"
+#include "pipeline/stages/part_metrics.h"
+#include "pipeline/data/parts.h"
+#include "pipeline/render/heatmap.h"
+#include "pipeline/stages/checkpoint.h"
+#include "pipeline/run/run_lock.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -32,73 +39,6 @@ using test::TempDir;
 
 constexpr uint64_t kPart0 = 1, kPart1 = 2, kPart2 = 4;
 
-TEST(PartMetrics, DefinitionsOnHandMadePartSets) {
-  PartMetrics m(3, {0.8});
-  // Prototype 0: part 1 in its box in 8 of 10 images (consistent at exactly 80 %).
-  for (int i = 0; i < 10; ++i) m.add_own_class(0, i < 8 ? kPart1 | (i == 0 ? kPart2 : 0) : 0);
-  // Prototype 1: parts 0 and 2 each in 7 of 10: no part reaches 80 %.
-  for (int i = 0; i < 10; ++i) m.add_own_class(1, (i < 7 ? kPart0 : 0) | (i >= 3 ? kPart2 : 0));
-  // Prototype 2 never saw an image of its class: not counted.
-  for (int i = 0; i < 10; ++i) m.add_stability(0, kPart1, i < 9 ? kPart1 : kPart0);        // 9 of 10 unchanged
-  for (int i = 0; i < 10; ++i) m.add_stability(1, kPart0 | kPart2, i % 2 ? kPart0 : kPart0 | kPart2);  // 5 of 10
-  for (const bool hit : {true, true, false, true}) m.add_pointing(hit);
-  m.add_nearest(0, {kPart1, kPart1, kPart1 | kPart2, 0, kPart2});  // part 1 in 3 of 5
-  m.add_nearest(1, {});                                          // no patches: not counted
-  const auto r = m.result();
-  EXPECT_EQ(r.consistency_prototypes, 2);
-  EXPECT_EQ(r.consistent_prototypes, 1);
-  EXPECT_DOUBLE_EQ(r.consistency, 0.5);
-  EXPECT_DOUBLE_EQ(r.stability, (0.9 + 0.5) / 2);
-  EXPECT_DOUBLE_EQ(r.pointing, 0.75);
-  EXPECT_EQ(r.pointing_images, 4);
-  EXPECT_DOUBLE_EQ(r.purity, 0.6);
-
-  PartMetrics strict(1, {0.9});
-  for (int i = 0; i < 10; ++i) strict.add_own_class(0, i < 8 ? kPart1 : 0);
-  EXPECT_DOUBLE_EQ(strict.result().consistency, 0.0);
-  EXPECT_DOUBLE_EQ(PartMetrics(2, {}).result().pointing, -1.0) << "nothing fed: not measured";
-}
-
-// The box an activation map gives, and which parts it holds, checked against a direct
-// computation: a full sort for the percentile instead of a partial selection.
-TEST(PartMetrics, BoxOfAKnownMapHoldsTheKnownParts) {
-  cv::Mat map(7, 7, CV_32F, cv::Scalar(0.1f));
-  map.at<float>(2, 5) = 3.0f;  // peak at row 2, column 5
-  map.at<float>(2, 4) = 1.5f;
-  const auto box = high_activation_box(map, 224, 224);
-  cv::Mat up;
-  cv::resize(map, up, cv::Size(224, 224), 0, 0, cv::INTER_CUBIC);
-  std::vector<float> v(up.begin<float>(), up.end<float>());
-  std::sort(v.begin(), v.end());
-  const double rank = 0.95 * static_cast<double>(v.size() - 1);
-  const auto lo = static_cast<size_t>(rank);
-  const float threshold = static_cast<float>(v[lo] + (rank - static_cast<double>(lo)) * (v[lo + 1] - v[lo]));
-  cv::Mat mask = up >= threshold;
-  const cv::Rect r = cv::boundingRect(mask);
-  EXPECT_EQ(box, (std::array<int, 4>{r.x, r.y, r.x + r.width, r.y + r.height}));
-  // The peak cell's centre (x 5.5·32, y 2.5·32) is inside; a far corner is not.
-  const std::vector<PartLocation> parts = {{0, 176, 80, true}, {1, 176, 80, false}, {2, 20, 200, true},
-                                           {3, static_cast<double>(box[2]), 80, true}};
-  EXPECT_EQ(parts_in_box(parts, box.data()), kPart0) << box[0] << ',' << box[1] << ',' << box[2] << ',' << box[3];
-  EXPECT_GT(box[0], 100);
-  EXPECT_LT(box[3], 160);
-
-  // EvalProtoPNet's box: 72 px around the upsampled map's maximum, clipped to the image.
-  int px = 0, py = 0;
-  for (int y = 0; y < 224; ++y) {
-    for (int x = 0; x < 224; ++x) {
-      if (up.at<float>(y, x) > up.at<float>(py, px)) px = x, py = y;
-    }
-  }
-  EXPECT_EQ(peak_box(map, 224, 224, 72.0 / 224), (std::array<int, 4>{px - 36, py - 36, std::min(224, px + 37), py + 37}));
-  cv::Mat corner(7, 7, CV_32F, cv::Scalar(0.0f));
-  corner.at<float>(0, 0) = 1.0f;
-  const auto clipped = peak_box(corner, 224, 224, 0.32);
-  EXPECT_EQ(clipped[0], 0);
-  EXPECT_EQ(clipped[1], 0);
-  EXPECT_LT(clipped[2], 50);
-}
-
 // A model trained for seconds on a CUB-layout data set whose classes differ only by an
 // annotated part (fixtures.h), shared by the tests below; each copies the run.
 class Audit : public ::testing::Test {
@@ -107,19 +47,22 @@ class Audit : public ::testing::Test {
     try {
       dir_ = new TempDir;
       fixture_ = test::make_parts_cub_fixture(dir_->path() / "cub", 4, 80);
-      PrepareConfig p;
-      p.cub = fixture_.cub.root.string();
-      p.out = (dir_->path() / "data").string();
-      p.copies = 0;
-      p.runtime.threads = 2;
-      run_prepare(p);
-      test::train_part_model(p.out, dir_->path() / "trained");
-      ProjectConfig pc;
-      pc.data = p.out;
-      pc.run = (dir_->path() / "trained").string();
-      pc.save_images = false;
-      pc.runtime.threads = 2;
-      run_project(pc);
+      // The prepared data and the trained, projected run: made once per test run.
+      test::shared_fixture("audit", dir_->path(), [](const fs::path& into) {
+        PrepareConfig p;
+        p.cub = fixture_.cub.root.string();
+        p.out = (into / "data").string();
+        p.copies = 0;
+        p.threads = 2;
+        run_prepare(p);
+        test::train_part_model(p.out, into / "trained");
+        ProjectConfig pc;
+        pc.data = p.out;
+        pc.run = (into / "trained").string();
+        pc.save_images = false;
+        pc.runtime.threads = 2;
+        run_project(pc);
+      });
     } catch (const std::exception& e) {
       setup_error_ = e.what();
     }
@@ -135,7 +78,7 @@ class Audit : public ::testing::Test {
   }
   static std::string data() { return (dir_->path() / "data").string(); }
 
-  static EvaluateReport evaluate(const fs::path& run, const std::set<std::string>& metrics) {
+  static EvaluateResult evaluate(const fs::path& run, const std::set<std::string>& metrics) {
     EvaluateConfig c;
     c.run = run.string();
     c.data = data();
@@ -210,7 +153,7 @@ TEST_F(Audit, PrototypesOnBackgroundScoreLow) {
     const auto push = read_list(data(), "push");
     for (int64_t j = 0; j < 4; ++j) {
       const auto it = std::find_if(push.begin(), push.end(), [&](const ListEntry& e) { return e.class_index == j; });
-      const auto z = net->latent(load_image_tensor(fs::path(data()) / it->path, 48).unsqueeze(0));
+      const auto z = net->latent(load_image_tensor(fs::path(data()) / it->path, ModelInput{48}).unsqueeze(0));
       const auto& square = parts.find(it->path)->parts[0];
       const int64_t G = z.size(2);
       int64_t best_h = 0, best_w = 0;
@@ -328,7 +271,7 @@ torch::Tensor test_logits(RunFolder& run, const std::string& data) {
   net->eval();
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> images;
-  for (const auto& e : read_list(data, "test")) images.push_back(load_image_tensor(fs::path(data) / e.path, 48));
+  for (const auto& e : read_list(data, "test")) images.push_back(load_image_tensor(fs::path(data) / e.path, ModelInput{48}));
   return net->forward(torch::stack(images)).logits;
 }
 
@@ -348,7 +291,7 @@ TEST_F(Audit, PruneRemovesAPrototypeOnAnotherClassesPartAndKeepsAccuracy) {
   ASSERT_EQ(r.removed.size(), 1u);
   EXPECT_EQ(r.stage_id, 0);
   RunFolder run = RunFolder::open(run_dir);
-  EXPECT_EQ(run.store().latest_stage()->kind, "project") << "a dry run changes nothing";
+  EXPECT_EQ(run.store().latest_stage()->kind, db::StageKind::kProject) << "a dry run changes nothing";
 
   c.dry_run = false;
   r = run_prune(c);
@@ -362,7 +305,7 @@ TEST_F(Audit, PruneRemovesAPrototypeOnAnotherClassesPartAndKeepsAccuracy) {
 
   // Recorded: a prune stage, the removed prototype with its reason, the kept ones renumbered.
   const auto stage = run.store().latest_stage();
-  EXPECT_EQ(stage->kind, "prune");
+  EXPECT_EQ(stage->kind, db::StageKind::kPrune);
   EXPECT_EQ(stage->id, r.stage_id);
   const auto pruned = run.store().pruned(r.stage_id);
   ASSERT_EQ(pruned.size(), 1u);
@@ -444,50 +387,58 @@ TEST_F(Audit, PruneDuplicatesMergesWeightsSoLogitsDoNotChange) {
   EXPECT_EQ(run.store().latest_stage()->id, r.stage_id);
 }
 
-// Killed at any moment, a prune leaves the run as it was or completely pruned: kills spread over
-// the time an uninterrupted prune of the same run takes.
+// Killed at any moment, a prune leaves the run as it was or completely pruned: killed right
+// after each of its durable writes (base/crash_point.h) in turn, counted on an uninterrupted
+// prune of the same run.
 TEST_F(Audit, PruneKilledAtAnyMomentLeavesTheRunWhole) {
-  const std::vector<std::string> args = {"prune", "--threads", "1", "--data", data(), "--run"};
   auto prune_args = [&](const fs::path& run) {
-    auto a = args;
-    a.push_back(run.string());
-    return a;
+    return std::vector<std::string>{"prune", "--threads", "1", "--data", data(), "--run", run.string()};
   };
-  const fs::path timed = copy_run("timed");
-  plant_prototype(timed, 0, 1);
-  const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(test::wait_exit(test::spawn_ppnet(prune_args(timed), (dir_->path() / "timed.log").string())), 0);
-  const double full_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const fs::path whole = copy_run("whole");
+  plant_prototype(whole, 0, 1);
+  int exit_code = -1;
+  const auto points = test::durable_writes_of(prune_args(whole), (dir_->path() / "whole.log").string(), &exit_code);
+  ASSERT_EQ(exit_code, 0) << test::read_file((dir_->path() / "whole.log").string());
+  ASSERT_GE(points.size(), 2u);  // the pictures and checkpoint renamed into place, then the commit
 
-  const fs::path run_dir = copy_run("killed");
-  plant_prototype(run_dir, 0, 1);
-  int unchanged = 0;
-  for (const double at : {0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95}) {
-    const int pid = test::spawn_ppnet(prune_args(run_dir), (dir_->path() / "killed.log").string());
-    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(at * full_ms));
-    kill(pid, SIGKILL);
-    test::wait_exit(pid);
-    RunFolder run = RunFolder::open(run_dir);
-    const auto latest = run.store().latest_stage();
-    if (latest->kind == "prune") {  // it committed before the kill: complete
-      EXPECT_TRUE(fs::exists(run.absolute(run.store().latest_final_checkpoint()->path)));
-      EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 4);
-      EXPECT_EQ(run.store().prototypes(latest->id).size(), 4u);
-      break;
+  // Kill points: the first durable write, the last (the commit), and evenly spaced between.
+  std::set<size_t> ks;
+  constexpr size_t kPoints = 5;
+  for (size_t i = 0; i < kPoints; ++i) ks.insert(1 + i * (points.size() - 1) / (kPoints - 1));
+  int unchanged = 0, complete = 0;
+  for (const size_t k : ks) {
+    const std::string where = "killed after durable write " + std::to_string(k) + "/" + std::to_string(points.size()) +
+                              " (" + points[k - 1] + ")";
+    const fs::path run_dir = copy_run("killed" + std::to_string(k));
+    plant_prototype(run_dir, 0, 1);
+    const std::string log = (dir_->path() / "killed.log").string();
+    ASSERT_EQ(test::run_killed_after(prune_args(run_dir), k, log), 128 + SIGKILL) << where << ": " << test::read_file(log);
+    {
+      RunFolder run = RunFolder::open(run_dir);
+      const auto latest = run.store().latest_stage();
+      if (latest->kind == db::StageKind::kPrune) {  // it committed before the kill: complete
+        ++complete;
+        EXPECT_TRUE(fs::exists(run.absolute(run.store().latest_final_checkpoint()->path))) << where;
+        EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 4) << where;
+        EXPECT_EQ(run.store().prototypes(latest->id).size(), 4u) << where;
+      } else {
+        ++unchanged;
+        EXPECT_EQ(latest->status, db::StageStatus::kDone) << where;
+        EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 5) << where;
+        EXPECT_EQ(run.store().latest_final_checkpoint()->path, run.store().checkpoints(latest->id).back().path) << where;
+      }
     }
-    ++unchanged;
-    EXPECT_EQ(latest->status, "done");
-    EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 5) << "after a kill at " << at * full_ms << " ms";
-    EXPECT_EQ(run.store().latest_final_checkpoint()->path, run.store().checkpoints(latest->id).back().path);
+    // A prune after the kill completes (or finds nothing left to do).
+    PruneConfig c;
+    c.run = run_dir.string();
+    c.data = data();
+    run_prune(c);
+    RunFolder run = RunFolder::open(run_dir);
+    EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 4) << where;
   }
-  EXPECT_GE(unchanged, 3) << "kills before the commit (an uninterrupted prune took " << full_ms << " ms)";
-  // A prune after the kills completes (or finds nothing left to do).
-  PruneConfig c;
-  c.run = run_dir.string();
-  c.data = data();
-  run_prune(c);
-  RunFolder run = RunFolder::open(run_dir);
-  EXPECT_EQ(load_latest_model(run, torch::kCPU)->num_prototypes(), 4);
+  // The commit is the last durable write: every kill before it leaves the run unchanged.
+  EXPECT_EQ(unchanged, static_cast<int>(ks.size()) - 1);
+  EXPECT_EQ(complete, 1);
 }
 
 // While one process writes to a run, another writer is refused with the holder's pid; readers

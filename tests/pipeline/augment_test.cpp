@@ -1,4 +1,4 @@
-#include "pipeline/augment.h"
+#include "pipeline/data/augment.h"
 
 #include <gtest/gtest.h>
 

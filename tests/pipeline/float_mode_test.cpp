@@ -1,4 +1,4 @@
-#include "pipeline/float_mode.h"
+#include "pipeline/runtime/float_mode.h"
 
 #include <gtest/gtest.h>
 #include <oneapi/tbb/parallel_for.h>
@@ -9,7 +9,7 @@
 #include <set>
 #include <thread>
 
-#include "pipeline/runtime.h"
+#include "pipeline/runtime/runtime.h"
 
 namespace ppnet::pipeline {
 namespace {

@@ -1,6 +1,6 @@
 // read_image_file: decodes what OpenCV decodes and, for what it cannot, says why in one line
 // that starts with the file's path.
-#include "pipeline/image_file.h"
+#include "pipeline/data/image_file.h"
 
 #include <gtest/gtest.h>
 

@@ -2,11 +2,11 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "pipeline/atomic_file.h"
-#include "pipeline/commands.h"
-#include "pipeline/manifest.h"
-#include "pipeline/parts.h"
-#include "pipeline/sources.h"
+#include "base/atomic_file.h"
+#include "pipeline/data/prepare.h"
+#include "pipeline/data/manifest.h"
+#include "pipeline/data/parts.h"
+#include "pipeline/data/sources.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -21,8 +21,8 @@ PrepareConfig cub_config(const fs::path& src, const fs::path& out, int copies = 
   c.cub = src.string();
   c.out = out.string();
   c.copies = copies;
-  c.runtime.threads = 2;
-  c.runtime.seed = 5;
+  c.threads = 2;
+  c.seed = 5;
   return c;
 }
 
@@ -92,10 +92,10 @@ TEST(Prepare, SameBytesWithOneAndTwoThreads) {
   TempDir dir;
   const auto f = test::make_cub_fixture(dir.path() / "cub", 2, 4, 64, 56, ".jpg");
   auto c = cub_config(f.root, dir.path() / "one", 3);
-  c.runtime.threads = 1;
+  c.threads = 1;
   run_prepare(c);
   c.out = (dir.path() / "two").string();
-  c.runtime.threads = 2;
+  c.threads = 2;
   run_prepare(c);
   const auto a = test::snapshot(dir.path() / "one"), b = test::snapshot(dir.path() / "two");
   EXPECT_EQ(a.size(), b.size());
@@ -103,7 +103,7 @@ TEST(Prepare, SameBytesWithOneAndTwoThreads) {
   EXPECT_TRUE(a == b);
   // Another seed gives other augmentations.
   c.out = (dir.path() / "three").string();
-  c.runtime.seed = 6;
+  c.seed = 6;
   run_prepare(c);
   EXPECT_NE(test::read_file((dir.path() / "one/train/001.Bird_A/Bird_1_rot00.jpg").string()),
             test::read_file((dir.path() / "three/train/001.Bird_A/Bird_1_rot00.jpg").string()));

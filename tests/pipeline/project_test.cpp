@@ -3,10 +3,12 @@
 #include <torch/torch.h>
 
 #include "db/run_store.h"
-#include "pipeline/commands.h"
-#include "pipeline/image_data.h"
-#include "pipeline/render.h"
-#include "pipeline/checkpoint.h"
+#include "pipeline/data/prepare.h"
+#include "pipeline/stages/last_layer.h"
+#include "pipeline/stages/project.h"
+#include "pipeline/stages/image_data.h"
+#include "pipeline/render/heatmap.h"
+#include "pipeline/stages/checkpoint.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -23,13 +25,16 @@ class Interpretable : public ::testing::Test {
     try {
       dir_ = new TempDir;
       parts_ = test::make_planted_folder(dir_->path() / "images", 4, 80);
-      PrepareConfig p;
-      p.folder = (dir_->path() / "images").string();
-      p.out = (dir_->path() / "data").string();
-      p.copies = 0;
-      p.test_fraction = 0.25;
-      run_prepare(p);
-      test::train_part_model(p.out, dir_->path() / "trained");
+      // The prepared data and the trained run: made once per test run.
+      test::shared_fixture("interpretable", dir_->path(), [](const fs::path& into) {
+        PrepareConfig p;
+        p.folder = (dir_->path() / "images").string();
+        p.out = (into / "data").string();
+        p.copies = 0;
+        p.test_fraction = 0.25;
+        run_prepare(p);
+        test::train_part_model(p.out, into / "trained");
+      });
     } catch (const std::exception& e) {
       setup_error_ = e.what();
     }
@@ -106,7 +111,7 @@ TEST_F(Interpretable, ProjectionThenLastLayerFindsThePlantedParts) {
   net->eval();
   torch::NoGradGuard no_grad;
   for (const auto& r : rows) {
-    const auto x = load_image_tensor(data() / r.image_path, 48).unsqueeze(0);
+    const auto x = load_image_tensor(data() / r.image_path, ModelInput{48}).unsqueeze(0);
     const auto d = net->activations(x).distances;
     EXPECT_LT(d[0][r.prototype][r.cell_h][r.cell_w].item<double>(), 1e-4) << r.prototype;
     EXPECT_NEAR(d[0][r.prototype][r.cell_h][r.cell_w].item<double>(), r.distance_after, 1e-5);

@@ -1,5 +1,6 @@
-#include "pipeline/run_lock.h"
+#include "pipeline/run/run_lock.h"
 
+#include <errno.h>  // program_invocation_short_name (GNU)
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -7,7 +8,7 @@
 
 #include <string>
 
-#include "pipeline/run_folder.h"
+#include "pipeline/run/run_folder.h"
 #include "tests/common/test_util.h"
 
 namespace ppnet::pipeline {
@@ -28,7 +29,7 @@ TEST(RunLock, ASecondHolderIsRefusedNamingTheFirstsPid) {
     RunLock first(dir.path());
     const std::string msg = lock_error(dir.path());
     EXPECT_NE(msg.find(dir.path().string() + " is in use by pid " + std::to_string(getpid()) + " ("), std::string::npos) << msg;
-    EXPECT_NE(msg.find("ppnet_unit_tests"), std::string::npos) << "the holder's command line: " << msg;
+    EXPECT_NE(msg.find(program_invocation_short_name), std::string::npos) << "the holder's command line: " << msg;
   }
   EXPECT_EQ(lock_error(dir.path()), "") << "released with its owner";
 }
@@ -62,9 +63,9 @@ TEST(RunFolder, AWriterRemovesWhatNoCommitRecords) {
   {
     auto run = RunFolder::open_or_create(root);
     run.store().create_run({"2026-01-01T00:00:00Z", "ppnet test", "{}", "/data", "{}"});
-    const int64_t warm = run.store().begin_stage("warm", "{}", "checkpoints/init.pt");
+    const int64_t warm = run.store().begin_stage(db::StageKind::kWarm, "{}", "checkpoints/init.pt");
     run.store().add_checkpoint({0, warm, 1, 0, "checkpoints/stage1-e001-b00000.pt", true, ""}, {}, std::nullopt);
-    run.store().set_stage_status(warm, "done");
+    run.store().set_stage_status(warm, db::StageStatus::kDone);
   }
   namespace fs = std::filesystem;
   const std::vector<std::string> kept = {"checkpoints/init.pt", "checkpoints/stage1-e001-b00000.pt",

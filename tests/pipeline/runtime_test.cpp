@@ -1,4 +1,4 @@
-#include "pipeline/runtime.h"
+#include "pipeline/runtime/runtime.h"
 
 #include "model/protopnet.h"
 
@@ -65,7 +65,7 @@ TEST(Runtime, AmpLowersTheBackboneAndAddOnOnly) {
   const auto x = torch::rand({4, 3, 28, 28});
   const auto reference = net->forward(x);  // float32
   RuntimeConfig c;
-  c.amp = "bf16";
+  c.amp = Amp::kBf16;
   const Runtime rt = start_runtime(c);
   EXPECT_EQ(rt.amp, torch::kBFloat16);
   model::ProtoPNetActivations act;
@@ -84,12 +84,12 @@ TEST(Runtime, AmpLowersTheBackboneAndAddOnOnly) {
   start_runtime(RuntimeConfig{});
   EXPECT_EQ(net->activations(x).latent.scalar_type(), torch::kFloat) << "--amp off again";
 
-  c.amp = "fp16";  // CUDA only
+  c.amp = Amp::kFp16;  // CUDA only
   if (!torch::cuda::is_available()) {
     EXPECT_THROW(start_runtime(c), std::runtime_error);
   }
-  c.amp = "fp8";
-  EXPECT_THROW(start_runtime(c), std::runtime_error);
+  EXPECT_THROW(parse_amp("fp8"), std::invalid_argument);
+  EXPECT_EQ(parse_amp(amp_name(Amp::kBf16)), Amp::kBf16);
 }
 
 // --channels-last: the convolution weights and the input become NHWC; the results are float32's

@@ -1,9 +1,9 @@
-#include "pipeline/safetensors.h"
+#include "pipeline/formats/safetensors.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "pipeline/weights.h"
+#include "pipeline/formats/weights_file.h"
 #include "tests/common/test_util.h"
 
 namespace ppnet::pipeline {

@@ -1,4 +1,4 @@
-#include "pipeline/torch_pickle.h"
+#include "pipeline/formats/torch_pickle.h"
 
 #include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>

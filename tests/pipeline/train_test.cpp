@@ -1,14 +1,21 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "db/run_store.h"
 #include "model/protopnet.h"
-#include "pipeline/commands.h"
-#include "pipeline/checkpoint.h"
+#include "pipeline/data/prepare.h"
+#include "pipeline/run/info.h"
+#include "pipeline/stages/train.h"
+#include "pipeline/stages/checkpoint.h"
+#include "pipeline/stages/image_data.h"
+#include "pipeline/stages/stage_settings.h"
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
+
+#include "test_paths.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -65,8 +72,8 @@ TEST(Train, LossFallsAndEveryEpochIsRecorded) {
   RunFolder run = RunFolder::open(dir.path() / "run");
   const auto stages = run.store().stages();
   ASSERT_EQ(stages.size(), 2u);
-  EXPECT_EQ(stages[0].kind, "warm");
-  EXPECT_EQ(stages[1].status, "done");
+  EXPECT_EQ(stages[0].kind, db::StageKind::kWarm);
+  EXPECT_EQ(stages[1].status, db::StageStatus::kDone);
   const auto epochs = run.store().epochs();
   ASSERT_EQ(epochs.size(), 6u);
   EXPECT_EQ(epochs[0].eval_split, "test");
@@ -186,11 +193,12 @@ TEST(Train, AJointStageContinuesThePreviousOnesOptimizerAndSchedule) {
     const auto first = run.store().checkpoints(stages[0].id).back(), second = run.store().checkpoints(stages[1].id).back();
     EXPECT_EQ(adam_steps(run, first.path), 12);
     EXPECT_EQ(adam_steps(run, second.path), restart ? 6 : 18);
-    const auto settings = nlohmann::json::parse(stages[1].config_json);
-    EXPECT_EQ(settings.contains("continue_optimizer"), !restart);
+    const auto settings = train_settings_from_json(stages[1].config_json, stages[1].id);
+    EXPECT_EQ(settings.continue_optimizer.empty(), restart);
     if (!restart) {
-      EXPECT_EQ(settings["continue_optimizer"], first.path);
-      EXPECT_EQ(settings["schedule_offset"], 2);
+      EXPECT_EQ(settings.continue_optimizer, first.path);
+      EXPECT_EQ(settings.continue_stage, stages[0].id);
+      EXPECT_EQ(settings.schedule_offset, 2);
     }
   }
 }
@@ -199,6 +207,45 @@ TEST(Train, AJointStageContinuesThePreviousOnesOptimizerAndSchedule) {
 model::LossTerms terms_of(double ce, double cluster, double separation, double avg_separation) {
   return {torch::tensor(ce), torch::tensor(cluster), torch::tensor(separation), torch::tensor(avg_separation),
           torch::tensor(0.0)};
+}
+
+// The learning rate the optimizer applied in each joint epoch, against PyTorch's own schedulers
+// run by the oracle (tests/oracle/lr_schedules.py): StepLR as documented (offset 0), StepLR as
+// the reference steps it, before each epoch (--lr-step-offset 1), and CosineAnnealingLR over
+// every batch of the stage.
+TEST(TrainSchedule, AppliedRatesMatchPyTorchsSchedulers) {
+  TempDir dir;
+  const auto data = prepared(dir);
+  constexpr int kEpochs = 4, kStep = 2;
+  constexpr double kBase = 1e-3, kGamma = 0.5;
+  const int64_t batches = (static_cast<int64_t>(read_list(data, "train").size()) + 7) / 8;
+  const std::string out = dir.file("oracle.json");
+  const std::string cmd = std::string(PPNET_ORACLE_PYTHON) + " " + PPNET_SOURCE_DIR + "/tests/oracle/lr_schedules.py " +
+                          std::to_string(kBase) + " " + std::to_string(kEpochs) + " " + std::to_string(batches) + " " +
+                          std::to_string(kStep) + " " + std::to_string(kGamma) + " > " + out;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const auto oracle = nlohmann::json::parse(test::read_file(out));
+  struct Case {
+    const char* name;
+    const char* schedule;
+    int offset;
+  };
+  for (const Case& k : {Case{"step", "step", 0}, Case{"step_reference", "step", 1}, Case{"cosine", "cosine", 0}}) {
+    TrainConfig c = small_train(data, dir.path() / k.name, "joint", kEpochs);
+    c.lr_schedule = k.schedule;
+    c.lr_step = kStep;
+    c.lr_gamma = kGamma;
+    c.lr_step_offset = k.offset;
+    c.lr_backbone = kBase;
+    const auto r = run_train(c);
+    ASSERT_EQ(r.epochs.size(), static_cast<size_t>(kEpochs)) << k.name;
+    const auto& want = oracle.at(k.name);
+    for (int e = 0; e < kEpochs; ++e) {
+      const double expected = want.at(static_cast<size_t>(e)).get<double>();
+      EXPECT_NEAR(r.epochs[static_cast<size_t>(e)].learning_rate, expected, 1e-9 * kBase + 1e-6 * expected)
+          << k.name << " epoch " << e;
+    }
+  }
 }
 
 TEST(EpochMetrics, BatchesAndRanksAddUpToTheEpochsMeans) {
@@ -212,8 +259,8 @@ TEST(EpochMetrics, BatchesAndRanksAddUpToTheEpochsMeans) {
   rank0.add(terms_of(1.0, 2.0, 3.0, 4.0), torch::tensor(10.0), logits_a, labels_a);
   rank1.add(terms_of(5.0, 6.0, 7.0, 8.0), torch::tensor(20.0), logits_b, labels_b);
   db::EpochRow row;
-  whole.write_train(row);
-  whole.write_eval(row);
+  write_train_metrics(whole, row);
+  write_eval_metrics(whole, row);
   EXPECT_DOUBLE_EQ(row.train_loss, (3 * 10.0 + 20.0) / 4);
   EXPECT_DOUBLE_EQ(row.train_cross_entropy, (3 * 1.0 + 5.0) / 4);
   EXPECT_DOUBLE_EQ(row.train_cluster, (3 * 2.0 + 6.0) / 4);
@@ -281,7 +328,7 @@ TEST(RunStore, AVersionOneDatabaseMigratesToTheLatest) {
   EXPECT_EQ(store.database().schema_version(), static_cast<int>(db::run_migrations().size()));
   EXPECT_FALSE(store.run().has_value());
   store.create_run({"t", "v", "{}", "/d", "{}"});
-  const int64_t s = store.begin_stage("warm", "{}", "checkpoints/init.pt");
+  const int64_t s = store.begin_stage(db::StageKind::kWarm, "{}", "checkpoints/init.pt");
   store.add_checkpoint({0, s, 1, 0, "checkpoints/a.pt", false, ""}, {}, std::nullopt);
   const auto a = store.checkpoints(s);
   store.add_checkpoint({0, s, 2, 0, "checkpoints/b.pt", true, ""}, {a[0].id}, std::nullopt);
@@ -319,7 +366,7 @@ TEST(TrainRecipe, FromScratchSkipsWarmAndTrainsJointWithACosineDecay) {
 
   RunFolder run = RunFolder::open(dir.path() / "run");
   EXPECT_FALSE(run.model_config().pretrained);
-  EXPECT_EQ(run.store().stages().at(0).status, "done");
+  EXPECT_EQ(run.store().stages().at(0).status, db::StageStatus::kDone);
   EXPECT_EQ(stage_config(run, 0)["epochs"], 0);
   const auto settings = stage_config(run, 1);
   EXPECT_EQ(settings["lr_backbone"], 1e-3);

@@ -1,0 +1,35 @@
+#pragma once
+// Pictures of what a prototype sees: similarity heatmaps, high-activation boxes, patches.
+// Shared by projection and explanation so both draw the same way (docs/design.md §4).
+
+#include <opencv2/core.hpp>
+
+#include <array>
+#include <string>
+
+namespace ppnet::pipeline {
+
+/// The box [x0, y0, x1, y1) (exclusive ends) around the pixels at or above the `percentile`
+/// of `similarity` (a float H×W map) upsampled bicubically to width × height.
+std::array<int, 4> high_activation_box(const cv::Mat& similarity, int width, int height, double percentile = 95.0);
+
+/// The box of side fraction·width × fraction·height (rounded, at least 1 px) centred on the
+/// maximum of `similarity` upsampled bicubically to width × height (the first maximum in row
+/// order), clipped to the image: EvalProtoPNet's part box (72 px of 224 is fraction 0.32).
+std::array<int, 4> peak_box(const cv::Mat& similarity, int width, int height, double fraction);
+
+/// `image` (8-bit BGR) blended with the JET-coloured, min-max scaled `similarity` map upsampled
+/// to its size: 0.5 · image + 0.3 · heatmap.
+cv::Mat overlay_heatmap(const cv::Mat& image, const cv::Mat& similarity);
+
+/// A copy of `image` with `box` drawn in yellow (BGR 0,255,255), 2 px.
+cv::Mat draw_box(const cv::Mat& image, const std::array<int, 4>& box);
+
+/// PNG bytes of an 8-bit image.
+std::string encode_png(const cv::Mat& image);
+
+/// `box` scaled from a width_from × height_from image to a width_to × height_to one.
+std::array<int, 4> scale_box(const std::array<int, 4>& box, int width_from, int height_from, int width_to,
+                             int height_to);
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,102 @@
+#pragma once
+// The run folder (--run RUN): run.sqlite, checkpoints/, and the model configuration every
+// command of the run shares. Later commands read the model from here, never from options.
+// No LibTorch here (info and report use only this); checkpoints are in pipeline/stages/checkpoint.h.
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "db/run_store.h"
+#include "model/names.h"
+#include "pipeline/data/resize.h"
+#include "pipeline/data/manifest.h"
+#include "pipeline/run/run_lock.h"
+
+namespace ppnet::pipeline {
+
+struct ModelConfig {
+  std::string arch = "vgg19";
+  int img_size = 224;
+  int num_classes = 0;  // from the data's manifest
+  int prototypes_per_class = 10;
+  int prototype_dim = 128;
+  model::AddOnType add_on = model::AddOnType::kRegular;
+  bool pretrained = false;  // created with --weights: training defaults are the reference's
+  model::Activation activation = model::Activation::kLog;
+  ResizeMethod resize = ResizeMethod::kBilinear;  // how images become model input (absent before 0.2: bilinear)
+};
+
+std::string model_config_json(const ModelConfig& m);
+/// Throws std::runtime_error naming the field when the JSON lacks one.
+ModelConfig model_config_from_json(const std::string& json);
+
+/// kWrite: the command writes to the run and holds its lock (pipeline/run/run_lock.h) while the
+/// RunFolder lives; kRead: it only reads (info, report, explain), alongside a writer.
+enum class Access { kRead, kWrite };
+
+class RunFolder {
+ public:
+  /// Opens an existing run folder; throws when `dir` holds no run.sqlite with a run in it, or
+  /// (kWrite) when another process writes to it.
+  static RunFolder open(const std::filesystem::path& dir, Access access = Access::kRead);
+  /// Opens `dir` for writing, creating the folder and an empty run.sqlite when absent.
+  static RunFolder open_or_create(const std::filesystem::path& dir);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  db::RunStore& store() { return *store_; }
+  bool has_run();
+  ModelConfig model_config();
+
+  /// Throws std::runtime_error saying what differs when `data` is not the prepared data the
+  /// run was created with (other classes, source or preparation options).
+  void check_data(const std::filesystem::path& data, const Manifest& manifest);
+
+  /// Throws std::runtime_error when `output` (an output option's file, symbolic links followed)
+  /// is one of the files ppnet keeps in the run: run.sqlite and its journals, the lock, or
+  /// anything under checkpoints/, prototypes/ or analysis/.
+  void check_output(const std::filesystem::path& output) const;
+
+  /// Path under checkpoints/ for a new checkpoint, relative to the run folder.
+  std::string checkpoint_name(const std::string& tag) const;
+  std::filesystem::path absolute(const std::string& relative) const { return dir_ / relative; }
+
+ private:
+  RunFolder(std::filesystem::path dir, std::unique_ptr<RunLock> lock, std::unique_ptr<db::RunStore> store);
+  /// What a killed writer left that no commit refers to: temporary files, checkpoints of ppnet's
+  /// names that no row records, picture folders of stage or analysis ids not yet committed.
+  /// Called with the lock held, so no other writer can be making them. Returns how many went.
+  size_t remove_leftovers();
+  std::filesystem::path dir_;
+  std::unique_ptr<RunLock> lock_;  // first in, last out: taken before the database is opened
+  std::unique_ptr<db::RunStore> store_;
+};
+
+/// An existing run opened for a command that reads `data` and writes to the run (it holds the
+/// run's lock): the data's manifest has been checked against the one the run was created with
+/// (RunFolder::check_data).
+struct RunWithData {
+  RunFolder run;
+  Manifest manifest;
+  ModelConfig model;
+};
+RunWithData open_run_with_data(const std::filesystem::path& run_dir, const std::filesystem::path& data);
+
+/// Where a stage of `kind` starts. An unfinished latest stage of the same kind is resumed when
+/// `resume`, with the settings it recorded; `resume` on a finished one means nothing to do; a
+/// failed one (training diverged) holds up nothing: a new stage begins, with or without `resume`;
+/// otherwise a new stage row is begun from the latest finished stage's final checkpoint.
+/// Throws when another kind of stage is unfinished (it must be resumed first).
+struct StageStart {
+  int64_t stage_id = 0;
+  std::string start_checkpoint;
+  std::string settings_json;
+  bool resumed = false;
+  bool already_done = false;
+};
+StageStart resolve_stage(RunFolder& run, db::StageKind kind, bool resume, const std::string& settings_json,
+                         const std::string& resume_hint);
+
+}  // namespace ppnet::pipeline

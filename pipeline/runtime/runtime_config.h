@@ -1,0 +1,34 @@
+#pragma once
+// The runtime options every model-running command takes (--threads, --device, --seed,
+// --keep-denormals, --amp, --channels-last). No LibTorch here: cli/ fills it.
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace ppnet::pipeline {
+
+/// Mixed precision of the backbone and add-on layers (autocast): off (float32), bfloat16, or
+/// float16 (CUDA only, with a dynamic loss scale when training).
+enum class Amp { kOff, kBf16, kFp16 };
+
+/// "off", "bf16" or "fp16".
+inline const char* amp_name(Amp a) { return a == Amp::kBf16 ? "bf16" : a == Amp::kFp16 ? "fp16" : "off"; }
+/// Throws std::invalid_argument "'NAME': expected off, bf16 or fp16".
+inline Amp parse_amp(const std::string& name) {
+  if (name == "off") return Amp::kOff;
+  if (name == "bf16") return Amp::kBf16;
+  if (name == "fp16") return Amp::kFp16;
+  throw std::invalid_argument("'" + name + "': expected off, bf16 or fp16");
+}
+
+struct RuntimeConfig {
+  int threads = 0;             // LibTorch intra-op threads; 0 = all cores
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
+  uint64_t seed = 1;
+  bool keep_denormals = false;  // compute denormal floats exactly (slow); only to measure what flushing saves
+  Amp amp = Amp::kOff;          // mixed precision of the backbone and add-on layers
+  bool channels_last = false;   // NHWC convolutions
+};
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,47 @@
+#pragma once
+// What the stages do across ranks on top of the transport (pipeline/parallel/distributed.h):
+// rank 0 hands its plan and model over to the others, and per-image rows computed in whole
+// batches round-robin are assembled on every rank.
+
+#include <torch/types.h>
+
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipeline/parallel/distributed.h"
+#include "pipeline/stages/checkpoint.h"
+#include "pipeline/stages/image_data.h"
+
+namespace ppnet::pipeline {
+
+/// Rank 0's side of a data-parallel pass: `plan` (its settings) under `key`, with the model's
+/// configuration, then the weights of `net`, for take_over() on the other ranks.
+void hand_over(Distributed& dist, const std::string& key, nlohmann::json plan, const ModelConfig& model,
+               model::ProtoPNetImpl& net);
+/// Rank 0 tells the other ranks that they have nothing to do.
+void hand_over_nothing(Distributed& dist, const std::string& key);
+
+/// What a rank other than 0 receives: rank 0's plan and its model, on `device`, in eval mode.
+struct TakenOver {
+  nlohmann::json plan;
+  ModelConfig model;
+  model::ProtoPNet net{nullptr};
+};
+/// Waits for rank 0's hand_over() under `key`; nullopt after hand_over_nothing().
+std::optional<TakenOver> take_over(Distributed& dist, const std::string& key, torch::Device device);
+
+/// Per-image rows (N × `width`, float32, CPU) of a sequential pass over `list`, no gradients:
+/// `rows_of(images)` gives a batch's B × width (on any device). With `dist`, each rank computes
+/// the whole batches round_robin_batches() gives it and one all-reduce assembles the rows on
+/// every rank (the others' rows are zeros): what one process computes, to the bit. A non-empty
+/// `label` shows progress on rank 0; `what` names the step if a rank is lost.
+torch::Tensor rows_across_ranks(Distributed* dist, const std::filesystem::path& data, const std::vector<ListEntry>& list,
+                                const ModelInput& input, int batch_size, int64_t width,
+                                const std::function<torch::Tensor(const torch::Tensor&)>& rows_of,
+                                const std::string& label, const std::string& what);
+
+}  // namespace ppnet::pipeline

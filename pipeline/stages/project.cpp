@@ -1,0 +1,279 @@
+#include <oneapi/tbb/parallel_for.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "model/receptive_field.h"
+#include "base/atomic_file.h"
+#include "pipeline/stages/project.h"
+#include "pipeline/stages/handover.h"
+#include "pipeline/data/image_file.h"
+#include "pipeline/stages/image_data.h"
+#include "base/interrupt.h"
+#include "base/progress.h"
+#include "pipeline/render/heatmap.h"
+#include "pipeline/stages/checkpoint.h"
+#include "pipeline/runtime/runtime.h"
+
+namespace ppnet::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+const char* const kStopped = "interrupted; the run is unchanged: run 'ppnet project' again";
+
+// Each prototype's nearest latent patch among the push images of its class, so far.
+struct Nearest {
+  torch::Tensor distance;  // P, +inf where none yet
+  torch::Tensor key;       // P int64: push index × H·W + cell (the order of a sequential pass), or kNone
+  torch::Tensor z;         // P×D: the patch
+  torch::Tensor latent;    // P×D×H×W: the encoded source image (for its heatmap)
+};
+constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+
+// 1. The search over the push images `mine` (indices into `push`, in whole batches). Ties go to
+//    the first patch of a sequential pass, as torch::min does within a batch.
+Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& push,
+               const std::vector<int64_t>& mine, const ModelInput& input, int batch_size, torch::Device device, bool show_progress) {
+  const int64_t P = net.num_prototypes(), D = net.options().prototype_dim;
+  const int64_t G = net.receptive_field(input.size).n, HW = G * G;
+  const auto on = torch::TensorOptions().device(device);
+  Nearest n{torch::full({P}, std::numeric_limits<float>::infinity(), on), torch::full({P}, kNone, on.dtype(torch::kInt64)),
+            torch::zeros({P, D}, on), torch::zeros({P, D, G, G}, on)};
+  const auto proto_class = net.prototype_class_identity().argmax(1);  // P
+  const auto index_of = torch::tensor(mine, torch::kInt64).to(device);  // local position → push index
+  BatchLoader loader(data, push, mine, input, batch_size, 0);
+  auto progress = show_progress ? std::make_unique<Progress>("project: search", mine.size()) : nullptr;
+  Batch b;
+  int64_t at = 0;
+  while (loader.next(&b)) {
+    const auto x = b.images.to(device), y = b.labels.to(device);
+    const auto act = net.activations(x);
+    const auto latent = act.latent.to(torch::kFloat);  // bfloat16/half under --amp
+    const int64_t B = x.size(0);
+    // Other classes' images are out of reach: their distances become +inf.
+    const auto own = y.view({B, 1}).eq(proto_class.view({1, P}));  // B×P
+    const auto d = act.distances.masked_fill(own.logical_not().view({B, P, 1, 1}), INFINITY);
+    const auto [val, idx] = d.permute({1, 0, 2, 3}).reshape({P, B * HW}).min(1);  // P, P
+    const auto better = val < n.distance;
+    const auto in_batch = idx.div(HW, "floor");
+    n.distance = torch::where(better, val, n.distance);
+    n.key = torch::where(better, index_of.index_select(0, in_batch + at) * HW + idx.remainder(HW), n.key);
+    n.z = torch::where(better.view({P, 1}),
+                       latent.permute({0, 2, 3, 1}).reshape({B * HW, D}).index_select(0, idx), n.z);
+    const auto improved = better.nonzero().view(-1);  // only those prototypes' maps change
+    n.latent.index_copy_(0, improved, latent.index_select(0, in_batch.index_select(0, improved)));
+    at += B;
+    if (progress) progress->advance(static_cast<uint64_t>(B));
+    stop_if_requested(kStopped);
+  }
+  return n;
+}
+
+// The ranks' searches as one: the smallest distance, among equals the smallest key (the one a
+// single process finds first), and that rank's patch and map. Exact: the others add zeros.
+void merge_across_ranks(Distributed& dist, Nearest& n) {
+  const auto own_distance = n.distance.cpu(), own_key = n.key.cpu();
+  std::vector<torch::Tensor> d = {own_distance.clone()};  // reduced in place: not this rank's own
+  dist.all_reduce_min(d, "the projection's search");
+  std::vector<torch::Tensor> key = {torch::where(own_distance == d[0], own_key, kNone)};
+  dist.all_reduce_min(key, "the projection's search");
+  const auto mine = own_key.eq(key[0]).logical_and(key[0].ne(kNone)).to(n.z.device());
+  const int64_t P = n.z.size(0);
+  std::vector<torch::Tensor> found = {torch::where(mine.view({P, 1}), n.z, torch::zeros_like(n.z)),
+                                      torch::where(mine.view({P, 1, 1, 1}), n.latent, torch::zeros_like(n.latent))};
+  dist.all_reduce_sum(found, "the projection's search");
+  n.distance = d[0].to(n.z.device());
+  n.key = key[0].to(n.z.device());
+  n.z = found[0].to(n.z.device());
+  n.latent = found[1].to(n.z.device());
+}
+
+// A rank other than 0: it receives the model, searches its batches, and is done.
+ProjectResult search_worker(const ProjectConfig& c, const Runtime& rt, Distributed& dist) {
+  ProjectResult report;
+  report.run = c.run;
+  report.rank = dist.rank();
+  auto given = take_over(dist, "project plan", rt.device);
+  if (!given) return report;
+  torch::NoGradGuard no_grad;
+  InterruptScope interrupt_scope;
+  const fs::path data(c.data);
+  const auto push = read_list(data, "push");
+  const int batch = given->plan.at("batch_size").get<int>();
+  auto n = search(*given->net, data, push, round_robin_batches(push.size(), batch, {dist.rank(), dist.size()}),
+                  model_input(given->model), batch, rt.device, false);
+  merge_across_ranks(dist, n);
+  return report;
+}
+
+// Where a projection stage starts: an unfinished projection is simply done again, a new one
+// begins from the latest finished stage. Empty with --resume when the latest stage is a finished
+// projection (nothing to do).
+struct ProjectionStage {
+  int64_t id = 0;
+  std::string start_checkpoint;
+};
+
+std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolder& run) {
+  db::RunStore& store = run.store();
+  const auto latest = store.latest_stage();
+  if (c.resume && latest && latest->kind == db::StageKind::kProject && latest->status == db::StageStatus::kDone) {
+    return std::nullopt;
+  }
+  if (latest && latest->unfinished()) {
+    if (latest->kind != db::StageKind::kProject) {
+      throw std::runtime_error(std::string("stage ") + db::to_string(latest->kind) + " #" + std::to_string(latest->id) + " of run " + c.run +
+                               " did not finish; continue it with --resume first");
+    }
+    return ProjectionStage{latest->id, latest->start_checkpoint};
+  }
+  const auto base = store.latest_final_checkpoint();
+  ProjectionStage s;
+  s.start_checkpoint = base ? base->path : run.checkpoint_name("init");
+  s.id = store.begin_stage(db::StageKind::kProject, nlohmann::json{{"batch_size", c.batch_size}}.dump(), s.start_checkpoint);
+  return s;
+}
+
+// Each projected prototype's record (source image, cell, boxes, distances) and, unless
+// --no-images, its pictures in `image_dir`. The self-activation comes from the latent map of its
+// source image kept during the search, so no image is run through the network twice. Sorted by
+// prototype; throws Interrupted when asked to stop.
+std::vector<db::PrototypeRow> record_prototypes(model::ProtoPNetImpl& net, const Nearest& nearest,
+                                                const std::vector<ListEntry>& push, const fs::path& data, int img_size,
+                                                int64_t stage_id, const fs::path& image_dir, bool save_images) {
+  const int64_t P = net.num_prototypes();
+  const auto rf = net.receptive_field(img_size);
+  const int64_t grid_w = rf.n, HW = grid_w * grid_w;
+  const auto key_cpu = nearest.key.cpu();
+  const auto best_d_cpu = nearest.distance.cpu().to(torch::kFloat64);
+  const std::vector<int64_t> keys(key_cpu.data_ptr<int64_t>(), key_cpu.data_ptr<int64_t>() + P);
+  const std::vector<double> best_d_v(best_d_cpu.data_ptr<double>(), best_d_cpu.data_ptr<double>() + P);
+  const torch::Tensor self_d = net.paired_distances(nearest.latent).cpu();  // against the projected prototypes
+  const torch::Tensor self_sim = net.similarity(self_d);
+  std::map<int64_t, std::vector<int64_t>> users;  // push index → prototypes projected onto it
+  for (int64_t j = 0; j < P; ++j) {
+    if (keys[static_cast<size_t>(j)] != kNone) users[keys[static_cast<size_t>(j)] / HW].push_back(j);
+  }
+  const std::vector<std::pair<int64_t, std::vector<int64_t>>> sources(users.begin(), users.end());
+  std::vector<db::PrototypeRow> rows;
+  rows.reserve(static_cast<size_t>(P));
+  std::mutex rows_mutex;
+  {
+    Progress progress("project: record", sources.size());
+    tbb::parallel_for(size_t{0}, sources.size(), [&](size_t s) {
+      if (InterruptScope::stop_requested()) return;
+      const ListEntry& e = push[static_cast<size_t>(sources[s].first)];
+      const cv::Mat original = read_image_file(data / e.path);
+      for (int64_t j : sources[s].second) {
+        db::PrototypeRow r;
+        r.stage_id = stage_id;
+        r.prototype = j;
+        r.class_index = e.class_index;
+        r.image_path = e.path;
+        r.image_id = e.source_id;
+        r.image_width = original.cols;
+        r.image_height = original.rows;
+        const int64_t cell = keys[static_cast<size_t>(j)] % HW;
+        r.cell_h = cell / grid_w;
+        r.cell_w = cell % grid_w;
+        r.distance_before = best_d_v[static_cast<size_t>(j)];
+        r.distance_after = self_d[j][r.cell_h][r.cell_w].item<double>();
+        const auto cb = model::cell_box(rf, img_size, r.cell_h, r.cell_w);
+        const auto rf_box = scale_box({static_cast<int>(cb[0]), static_cast<int>(cb[1]), static_cast<int>(cb[2]),
+                                       static_cast<int>(cb[3])},
+                                      img_size, img_size, original.cols, original.rows);
+        const cv::Mat sim = tensor_to_mat(self_sim[j]);
+        const auto box = high_activation_box(sim, original.cols, original.rows);
+        for (int q = 0; q < 4; ++q) {
+          r.rf[q] = rf_box[static_cast<size_t>(q)];
+          r.box[q] = box[static_cast<size_t>(q)];
+        }
+        if (save_images) {
+          const std::string stem = (image_dir / std::to_string(j)).string();
+          write_file_atomic(stem + "-patch.png", encode_png(original(cv::Rect(box[0], box[1], box[2] - box[0], box[3] - box[1]))));
+          write_file_atomic(stem + "-box.png", encode_png(draw_box(original, box)));
+          write_file_atomic(stem + "-heatmap.png", encode_png(overlay_heatmap(original, sim)));
+        }
+        std::lock_guard<std::mutex> lock(rows_mutex);
+        rows.push_back(r);
+      }
+      progress.advance();
+    });
+  }
+  stop_if_requested(kStopped);
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.prototype < b.prototype; });
+  return rows;
+}
+
+ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Distributed* dist, Clock::time_point start) {
+  const fs::path data(c.data);
+  RunWithData opened = open_run_with_data(c.run, data);
+  RunFolder& run = opened.run;
+  const ModelConfig& m = opened.model;
+  ProjectResult report;
+  report.run = c.run;
+  const auto stage = begin_projection(c, run);
+  if (!stage) {
+    if (dist) hand_over_nothing(*dist, "project plan");
+    report.projection = run.store().latest_stage()->id;
+    report.already_done = true;
+    return report;
+  }
+  model::ProtoPNet net(to_model_options(m));
+  load_checkpoint(run.absolute(stage->start_checkpoint), *net, rt.device, nullptr, nullptr);
+  if (dist) hand_over(*dist, "project plan", {{"batch_size", c.batch_size}}, m, *net);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  InterruptScope interrupt_scope;
+
+  // 1. Search: for every prototype, the nearest latent patch among push images of its class;
+  //    the prototypes become those patches.
+  const auto push = read_list(data, "push");
+  const int64_t P = net->num_prototypes(), D = m.prototype_dim;
+  const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
+  auto nearest = search(*net, data, push, round_robin_batches(push.size(), c.batch_size, shard), model_input(m),
+                        c.batch_size, rt.device, true);
+  if (dist) merge_across_ranks(*dist, nearest);
+  const double search_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  auto& protos = net->prototype_vectors();
+  protos.copy_(torch::where(nearest.key.ne(kNone).view({P, 1, 1, 1}), nearest.z.view({P, D, 1, 1}), protos));
+
+  // 2. Records and pictures.
+  const auto rows = record_prototypes(*net, nearest, push, data, m.img_size, stage->id,
+                                      run.dir() / "prototypes" / std::to_string(stage->id), c.save_images);
+
+  // 3. The projected model and its records become visible together.
+  const std::string rel = run.checkpoint_name("project" + std::to_string(stage->id));
+  save_checkpoint(run.absolute(rel), *net, nullptr, nullptr);
+  run.store().finish_projection(stage->id, rows, {0, stage->id, 0, 0, rel, true, ""});
+
+  report.projection = stage->id;
+  report.prototypes = P;
+  report.projected = static_cast<int64_t>(rows.size());
+  for (const auto& r : rows) {
+    report.mean_distance_before += r.distance_before / static_cast<double>(rows.size());
+    report.max_distance_after = std::max(report.max_distance_after, r.distance_after);
+  }
+  report.images_per_second = static_cast<double>(push.size()) / std::max(search_seconds, 1e-9);
+  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return report;
+}
+
+}  // namespace
+
+ProjectResult run_project(const ProjectConfig& c) {
+  const auto start = Clock::now();
+  const Runtime rt = start_runtime(c.runtime);
+  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  return on_ranks(
+      dist.get(), "project plan", [&](Distributed* dist) { return project_on_rank_zero(c, rt, dist, start); },
+      [&](Distributed& dist) { return search_worker(c, rt, dist); });
+}
+
+}  // namespace ppnet::pipeline

@@ -1,0 +1,64 @@
+#include "pipeline/stages/stage_settings.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace ppnet::pipeline {
+
+const char* schedule_name(LrSchedule s) { return s == LrSchedule::kCosine ? "cosine" : "step"; }
+
+LrSchedule parse_schedule(const std::string& name) {
+  if (name == "step") return LrSchedule::kStep;
+  if (name == "cosine") return LrSchedule::kCosine;
+  throw std::invalid_argument("'" + name + "': expected step or cosine");
+}
+
+void to_json(nlohmann::json& j, LrSchedule s) { j = schedule_name(s); }
+void from_json(const nlohmann::json& j, LrSchedule& s) { s = parse_schedule(j.get<std::string>()); }
+void to_json(nlohmann::json& j, Amp a) { j = amp_name(a); }
+void from_json(const nlohmann::json& j, Amp& a) { a = parse_amp(j.get<std::string>()); }
+
+const char* solver_name(Solver s) { return s == Solver::kProx ? "prox" : "adam"; }
+
+Solver parse_solver(const std::string& name) {
+  if (name == "prox") return Solver::kProx;
+  if (name == "adam") return Solver::kAdam;
+  throw std::invalid_argument("'" + name + "': expected prox or adam");
+}
+
+void to_json(nlohmann::json& j, Solver s) { j = solver_name(s); }
+void from_json(const nlohmann::json& j, Solver& s) { s = parse_solver(j.get<std::string>()); }
+
+namespace {
+template <class Settings>
+Settings settings_from_json(const std::string& json, int64_t stage_id) {
+  try {
+    return nlohmann::json::parse(json).get<Settings>();
+  } catch (const std::exception& e) {
+    throw std::runtime_error("stage #" + std::to_string(stage_id) + "'s settings in run.sqlite: " + e.what());
+  }
+}
+}  // namespace
+
+TrainSettings train_settings_from_json(const std::string& json, int64_t stage_id) {
+  return settings_from_json<TrainSettings>(json, stage_id);
+}
+
+LastLayerSettings last_layer_settings_from_json(const std::string& json, int64_t stage_id) {
+  return settings_from_json<LastLayerSettings>(json, stage_id);
+}
+
+double lr_factor(const TrainSettings& s, bool joint, int64_t epoch, int64_t batch, int64_t batches) {
+  if (!joint) return 1.0;
+  if (s.lr_schedule == LrSchedule::kCosine) {
+    const double progress =
+        (static_cast<double>(epoch) + static_cast<double>(batch) / static_cast<double>(batches)) / s.epochs;
+    return 0.5 * (1.0 + std::cos(M_PI * progress));
+  }
+  // StepLR counts the joint epochs of the earlier push cycles too, as the reference's one
+  // scheduler does (schedule_offset, when the stage continues the previous joint stage).
+  const int64_t e = epoch + s.schedule_offset + s.lr_step_offset;
+  return std::pow(s.lr_gamma, static_cast<double>(e / s.lr_step));
+}
+
+}  // namespace ppnet::pipeline
