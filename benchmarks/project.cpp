@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
     pipeline::LastLayerConfig c;
     c.data = data.string();
     c.run = run.string();
-    c.solver = "adam";  // epochs through the cache: what recomputing is compared with
+    c.solver = pipeline::Solver::kAdam;  // epochs through the cache: what recomputing is compared with
     c.epochs = 20;
     c.batch_size = 8;
     c.eval_batch_size = batch;

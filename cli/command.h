@@ -10,6 +10,7 @@
 #include <boost/program_options.hpp>
 #include <cstdint>
 #include <initializer_list>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,17 @@ class Options {
   /// Throw "--NAME must be at least MIN" / "--NAME must be in LO…HI" for a value outside.
   void at_least(const char* name, int64_t value, int64_t min = 1) const;
   void within(const char* name, int64_t value, int64_t lo, int64_t hi) const;
+  /// `parse(value)` for option --`name`; a UsageError "--NAME 'VALUE': expected EXPECTED" when it
+  /// throws std::invalid_argument (the value is none of the names it knows).
+  template <class Parse>
+  auto choice(const char* name, const std::string& value, Parse parse, const char* expected) const
+      -> decltype(parse(value)) {
+    try {
+      return parse(value);
+    } catch (const std::invalid_argument&) {
+      throw error(std::string("--") + name + " '" + value + "': expected " + expected);
+    }
+  }
   /// Whether the user gave `name` (on the command line or in a config file), not its default.
   bool given(const char* name) const;
   const boost::program_options::variables_map& values() const { return vm_; }

@@ -10,11 +10,11 @@ namespace {
 
 namespace po = boost::program_options;
 
-void add_options(Options& o, pipeline::LastLayerConfig& c, bool& json) {
+void add_options(Options& o, pipeline::LastLayerConfig& c, std::string& solver, bool& json) {
   o.add()
       ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
       ("run", po::value(&c.run)->value_name("RUN"), "run folder")
-      ("solver", po::value(&c.solver)->default_value(c.solver)->value_name("NAME"),
+      ("solver", po::value(&solver)->default_value(solver)->value_name("NAME"),
        "prox: full-batch proximal gradient (FISTA) to the convex optimum; adam: the reference's epochs")
       ("l1", po::value(&c.l1)->default_value(c.l1)->value_name("C"), "coefficient of the off-class L1")
       ("max-iterations", po::value(&c.max_iterations)->default_value(c.max_iterations)->value_name("N"),
@@ -33,18 +33,16 @@ void add_options(Options& o, pipeline::LastLayerConfig& c, bool& json) {
   o.add_runtime(c.runtime);
 }
 
-void validate(const Options& o, const pipeline::LastLayerConfig& c) {
+void validate(const Options& o, pipeline::LastLayerConfig& c, const std::string& solver) {
   o.require({"data", "run"});
-  if (c.solver != "prox" && c.solver != "adam") {
-    throw o.error("--solver '" + c.solver + "': expected prox or adam");
-  }
+  c.solver = o.choice("solver", solver, pipeline::parse_solver, "prox or adam");
   if (c.epochs < 1 || c.batch_size < 1 || c.eval_batch_size < 1 || c.max_iterations < 1) {
     throw o.error("--epochs, --batch-size, --eval-batch-size and --max-iterations must be at least 1");
   }
   if (!(c.l1 >= 0 && c.l1 <= 1000)) throw o.error("--l1 must be a number in [0, 1000]");
   if (!(c.lr > 0 && c.lr <= 100)) throw o.error("--lr must be a number in (0, 100]");
   if (!(c.tolerance > 0 && c.tolerance <= 1)) throw o.error("--tolerance must be a number in (0, 1]");
-  if (c.solver == "prox") {
+  if (c.solver == pipeline::Solver::kProx) {
     for (const char* opt : {"epochs", "batch-size", "lr", "recompute"}) {
       if (o.given(opt)) throw o.error(std::string("--") + opt + " applies to --solver adam (the solver is prox)");
     }
@@ -53,10 +51,11 @@ void validate(const Options& o, const pipeline::LastLayerConfig& c) {
 
 int run(Options& o) {
   pipeline::LastLayerConfig c;
+  std::string solver = "prox";
   bool json = false;
-  add_options(o, c, json);
+  add_options(o, c, solver, json);
   if (!o.parse()) return 0;
-  validate(o, c);
+  validate(o, c, solver);
   print_result(std::cout, pipeline::run_last_layer(c), json);
   return 0;
 }

@@ -11,7 +11,12 @@ namespace {
 
 namespace po = boost::program_options;
 
-void add_options(Options& o, pipeline::TrainConfig& c, bool& json) {
+// The options that name one of a closed set, as given; parsed into the config by validate().
+struct Names {
+  std::string add_on = "regular", activation = "log", resize = "bilinear";
+};
+
+void add_options(Options& o, pipeline::TrainConfig& c, Names& n, bool& json) {
   o.add()
       ("stage", po::value(&c.stage)->value_name("STAGE"), "warm or joint")
       ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
@@ -24,10 +29,10 @@ void add_options(Options& o, pipeline::TrainConfig& c, bool& json) {
        "prototypes each class owns (new runs)")
       ("prototype-dim", po::value(&c.prototype_dim)->default_value(c.prototype_dim)->value_name("D"),
        "channels of a prototype (new runs)")
-      ("add-on", po::value(&c.add_on)->default_value(c.add_on)->value_name("TYPE"), "regular or bottleneck (new runs)")
-      ("activation", po::value(&c.activation)->default_value(c.activation)->value_name("A"),
+      ("add-on", po::value(&n.add_on)->default_value(n.add_on)->value_name("TYPE"), "regular or bottleneck (new runs)")
+      ("activation", po::value(&n.activation)->default_value(n.activation)->value_name("A"),
        "prototype activation (new runs): log, log((d+1)/(d+1e-4)) as the paper, or linear, -d")
-      ("resize", po::value(&c.resize)->default_value(c.resize)->value_name("M"),
+      ("resize", po::value(&n.resize)->default_value(n.resize)->value_name("M"),
        "how images are resized to --img-size (new runs): bilinear (OpenCV), or antialias, as PIL's bilinear filter "
        "and so the reference's transforms")
       ("weights", po::value(&c.weights)->value_name("FILE"),
@@ -72,26 +77,22 @@ void read_optional(const Options& o, pipeline::TrainConfig& c) {
   const auto& vm = o.values();
   if (vm.count("epochs")) c.epochs = vm["epochs"].as<int>();
   if (vm.count("lr-backbone")) c.lr_backbone = vm["lr-backbone"].as<double>();
-  if (vm.count("lr-schedule")) c.lr_schedule = vm["lr-schedule"].as<std::string>();
+  if (vm.count("lr-schedule")) {
+    c.lr_schedule = o.choice("lr-schedule", vm["lr-schedule"].as<std::string>(), pipeline::parse_schedule, "step or cosine");
+  }
   for (const char* opt : {"arch", "img-size", "prototypes-per-class", "prototype-dim", "add-on", "activation", "resize"}) {
     if (o.given(opt)) c.given.insert(opt);
   }
 }
 
-void validate(const Options& o, const pipeline::TrainConfig& c) {
+void validate(const Options& o, pipeline::TrainConfig& c, const Names& n) {
   if (o.values().count("stage") && c.stage != "warm" && c.stage != "joint") {
     throw o.error("--stage '" + c.stage + "': expected warm or joint");
   }
   o.require({"stage", "data", "run"});
-  if (c.resize != "bilinear" && c.resize != "antialias") {
-    throw o.error("--resize '" + c.resize + "': expected bilinear or antialias");
-  }
-  if (c.activation != "log" && c.activation != "linear") {
-    throw o.error("--activation '" + c.activation + "': expected log or linear");
-  }
-  if (c.add_on != "regular" && c.add_on != "bottleneck") {
-    throw o.error("--add-on '" + c.add_on + "': expected regular or bottleneck");
-  }
+  c.resize = o.choice("resize", n.resize, pipeline::parse_resize, "bilinear or antialias");
+  c.activation = o.choice("activation", n.activation, model::parse_activation, "log or linear");
+  c.add_on = o.choice("add-on", n.add_on, model::parse_add_on_type, "regular or bottleneck");
   for (const auto& [opt, v] : {std::pair<const char*, int>{"batch-size", c.batch_size}, {"eval-batch-size", c.eval_batch_size},
                                {"img-size", c.img_size}, {"prototypes-per-class", c.prototypes_per_class},
                                {"prototype-dim", c.prototype_dim}, {"lr-step", c.lr_step}}) {
@@ -102,9 +103,6 @@ void validate(const Options& o, const pipeline::TrainConfig& c) {
     throw o.error("--epochs and --checkpoint-every must be 0 or more");
   }
   o.within("lr-step-offset", c.lr_step_offset, 0, 1000);
-  if (c.lr_schedule && *c.lr_schedule != "step" && *c.lr_schedule != "cosine") {
-    throw o.error("--lr-schedule '" + *c.lr_schedule + "': expected step or cosine");
-  }
   // Ranges wide enough for any sensible recipe, narrow enough that float32 cannot overflow.
   for (const auto& [opt, v] : {std::pair<const char*, double>{"lr-backbone", c.lr_backbone.value_or(1.0)},
                                {"lr-add-on", c.lr_add_on}, {"lr-prototypes", c.lr_prototypes}, {"lr-gamma", c.lr_gamma}}) {
@@ -121,11 +119,12 @@ void validate(const Options& o, const pipeline::TrainConfig& c) {
 
 int run(Options& o) {
   pipeline::TrainConfig c;
+  Names names;
   bool json = false;
-  add_options(o, c, json);
+  add_options(o, c, names, json);
   if (!o.parse()) return 0;
   read_optional(o, c);
-  validate(o, c);
+  validate(o, c, names);
   print_result(std::cout, pipeline::run_train(c), json);
   return 0;
 }

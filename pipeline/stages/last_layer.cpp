@@ -346,9 +346,8 @@ LastLayerResult solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
   RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
   db::RunStore& store = run.store();
-  const LastLayerSettings requested{parse_solver(c.solver), c.epochs,         c.batch_size, c.eval_batch_size,
-                                    c.lr,                  c.l1,             c.max_iterations, c.tolerance,
-                                    c.recompute,           c.runtime.seed};
+  const LastLayerSettings requested{c.solver, c.epochs, c.batch_size,     c.eval_batch_size, c.lr,
+                                    c.l1,     c.max_iterations, c.tolerance, c.recompute,       c.runtime.seed};
   const StageStart stage = resolve_stage(run, db::StageKind::kLastLayer, c.resume, nlohmann::json(requested).dump(),
                                          "'ppnet last-layer --resume'");
   LastLayerResult report;

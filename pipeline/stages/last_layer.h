@@ -9,12 +9,13 @@
 
 #include "pipeline/runtime/runtime_config.h"
 #include "pipeline/stages/epoch_summary.h"
+#include "pipeline/stages/stage_names.h"
 
 namespace ppnet::pipeline {
 
 struct LastLayerConfig {
   std::string data, run;
-  std::string solver = "prox";   // "prox": full-batch FISTA to the optimum; "adam": the reference's epochs
+  Solver solver = Solver::kProx;   // prox: full-batch FISTA to the optimum; adam: the reference's epochs
   int64_t max_iterations = 10000;  // prox: iteration limit
   double tolerance = 1e-5;         // prox: stop at this optimality residual
   int epochs = 20;                 // adam (and its --lr, --batch-size, --recompute)

@@ -30,10 +30,26 @@ void to_json(nlohmann::json& j, Solver s) { j = solver_name(s); }
 void from_json(const nlohmann::json& j, Solver& s) { s = parse_solver(j.get<std::string>()); }
 
 namespace {
+
+// Values no command records: a database edited by hand (a StepLR step of 0 would divide by zero).
+void check(const TrainSettings& s) {
+  if (s.epochs < 0 || s.batch_size < 1 || s.eval_batch_size < 1 || s.lr_step < 1 || s.lr_step_offset < 0) {
+    throw std::invalid_argument("epochs must be 0 or more, batch_size, eval_batch_size and lr_step at least 1, "
+                                "lr_step_offset 0 or more");
+  }
+}
+void check(const LastLayerSettings& s) {
+  if (s.epochs < 0 || s.batch_size < 1 || s.eval_batch_size < 1 || s.max_iterations < 0) {
+    throw std::invalid_argument("epochs and max_iterations must be 0 or more, batch_size and eval_batch_size at least 1");
+  }
+}
+
 template <class Settings>
 Settings settings_from_json(const std::string& json, int64_t stage_id) {
   try {
-    return nlohmann::json::parse(json).get<Settings>();
+    auto s = nlohmann::json::parse(json).get<Settings>();
+    check(s);
+    return s;
   } catch (const std::exception& e) {
     throw std::runtime_error("stage #" + std::to_string(stage_id) + "'s settings in run.sqlite: " + e.what());
   }

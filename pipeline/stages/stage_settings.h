@@ -10,17 +10,9 @@
 #include <string>
 
 #include "pipeline/runtime/runtime_config.h"
+#include "pipeline/stages/stage_names.h"
 
 namespace ppnet::pipeline {
-
-/// The joint stage's learning-rate schedule: StepLR per epoch, or a cosine decay to 0 over the
-/// stage, per batch.
-enum class LrSchedule { kStep, kCosine };
-
-/// "step" or "cosine".
-const char* schedule_name(LrSchedule s);
-/// Throws std::invalid_argument "'NAME': expected step or cosine".
-LrSchedule parse_schedule(const std::string& name);
 
 void to_json(nlohmann::json& j, LrSchedule s);
 void from_json(const nlohmann::json& j, LrSchedule& s);
@@ -59,17 +51,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainSettings, epochs, lr_schedu
                                                 continue_optimizer, continue_stage, schedule_offset)
 
 /// Parses a stage's recorded settings; throws std::runtime_error "stage #ID's settings in
-/// run.sqlite: …" when they are not JSON or a field has the wrong type.
+/// run.sqlite: …" when they are not JSON, a field has the wrong type, or a count no command
+/// records (a batch size or StepLR step below 1, a negative epoch count).
 TrainSettings train_settings_from_json(const std::string& json, int64_t stage_id);
-
-/// How `ppnet last-layer` solves its convex problem: full-batch proximal gradient to the optimum,
-/// or the reference's Adam epochs.
-enum class Solver { kProx, kAdam };
-
-/// "prox" or "adam".
-const char* solver_name(Solver s);
-/// Throws std::invalid_argument "'NAME': expected prox or adam".
-Solver parse_solver(const std::string& name);
 
 void to_json(nlohmann::json& j, Solver s);
 void from_json(const nlohmann::json& j, Solver& s);

@@ -46,7 +46,7 @@ TrainConfig with_recipe_defaults(TrainConfig c, bool pretrained) {
   const bool warm = stage_kind(c) == db::StageKind::kWarm;
   if (!c.epochs) c.epochs = pretrained ? (warm ? 5 : 10) : (warm ? 0 : kScratchJointEpochs);
   if (!c.lr_backbone) c.lr_backbone = pretrained ? 1e-4 : 1e-3;
-  if (!c.lr_schedule) c.lr_schedule = pretrained ? "step" : "cosine";
+  if (!c.lr_schedule) c.lr_schedule = pretrained ? LrSchedule::kStep : LrSchedule::kCosine;
   return c;
 }
 
@@ -77,7 +77,7 @@ void continue_previous_joint(const TrainConfig& c, db::RunStore& store, TrainSet
 TrainSettings stage_settings(const TrainConfig& c, int ranks) {
   TrainSettings s;
   s.epochs = *c.epochs;
-  s.lr_schedule = parse_schedule(*c.lr_schedule);
+  s.lr_schedule = *c.lr_schedule;
   s.batch_size = c.batch_size;
   s.eval_batch_size = c.eval_batch_size;
   s.lr_backbone = *c.lr_backbone;
@@ -111,9 +111,9 @@ void refuse_model_changes(const TrainConfig& c, const ModelConfig& m, const fs::
   check("img-size", std::to_string(c.img_size), std::to_string(m.img_size));
   check("prototypes-per-class", std::to_string(c.prototypes_per_class), std::to_string(m.prototypes_per_class));
   check("prototype-dim", std::to_string(c.prototype_dim), std::to_string(m.prototype_dim));
-  check("add-on", c.add_on, model::to_string(m.add_on));
-  check("activation", c.activation, model::to_string(m.activation));
-  check("resize", c.resize, resize_name(m.resize));
+  check("add-on", model::to_string(c.add_on), model::to_string(m.add_on));
+  check("activation", model::to_string(c.activation), model::to_string(m.activation));
+  check("resize", resize_name(c.resize), resize_name(m.resize));
   if (!c.weights.empty() && !c.resume) {  // (with --resume they were loaded when the run was created)
     throw std::runtime_error("--weights applies only when a run is created; run " + run.string() + " exists");
   }
@@ -235,8 +235,7 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
   const fs::path data(c.data);
   if (!run.has_run()) {
     ModelConfig m{c.arch, c.img_size, static_cast<int>(manifest.classes.size()), c.prototypes_per_class,
-                  c.prototype_dim, model::parse_add_on_type(c.add_on), !c.weights.empty(), model::parse_activation(c.activation),
-                  parse_resize(c.resize)};
+                  c.prototype_dim, c.add_on, !c.weights.empty(), c.activation, c.resize};
     torch::manual_seed(c.runtime.seed);
     model::ProtoPNet net(to_model_options(m));
     net->receptive_field(m.img_size);  // throws when the image is too small for the backbone

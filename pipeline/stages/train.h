@@ -9,8 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "model/names.h"
+#include "pipeline/data/resize.h"
 #include "pipeline/runtime/runtime_config.h"
 #include "pipeline/stages/epoch_summary.h"
+#include "pipeline/stages/stage_names.h"
 
 namespace ppnet::pipeline {
 
@@ -22,9 +25,9 @@ struct TrainConfig {
   int img_size = 224;
   int prototypes_per_class = 10;
   int prototype_dim = 128;
-  std::string add_on = "regular";
-  std::string activation = "log";  // new runs: the prototype activation, log or linear
-  std::string resize = "bilinear";  // new runs: how images become model input, bilinear or antialias
+  model::AddOnType add_on = model::AddOnType::kRegular;
+  model::Activation activation = model::Activation::kLog;  // new runs: the prototype activation
+  ResizeMethod resize = ResizeMethod::kBilinear;  // new runs: how images become model input
   std::set<std::string> given;  // model options given explicitly (cli fills it)
   std::string weights;          // pretrained backbone, when the run is created
   // The stage (recorded with it; --resume continues with the recorded values). Defaults are the
@@ -32,7 +35,7 @@ struct TrainConfig {
   // pretrained backbone, the from-scratch recipe otherwise (pipeline/stages/train.cpp, docs/usage.md).
   std::optional<int> epochs;               // 0 skips the stage
   std::optional<double> lr_backbone;       // joint
-  std::optional<std::string> lr_schedule;  // joint: "step" (StepLR) or "cosine" (to 0 over the stage)
+  std::optional<LrSchedule> lr_schedule;   // joint: StepLR, or cosine (to 0 over the stage)
   int batch_size = 80;
   int eval_batch_size = 100;
   double lr_add_on = 3e-3;

@@ -91,7 +91,7 @@ void train_part_model(const std::string& data, const std::filesystem::path& run)
     // The reference's rates, which these fixtures were tuned with (the from-scratch recipe
     // leaves one of the four high-activation boxes as the whole 48-px image).
     c.lr_backbone = 1e-4;
-    c.lr_schedule = "step";
+    c.lr_schedule = pipeline::LrSchedule::kStep;
     c.batch_size = 10;
     c.runtime.threads = 2;
     pipeline::run_train(c);

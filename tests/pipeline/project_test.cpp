@@ -135,7 +135,7 @@ TEST_F(Interpretable, CachedLastLayerEqualsRecomputingAndChangesOnlyTheLastLayer
     LastLayerConfig lc;
     lc.data = data().string();
     lc.run = run_dir.string();
-    lc.solver = "adam";
+    lc.solver = Solver::kAdam;
     lc.epochs = 4;
     lc.lr = 1e-2;  // large enough that the weights move visibly
     lc.recompute = recompute;
@@ -207,7 +207,7 @@ TEST_F(Interpretable, ProxEndsBelowTwentyAdamEpochs) {
     LastLayerConfig lc;
     lc.data = data().string();
     lc.run = run_dir.string();
-    lc.solver = prox ? "prox" : "adam";
+    lc.solver = prox ? Solver::kProx : Solver::kAdam;
     lc.l1 = 1e-2;  // strong enough for zeros on this tiny problem
     const auto r = run_last_layer(lc);
     EXPECT_EQ(r.epochs.size(), prox ? 1u : 20u);

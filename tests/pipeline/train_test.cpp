@@ -181,7 +181,7 @@ TEST(Train, AJointStageContinuesThePreviousOnesOptimizerAndSchedule) {
   for (const bool restart : {false, true}) {
     const fs::path run_dir = dir.path() / (restart ? "restarted" : "continued");
     auto c = small_train(data, run_dir, "joint", 2);
-    c.lr_schedule = "step";
+    c.lr_schedule = LrSchedule::kStep;
     c.lr_step = 1;
     run_train(c);
     c.epochs = 1;
@@ -227,10 +227,11 @@ TEST(TrainSchedule, AppliedRatesMatchPyTorchsSchedulers) {
   const auto oracle = nlohmann::json::parse(test::read_file(out));
   struct Case {
     const char* name;
-    const char* schedule;
+    LrSchedule schedule;
     int offset;
   };
-  for (const Case& k : {Case{"step", "step", 0}, Case{"step_reference", "step", 1}, Case{"cosine", "cosine", 0}}) {
+  for (const Case& k : {Case{"step", LrSchedule::kStep, 0}, Case{"step_reference", LrSchedule::kStep, 1},
+                       Case{"cosine", LrSchedule::kCosine, 0}}) {
     TrainConfig c = small_train(data, dir.path() / k.name, "joint", kEpochs);
     c.lr_schedule = k.schedule;
     c.lr_step = kStep;
@@ -392,7 +393,7 @@ TEST(TrainRecipe, PretrainedRunsKeepTheReferenceDefaultsAndGivenValuesWin) {
   run_train(warm);
   TrainConfig joint = small_train(data, dir.path() / "run", "joint", 0);
   joint.epochs.reset();
-  joint.lr_schedule = "cosine";  // given: wins over the recipe
+  joint.lr_schedule = LrSchedule::kCosine;  // given: wins over the recipe
   const auto j = run_train(joint);
   EXPECT_EQ(j.epochs.size(), 10u);
 

@@ -1,0 +1,28 @@
+#pragma once
+// The closed sets of names a stage's options take — the joint stage's learning-rate schedule and
+// the last-layer solver — with one function each to name and parse them. No JSON or LibTorch
+// here: cli/ parses the command line into them.
+
+#include <string>
+
+namespace ppnet::pipeline {
+
+/// The joint stage's learning-rate schedule: StepLR per epoch, or a cosine decay to 0 over the
+/// stage, per batch.
+enum class LrSchedule { kStep, kCosine };
+
+/// "step" or "cosine".
+const char* schedule_name(LrSchedule s);
+/// Throws std::invalid_argument "'NAME': expected step or cosine".
+LrSchedule parse_schedule(const std::string& name);
+
+/// How `ppnet last-layer` solves its convex problem: full-batch proximal gradient to the optimum,
+/// or the reference's Adam epochs.
+enum class Solver { kProx, kAdam };
+
+/// "prox" or "adam".
+const char* solver_name(Solver s);
+/// Throws std::invalid_argument "'NAME': expected prox or adam".
+Solver parse_solver(const std::string& name);
+
+}  // namespace ppnet::pipeline
