@@ -1,5 +1,7 @@
 #include "db/run_store.h"
 
+#include "base/names.h"
+
 #include <ctime>
 #include <stdexcept>
 
@@ -38,20 +40,19 @@ constexpr const char* kKindNames[] = {"warm", "joint", "project", "last_layer", 
 constexpr const char* kStatusNames[] = {"running", "interrupted", "done", "failed"};
 
 template <class Enum, size_t N>
-Enum parse_name(const char* const (&names)[N], const std::string& name, const char* what) {
-  for (size_t i = 0; i < N; ++i) {
-    if (name == names[i]) return static_cast<Enum>(i);
+Enum stored(const char* const (&names)[N], const std::string& name, const char* what) {
+  try {
+    return value_of<Enum>(names, name);
+  } catch (const std::invalid_argument&) {
+    throw std::runtime_error(std::string("run.sqlite: unknown stage ") + what + " '" + name + "'");
   }
-  throw std::runtime_error(std::string("run.sqlite: unknown stage ") + what + " '" + name + "'");
 }
 }  // namespace
 
-const char* to_string(StageKind kind) { return kKindNames[static_cast<size_t>(kind)]; }
-const char* to_string(StageStatus status) { return kStatusNames[static_cast<size_t>(status)]; }
-StageKind parse_stage_kind(const std::string& name) { return parse_name<StageKind>(kKindNames, name, "kind"); }
-StageStatus parse_stage_status(const std::string& name) {
-  return parse_name<StageStatus>(kStatusNames, name, "status");
-}
+const char* to_string(StageKind kind) { return name_of(kKindNames, kind); }
+const char* to_string(StageStatus status) { return name_of(kStatusNames, status); }
+StageKind parse_stage_kind(const std::string& name) { return stored<StageKind>(kKindNames, name, "kind"); }
+StageStatus parse_stage_status(const std::string& name) { return stored<StageStatus>(kStatusNames, name, "status"); }
 
 int64_t RunStore::begin_stage(StageKind kind, const std::string& config_json,
                               const std::string& start_checkpoint) {

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "base/names.h"
+
 namespace ppnet::pipeline {
 namespace {
 
@@ -81,13 +83,12 @@ cv::Mat resample(const cv::Mat& in, int out_size, bool horizontal) {
 
 }  // namespace
 
-const char* resize_name(ResizeMethod m) { return m == ResizeMethod::kAntialias ? "antialias" : "bilinear"; }
+namespace {
+constexpr const char* kResizeNames[] = {"bilinear", "antialias"};
+}  // namespace
 
-ResizeMethod parse_resize(const std::string& name) {
-  if (name == "bilinear") return ResizeMethod::kBilinear;
-  if (name == "antialias") return ResizeMethod::kAntialias;
-  throw std::invalid_argument("'" + name + "': expected bilinear or antialias");
-}
+const char* resize_name(ResizeMethod m) { return name_of(kResizeNames, m); }
+ResizeMethod parse_resize(const std::string& name) { return value_of<ResizeMethod>(kResizeNames, name); }
 
 cv::Mat resize_image(const cv::Mat& image, int width, int height, ResizeMethod method) {
   if (image.cols == width && image.rows == height) return image;

@@ -9,6 +9,13 @@
 
 namespace ppnet::pipeline {
 
+namespace templates {
+/// The embedded templates (generated from pipeline/render/templates/*.html.mustache).
+extern const char* const k_explanation;
+extern const char* const k_gallery;
+extern const char* const k_report;
+}  // namespace templates
+
 using PageData = kainjow::mustache::data;
 
 /// A list for a template section.

@@ -41,11 +41,4 @@ struct GalleryPage {
 std::string render_explanation_page(const ExplanationPage& page);
 std::string render_gallery_page(const GalleryPage& page);
 
-namespace templates {
-/// The embedded templates (generated from pipeline/render/templates/*.html.mustache).
-extern const char* const k_explanation;
-extern const char* const k_gallery;
-extern const char* const k_report;
-}  // namespace templates
-
 }  // namespace ppnet::pipeline

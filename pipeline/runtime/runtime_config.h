@@ -3,8 +3,9 @@
 // --keep-denormals, --amp, --channels-last). No LibTorch here: cli/ fills it.
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
+
+#include "base/names.h"
 
 namespace ppnet::pipeline {
 
@@ -12,15 +13,11 @@ namespace ppnet::pipeline {
 /// float16 (CUDA only, with a dynamic loss scale when training).
 enum class Amp { kOff, kBf16, kFp16 };
 
+inline constexpr const char* kAmpNames[] = {"off", "bf16", "fp16"};
 /// "off", "bf16" or "fp16".
-inline const char* amp_name(Amp a) { return a == Amp::kBf16 ? "bf16" : a == Amp::kFp16 ? "fp16" : "off"; }
+inline const char* amp_name(Amp a) { return name_of(kAmpNames, a); }
 /// Throws std::invalid_argument "'NAME': expected off, bf16 or fp16".
-inline Amp parse_amp(const std::string& name) {
-  if (name == "off") return Amp::kOff;
-  if (name == "bf16") return Amp::kBf16;
-  if (name == "fp16") return Amp::kFp16;
-  throw std::invalid_argument("'" + name + "': expected off, bf16 or fp16");
-}
+inline Amp parse_amp(const std::string& name) { return value_of<Amp>(kAmpNames, name); }
 
 struct RuntimeConfig {
   int threads = 0;             // LibTorch intra-op threads; 0 = all cores

@@ -14,16 +14,11 @@ namespace fs = std::filesystem;
 
 ModelInput model_input(const ModelConfig& m) { return {m.img_size, m.resize}; }
 
-cv::Mat to_model_rgb(const cv::Mat& image, const ModelInput& input) {
-  cv::Mat rgb;
-  cv::cvtColor(image, rgb, image.channels() == 1 ? cv::COLOR_GRAY2RGB : cv::COLOR_BGR2RGB);
-  return resize_image(rgb, input.size, input.size, input.resize);
-}
-
 torch::Tensor load_image_tensor(const fs::path& path, const ModelInput& input) {
   const int size = input.size;
-  const cv::Mat resized = to_model_rgb(read_image_file(path), input);  // grey files come back as 3 channels
-  cv::Mat f;
+  cv::Mat rgb, f;
+  cv::cvtColor(read_image_file(path), rgb, cv::COLOR_BGR2RGB);  // grey files come back as 3 channels
+  const cv::Mat resized = resize_image(rgb, size, size, input.resize);
   resized.convertTo(f, CV_32FC3, 1.0 / 255.0);
   auto t = torch::from_blob(f.data, {size, size, 3}, torch::kFloat32).permute({2, 0, 1}).clone();
   const auto mean = torch::tensor({kImageMean[0], kImageMean[1], kImageMean[2]}).view({3, 1, 1});

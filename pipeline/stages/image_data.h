@@ -33,9 +33,6 @@ struct ModelInput {
 /// The model input a run's model takes (its img_size and resize method).
 ModelInput model_input(const ModelConfig& m);
 
-/// `image` (8-bit BGR or grey, as decoded) as the model sees it: RGB, resized as `input` says.
-cv::Mat to_model_rgb(const cv::Mat& image, const ModelInput& input);
-
 /// Decodes `path` into a 3×size×size float tensor: RGB (grey is replicated), resized as `input`
 /// says, [0,1] then ImageNet-normalised. Throws std::runtime_error naming the file when unreadable.
 torch::Tensor load_image_tensor(const std::filesystem::path& path, const ModelInput& input);

@@ -1,30 +1,26 @@
 #include "pipeline/stages/stage_settings.h"
 
+#include "base/names.h"
+
 #include <cmath>
 #include <stdexcept>
 
 namespace ppnet::pipeline {
 
-const char* schedule_name(LrSchedule s) { return s == LrSchedule::kCosine ? "cosine" : "step"; }
+namespace {
+constexpr const char* kScheduleNames[] = {"step", "cosine"};
+constexpr const char* kSolverNames[] = {"prox", "adam"};
+}  // namespace
 
-LrSchedule parse_schedule(const std::string& name) {
-  if (name == "step") return LrSchedule::kStep;
-  if (name == "cosine") return LrSchedule::kCosine;
-  throw std::invalid_argument("'" + name + "': expected step or cosine");
-}
+const char* schedule_name(LrSchedule s) { return name_of(kScheduleNames, s); }
+LrSchedule parse_schedule(const std::string& name) { return value_of<LrSchedule>(kScheduleNames, name); }
+const char* solver_name(Solver s) { return name_of(kSolverNames, s); }
+Solver parse_solver(const std::string& name) { return value_of<Solver>(kSolverNames, name); }
 
 void to_json(nlohmann::json& j, LrSchedule s) { j = schedule_name(s); }
 void from_json(const nlohmann::json& j, LrSchedule& s) { s = parse_schedule(j.get<std::string>()); }
 void to_json(nlohmann::json& j, Amp a) { j = amp_name(a); }
 void from_json(const nlohmann::json& j, Amp& a) { a = parse_amp(j.get<std::string>()); }
-
-const char* solver_name(Solver s) { return s == Solver::kProx ? "prox" : "adam"; }
-
-Solver parse_solver(const std::string& name) {
-  if (name == "prox") return Solver::kProx;
-  if (name == "adam") return Solver::kAdam;
-  throw std::invalid_argument("'" + name + "': expected prox or adam");
-}
 
 void to_json(nlohmann::json& j, Solver s) { j = solver_name(s); }
 void from_json(const nlohmann::json& j, Solver& s) { s = parse_solver(j.get<std::string>()); }
