@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-asan bench bench-stages bench-audit bench-distributed fuzz demo clean
+.PHONY: all deps configure build test test-asan bench bench-stages bench-audit bench-attribution bench-distributed fuzz demo clean
 
 all: build
 
@@ -53,6 +53,11 @@ bench-distributed: build
 # analyze, prune and evaluate --metrics against the bare forward pass (vgg16 at 224 px).
 bench-audit: build
 	/usr/bin/python3 tests/benchmarks/audit.py $(BUILD_DIR)
+
+# Where prototypes look with each attribution method, and what explain costs with each
+# (docs/audit.md); uses the demo's model when `make demo` has made it.
+bench-attribution: build
+	/usr/bin/python3 tests/benchmarks/attribution.py $(BUILD_DIR)
 
 # libFuzzer targets (clang, ASan, UBSan) for every parser of outside bytes, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60

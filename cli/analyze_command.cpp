@@ -22,6 +22,7 @@ int run(Options& o) {
       ("no-images", po::bool_switch(&no_images), "record the patches without writing their PNGs");
   o.add_json(c.json);
   o.add_runtime(c.runtime);
+  o.add_attribution(c.attribution);
   if (!o.parse()) return 0;
   o.require({"run", "data"});
   if (c.split != "push" && c.split != "test" && c.split != "val" && c.split != "train") {

@@ -16,6 +16,7 @@
 
 #include "cli/dispatch.h"
 #include "pipeline/runtime/runtime_config.h"
+#include "pipeline/stages/attribution.h"
 
 namespace ppnet::cli {
 
@@ -45,6 +46,10 @@ class Options {
   void add_runtime(pipeline::RuntimeConfig& rt, bool model = true);
   /// --json: machine-readable report on stdout.
   void add_json(bool& json);
+  /// --attribution upsample|saliency|smoothgrad, --samples N and the smoothgrad noise as
+  /// --`noise_option` (evaluate's --noise is stability's). parse() checks them; the noise seed is
+  /// --seed's when add_runtime was called.
+  void add_attribution(pipeline::AttributionSettings& s, const char* noise_option = "noise");
 
   /// Parses the arguments and any --config file into the bound variables. Returns false when
   /// --help was shown (the command then exits 0). Throws UsageError naming the option (and
@@ -78,6 +83,8 @@ class Options {
   const Command& command_;
   std::vector<std::string> args_;
   boost::program_options::options_description table_{"Options"};
+  pipeline::AttributionSettings* attribution_ = nullptr;
+  std::string attribution_method_, noise_option_;
   boost::program_options::variables_map vm_;
   pipeline::RuntimeConfig* runtime_ = nullptr;
   std::string amp_ = "off";  // --amp as given, parsed into runtime_->amp

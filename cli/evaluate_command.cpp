@@ -15,20 +15,18 @@ namespace po = boost::program_options;
 
 // "--metrics a,b": the names, each known; "all" is every metric.
 std::set<std::string> parse_metrics(const Options& o, const std::string& list) {
-  static const std::set<std::string> kKnown = {"consistency", "stability", "pointing", "purity", "sparsity"};
+  static const std::set<std::string> kKnown = {"consistency", "stability", "pointing", "purity", "precision", "sparsity"};
   std::set<std::string> out;
   std::string item;
   std::istringstream is(list);
   while (std::getline(is, item, ',')) {
     item.erase(0, item.find_first_not_of(' '));
     item.erase(item.find_last_not_of(' ') + 1);
-    if (item == "all") {
-      out.insert(kKnown.begin(), kKnown.end());
-    } else if (kKnown.count(item)) {
+    if (item == "all" || kKnown.count(item)) {
       out.insert(item);
     } else {
       throw o.error("--metrics: unknown metric '" + item +
-                    "' (expected consistency, stability, pointing, purity, sparsity or all)");
+                    "' (expected consistency, stability, pointing, purity, precision, sparsity or all)");
     }
   }
   return out;
@@ -45,7 +43,10 @@ void add_options(Options& o, pipeline::EvaluateConfig& c, std::string& metrics) 
        "also write each image's label and prediction as CSV")
       ("metrics", po::value(&metrics)->value_name("LIST"),
        "interpretability metrics, comma-separated: consistency, stability, pointing, purity (these need "
-       "part annotations), sparsity; or all")
+       "part annotations), precision (needs object masks), sparsity; or all (every metric the data "
+       "has annotations for)")
+      ("precision-k", po::value(&c.precision_k)->default_value(c.precision_k)->value_name("K"),
+       "precision: each image's most similar prototypes examined")
       ("part-box", po::value(&c.part_box)->default_value(c.part_box)->value_name("F"),
        "part metrics: side of the box around a map's peak as a share of the image (EvalProtoPNet: 72/224); "
        "0: the 95th-percentile box explain draws")
@@ -57,6 +58,7 @@ void add_options(Options& o, pipeline::EvaluateConfig& c, std::string& metrics) 
        "purity: nearest patches examined per prototype");
   o.add_json(c.json);
   o.add_runtime(c.runtime);
+  o.add_attribution(c.attribution, "smoothgrad-noise");
 }
 
 void validate(const Options& o, const pipeline::EvaluateConfig& c) {
@@ -66,6 +68,7 @@ void validate(const Options& o, const pipeline::EvaluateConfig& c) {
   if (!(c.part_box >= 0 && c.part_box <= 1)) throw o.error("--part-box must be in [0, 1]");
   if (!(c.noise >= 0 && std::isfinite(c.noise))) throw o.error("--noise must be a finite number ≥ 0");
   o.within("purity-k", c.purity_k, 1, 1000);
+  o.within("precision-k", c.precision_k, 1, 1000);
   if (c.split != "test" && c.split != "val" && c.split != "train") {
     throw o.error("--split '" + c.split + "': expected test, val or train");
   }

@@ -39,6 +39,7 @@ int run(Options& o) {
       ("force", po::bool_switch(&c.force), "replace explanations made by a different command");
   o.add_json(c.json);
   o.add_runtime(c.runtime);
+  o.add_attribution(c.attribution);
   if (!o.parse()) return 0;
   o.require({"run", "dir", "out"});
   parse_shard(o, shard, c);

@@ -48,6 +48,19 @@ void Options::add_runtime(pipeline::RuntimeConfig& rt, bool model) {
        "with trained weights; only to measure what flushing them saves");
 }
 
+void Options::add_attribution(pipeline::AttributionSettings& s, const char* noise_option) {
+  attribution_ = &s;
+  noise_option_ = noise_option;
+  add()("attribution", po::value<std::string>(&attribution_method_)->default_value("upsample")->value_name("M"),
+        "where a prototype looks: upsample (the reference's: the similarity map upsampled bicubically), "
+        "saliency (|gradient of its max similarity| per input pixel) or smoothgrad (saliency averaged "
+        "over noisy copies); the box is the map's top 5 %")
+      ("samples", po::value<int>(&s.samples)->default_value(s.samples)->value_name("N"),
+       "smoothgrad: noisy copies per image (one forward, one backward per prototype)")
+      (noise_option, po::value<double>(&s.noise)->default_value(s.noise)->value_name("F"),
+       "smoothgrad: σ of the Gaussian noise as a share of the input's range");
+}
+
 void Options::add_json(bool& json) {
   add()("json", po::bool_switch(&json), "machine-readable output on stdout");
 }
@@ -112,6 +125,13 @@ bool Options::parse() {
     throw error(e.what());
   }
   if (runtime_) check_runtime(*this, *runtime_, amp_);
+  if (attribution_) {
+    attribution_->method = choice("attribution", attribution_method_, pipeline::parse_attribution,
+                                  "upsample, saliency or smoothgrad");
+    within("samples", attribution_->samples, 1, 1024);
+    if (!(attribution_->noise >= 0 && attribution_->noise <= 10)) throw error("--" + noise_option_ + " must be in 0…10");
+    if (runtime_) attribution_->seed = runtime_->seed;
+  }
   return true;
 }
 

@@ -33,6 +33,13 @@ void add_options(Options& o, pipeline::PrepareConfig& c, pipeline::RuntimeConfig
       ("parts", po::value(&c.parts)->value_name("DIR"),
        "--folder: part annotations in CUB's format (DIR/parts.txt, DIR/part_locs.txt keyed by the "
        "image's path under the folder); --cub reads its parts/ folder itself")
+      ("masks", po::value(&c.masks)->value_name("DIR"),
+       "object masks: one image per source image at the same path under DIR (any image extension; "
+       "non-zero = object; --cub: grey level ≥ 50 %, and CUB's segmentations/ beside CUB_200_2011/ is "
+       "found without this option); written to DATA/masks/")
+      ("foreground-threshold", po::value(&c.foreground_threshold)->value_name("T"),
+       "masks from the images themselves: object = pixels brighter than grey level T (0–254), for "
+       "objects on a plain dark background (Fashion-MNIST)")
       ("class-names", po::value(&c.class_names)->value_name("NAMES"),
        "--idx: fashion-mnist, mnist or a file with one name per line (default: from the path)")
       ("force", po::bool_switch(&c.force), "replace an output folder prepared by a different command");
@@ -46,6 +53,13 @@ void validate(const Options& o, const pipeline::PrepareConfig& c) {
   }
   o.require({"out"});
   if (o.values().count("parts") && c.folder.empty()) throw o.error("--parts goes with --folder");
+  if (o.values().count("masks") && !c.idx.empty()) throw o.error("--masks goes with --cub or --folder (IDX data has no image files to pair masks with)");
+  if (o.values().count("masks") && o.values().count("foreground-threshold")) {
+    throw o.error("give --masks or --foreground-threshold, not both");
+  }
+  if (o.values().count("foreground-threshold") && !(c.foreground_threshold >= 0 && c.foreground_threshold <= 254)) {
+    throw o.error("--foreground-threshold must be a grey level in 0…254");
+  }
   if (c.copies < 0) throw o.error("--copies must be 0 or more");
   if (c.size < 0) throw o.error("--size must be 0 (keep) or a pixel count");
   for (const auto& [opt, v] : {std::pair<const char*, double>{"val-fraction", c.val_fraction},

@@ -42,6 +42,8 @@ void print_result(std::ostream& out, const pipeline::PrepareResult& r, bool json
                         {"files_kept", r.files_kept},
                         {"part_names", r.part_names},
                         {"annotated_images", r.annotated_images},
+                        {"masks_from", r.masks_from.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.masks_from)},
+                        {"masked_images", r.masked_images},
                         {"failed", r.failed},
                         {"up_to_date", r.up_to_date},
                         {"seconds", r.seconds},
@@ -55,6 +57,7 @@ void print_result(std::ostream& out, const pipeline::PrepareResult& r, bool json
   if (!r.part_names.empty()) {
     out << "  parts: " << r.part_names.size() << " named, on " << r.annotated_images << " images\n";
   }
+  if (!r.masks_from.empty()) out << "  object masks (" << r.masks_from << "): " << r.masked_images << " images\n";
   if (r.up_to_date) {
     out << "  already complete: nothing to do\n";
     return;
@@ -297,9 +300,9 @@ void print_result(std::ostream& out, const pipeline::EvaluateResult& r, bool jso
     out << line;
   }
   if (r.metrics.empty()) return;
-  out << "  interpretability";
-  if (r.annotated_images > 0) out << " (" << r.annotated_images << " images with part annotations)";
-  out << ":\n";
+  out << "  interpretability (" << pipeline::attribution_name(r.attribution) << " attribution";
+  if (r.annotated_images > 0) out << "; " << r.annotated_images << " images with part annotations";
+  out << "):\n";
   const auto& p = r.parts;
   auto row = [&](const char* name, double value, const std::string& detail) {
     std::snprintf(line, sizeof line, "    %-12s %6.4f  %s\n", name, value, detail.c_str());
@@ -323,6 +326,19 @@ void print_result(std::ostream& out, const pipeline::EvaluateResult& r, bool jso
   }
   if (r.metrics.count("purity")) {
     row("purity", p.purity, "mean share of the " + std::to_string(r.purity_k) + " nearest patches holding the same part");
+  }
+  if (r.metrics.count("precision")) {
+    const auto& q = r.precision;
+    row("precision", q.mean,
+        "mean share of the top 5 % of the top " + std::to_string(r.precision_k) + " prototypes' maps inside the object (" +
+            std::to_string(q.masked_images) + " images with masks)");
+    if (q.background_share >= 0) {
+      row("background", q.background_share,
+          std::to_string(q.background_prototypes) + " of " + std::to_string(q.projected_prototypes) +
+              " prototypes: precision < 0.5 on their own projected patch");
+    } else {
+      out << "    background   –       not measured: needs a projection and push images with masks\n";
+    }
   }
   if (r.metrics.count("sparsity")) {
     row("sparsity", r.zero_weights,
@@ -363,11 +379,13 @@ void print_result(std::ostream& out, const pipeline::AnalyzeResult& r, bool json
                            {"distance", n.distance},
                            {"similarity", n.similarity},
                            {"box", n.box},
+                           {"precision", n.precision >= 0 ? nlohmann::json(n.precision) : nlohmann::json(nullptr)},
                            {"patch_png", n.patch_png}});
       }
       protos.push_back({{"prototype", p.prototype},
                         {"class_index", p.class_index},
                         {"own_class", p.own_class},
+                        {"precision", p.precision >= 0 ? nlohmann::json(p.precision) : nlohmann::json(nullptr)},
                         {"nearest", nearest}});
     }
     out << nlohmann::json{{"run", r.run},
@@ -375,6 +393,7 @@ void print_result(std::ostream& out, const pipeline::AnalyzeResult& r, bool json
                           {"split", r.split},
                           {"k", r.k},
                           {"images", r.images},
+                          {"attribution", pipeline::attribution_name(r.attribution)},
                           {"class_names", r.class_names},
                           {"prototypes", protos},
                           {"images_per_second", r.images_per_second},
@@ -390,7 +409,7 @@ void print_result(std::ostream& out, const pipeline::AnalyzeResult& r, bool json
   }
   out << r.run << ": analysis #" << r.analysis << ", the " << r.k << " nearest " << r.split << " patches of "
       << r.prototypes.size() << " prototypes over " << r.images << " images in " << r.seconds << " s ("
-      << r.images_per_second << " images/s)\n  " << all_own << " prototypes with all of them from their own class, "
+      << r.images_per_second << " images/s), " << pipeline::attribution_name(r.attribution) << " boxes\n  " << all_own << " prototypes with all of them from their own class, "
       << none_own << " with none\n";
   char line[256];
   for (const auto& p : r.prototypes) {
@@ -398,6 +417,10 @@ void print_result(std::ostream& out, const pipeline::AnalyzeResult& r, bool json
                   r.class_names.at(static_cast<size_t>(p.class_index)).c_str(), static_cast<long long>(p.own_class),
                   p.nearest.size());
     out << line;
+    if (p.precision >= 0) {
+      std::snprintf(line, sizeof line, " precision %.2f;", p.precision);
+      out << line;
+    }
     for (const auto& n : p.nearest) {
       std::snprintf(line, sizeof line, " %s (%.3g)", n.image_path.c_str(), n.similarity);
       out << line;

@@ -306,6 +306,12 @@ INSERT INTO stages_new SELECT id, kind, status, started, finished, config_json, 
 DROP TABLE stages;
 ALTER TABLE stages_new RENAME TO stages;
 )sql",
+      // 8: how an analysis located each patch (its attribution method), and each nearest patch's
+      // activation precision against the image's object mask (NULL: not measured).
+      R"sql(
+ALTER TABLE analyses ADD COLUMN attribution TEXT NOT NULL DEFAULT 'upsample';
+ALTER TABLE nearest_patches ADD COLUMN mask_precision REAL;
+)sql",
   };
   return kMigrations;
 }

@@ -321,20 +321,26 @@ int64_t RunStore::next_analysis_id() {
 void RunStore::add_analysis(const AnalysisRow& a, const std::vector<NearestPatchRow>& rows) {
   Transaction tx(db_);
   auto insert = db_.prepare(
-      "INSERT INTO analyses (id, created, checkpoint, projection, split, k, images, pictures, seconds) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      "INSERT INTO analyses (id, created, checkpoint, projection, split, k, images, pictures, seconds, attribution) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   insert.bind(1, a.id).bind(2, utc_now()).bind(3, a.checkpoint);
   if (a.projection) {
     insert.bind(4, *a.projection);
   } else {
     insert.bind_null(4);
   }
-  insert.bind(5, a.split).bind(6, a.k).bind(7, a.images).bind(8, a.pictures).bind(9, a.seconds).run();
-  auto row = db_.prepare("INSERT INTO nearest_patches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  insert.bind(5, a.split).bind(6, a.k).bind(7, a.images).bind(8, a.pictures).bind(9, a.seconds).bind(10, a.attribution);
+  insert.run();
+  auto row = db_.prepare("INSERT INTO nearest_patches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   for (const auto& r : rows) {
     row.bind(1, a.id).bind(2, r.prototype).bind(3, r.rank).bind(4, r.image_path).bind(5, r.image_id);
     row.bind(6, r.class_index).bind(7, r.cell_h).bind(8, r.cell_w).bind(9, r.distance).bind(10, r.similarity);
     for (int k = 0; k < 4; ++k) row.bind(11 + k, r.box[k]);
+    if (r.precision) {
+      row.bind(15, *r.precision);
+    } else {
+      row.bind_null(15);
+    }
     row.run();
   }
   tx.commit();
@@ -342,7 +348,7 @@ void RunStore::add_analysis(const AnalysisRow& a, const std::vector<NearestPatch
 
 std::optional<AnalysisRow> RunStore::latest_analysis() {
   auto s = db_.prepare(
-      "SELECT id, created, checkpoint, projection, split, k, images, pictures, seconds FROM analyses "
+      "SELECT id, created, checkpoint, projection, split, k, images, pictures, seconds, attribution FROM analyses "
       "ORDER BY id DESC LIMIT 1");
   if (!s.step()) return std::nullopt;
   AnalysisRow a;
@@ -355,13 +361,14 @@ std::optional<AnalysisRow> RunStore::latest_analysis() {
   a.images = s.column_int(6);
   a.pictures = s.column_text(7);
   a.seconds = s.column_double(8);
+  a.attribution = s.column_text(9);
   return a;
 }
 
 std::vector<NearestPatchRow> RunStore::nearest_patches(int64_t analysis_id) {
   auto s = db_.prepare(
       "SELECT prototype, rank, image_path, image_id, class_index, cell_h, cell_w, distance, similarity, "
-      "box_x0, box_y0, box_x1, box_y1 FROM nearest_patches WHERE analysis_id = ? ORDER BY prototype, rank");
+      "box_x0, box_y0, box_x1, box_y1, mask_precision FROM nearest_patches WHERE analysis_id = ? ORDER BY prototype, rank");
   s.bind(1, analysis_id);
   std::vector<NearestPatchRow> out;
   while (s.step()) {
@@ -376,6 +383,7 @@ std::vector<NearestPatchRow> RunStore::nearest_patches(int64_t analysis_id) {
     r.distance = s.column_double(7);
     r.similarity = s.column_double(8);
     for (int k = 0; k < 4; ++k) r.box[k] = s.column_int(9 + k);
+    if (!s.column_is_null(13)) r.precision = s.column_double(13);
     out.push_back(std::move(r));
   }
   return out;

@@ -112,6 +112,7 @@ struct AnalysisRow {
   int64_t k = 0, images = 0;
   std::string pictures;  // folder of its PNGs, relative to the run; empty when none were written
   double seconds = 0;
+  std::string attribution = "upsample";  // how the boxes were found (pipeline/stages/attribution.h)
 };
 
 /// One of a prototype's k nearest patches in an analysis (rank 0 is the nearest).
@@ -123,6 +124,7 @@ struct NearestPatchRow {
   int64_t cell_h = 0, cell_w = 0;
   double distance = 0, similarity = 0;
   int64_t box[4] = {0, 0, 0, 0};  // high-activation box in the image file's pixels
+  std::optional<double> precision;  // share of the map's top 5 % inside the object mask
 };
 
 /// Owns run.sqlite. Every method is one transaction; errors throw std::runtime_error.

@@ -7,7 +7,9 @@ CUB itself (the tests' generator, tests/common/fixtures.h, makes the same kind o
 parts/parts.txt names three parts: 1 "planted square" (the square's centre), 2 "grey spot" (a
 random background point away from the square), 3 "hidden tail" (never visible). Every fourth
 image of a class is a test image. Images are (size + 2·margin)² with the bounding box
-(margin, margin, size, size).
+(margin, margin, size, size). segmentations/ holds CUB-format object masks (grey PNGs, object at
+≥ 50 %): the "object" is the square grown by 3 px on each side, which `ppnet prepare --cub`
+finds by itself and `ppnet evaluate --metrics precision` measures against.
 
 Usage: parts_cub.py OUT [CLASSES=5] [PER_CLASS=80] [SIZE=48] [PART=8] [SEED=11]
 """
@@ -31,6 +33,16 @@ def write_png(path, rows):
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def write_grey_png(path, rows):
+    """rows: a list of rows of grey levels: an 8-bit grey PNG."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + bytes(row) for row in rows)
+    header = struct.pack(">IIBBBBB", len(rows[0]), len(rows), 8, 0, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else sys.exit(__doc__)
     classes, per_class, size, part, seed = [int(a) for a in (sys.argv[2:] + ["5", "80", "48", "8", "11"][len(sys.argv[2:]):])[:5]]
@@ -44,6 +56,7 @@ def main():
         name = f"{c + 1:03d}.Bird_{chr(ord('A') + c)}"
         lines["classes"].append(f"{c + 1} {name}")
         os.makedirs(os.path.join(out, "images", name), exist_ok=True)
+        os.makedirs(os.path.join(out, "segmentations", name), exist_ok=True)
         for k in range(per_class):
             full = size + 2 * margin
             rows = [[(g, g, g) for g in (rng.randrange(90, 130) for _ in range(full))] for _ in range(full)]
@@ -57,6 +70,11 @@ def main():
                     break
             rel = f"{name}/Bird_{image_id}.png"
             write_png(os.path.join(out, "images", rel), rows)
+            grow = 3
+            x0, y0 = max(0, margin + x - grow), max(0, margin + y - grow)
+            x1, y1 = min(full, margin + x + part + grow), min(full, margin + y + part + grow)
+            mask = [[255 if x0 <= xx < x1 and y0 <= yy < y1 else 0 for xx in range(full)] for yy in range(full)]
+            write_grey_png(os.path.join(out, "segmentations", rel), mask)
             lines["images"].append(f"{image_id} {rel}")
             lines["labels"].append(f"{image_id} {c + 1}")
             lines["split"].append(f"{image_id} {0 if k % 4 == 3 else 1}")
@@ -72,7 +90,7 @@ def main():
             f.write("\n".join(lines[key]) + "\n")
     with open(os.path.join(out, "parts", "parts.txt"), "w") as f:
         f.write("1 planted square\n2 grey spot\n3 hidden tail\n")
-    print(f"{out}: {classes} classes × {per_class} images, {size} px, parts in parts/")
+    print(f"{out}: {classes} classes × {per_class} images, {size} px, parts in parts/, object masks in segmentations/")
 
 
 if __name__ == "__main__":

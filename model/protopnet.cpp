@@ -188,7 +188,7 @@ torch::Tensor ProtoPNetImpl::latent(const torch::Tensor& images) {
 }
 
 torch::Tensor ProtoPNetImpl::distances(const torch::Tensor& latent_any) {
-  const auto latent = latent_any.to(torch::kFloat).contiguous();
+  const auto latent = latent_any.to(prototype_vectors_.scalar_type()).contiguous();  // float32 under --amp
   const auto z2 = (latent * latent).sum(1, /*keepdim=*/true);
   const auto p2 = (prototype_vectors_ * prototype_vectors_).sum({1, 2, 3}).view({1, -1, 1, 1});
   const auto zp = torch::conv2d(latent, prototype_vectors_);
@@ -197,7 +197,7 @@ torch::Tensor ProtoPNetImpl::distances(const torch::Tensor& latent_any) {
 }
 
 torch::Tensor ProtoPNetImpl::paired_distances(const torch::Tensor& latent_any) {
-  const auto latent = latent_any.to(torch::kFloat);
+  const auto latent = latent_any.to(prototype_vectors_.scalar_type());
   const auto p = prototype_vectors_.view({num_prototypes(), -1, 1, 1});
   return torch::relu((latent * latent).sum(1) + (-2 * (latent * p).sum(1) + (p * p).sum(1)));
 }

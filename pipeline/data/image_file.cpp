@@ -1,5 +1,6 @@
 #include "pipeline/data/image_file.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
@@ -27,7 +28,60 @@ const char* format_of(const std::string& head) {
   return nullptr;
 }
 
+uint32_t big_endian(const unsigned char* p, int n) {
+  uint32_t v = 0;
+  for (int i = 0; i < n; ++i) v = v << 8 | p[i];
+  return v;
+}
+
+// The size a JPEG's start-of-frame segment declares; {0, 0} when none is found.
+cv::Size jpeg_size(std::ifstream& in) {
+  unsigned char m[2], seg[7];
+  in.seekg(2);
+  while (in.read(reinterpret_cast<char*>(m), 2)) {
+    if (m[0] != 0xff) return {};
+    if (m[1] == 0xff) {  // fill byte
+      in.seekg(-1, std::ios::cur);
+      continue;
+    }
+    if (m[1] == 0xd8 || m[1] == 0x01 || (m[1] >= 0xd0 && m[1] <= 0xd7)) continue;  // no length
+    if (!in.read(reinterpret_cast<char*>(seg), 2)) return {};
+    const uint32_t length = big_endian(seg, 2);
+    const bool frame = m[1] >= 0xc0 && m[1] <= 0xcf && m[1] != 0xc4 && m[1] != 0xc8 && m[1] != 0xcc;
+    if (frame) {
+      if (!in.read(reinterpret_cast<char*>(seg), 5)) return {};
+      return {static_cast<int>(big_endian(seg + 3, 2)), static_cast<int>(big_endian(seg + 1, 2))};
+    }
+    if (length < 2) return {};
+    in.seekg(length - 2, std::ios::cur);
+  }
+  return {};
+}
+
 }  // namespace
+
+cv::Size image_file_size(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char head[26] = {};
+  if (in.read(reinterpret_cast<char*>(head), sizeof head)) {
+    const std::string magic(reinterpret_cast<const char*>(head), 8);
+    if (magic == "\x89PNG\r\n\x1a\n" && std::memcmp(head + 12, "IHDR", 4) == 0) {
+      return {static_cast<int>(big_endian(head + 16, 4)), static_cast<int>(big_endian(head + 20, 4))};
+    }
+    if (head[0] == 'B' && head[1] == 'M') {
+      const auto le = [&](int at) {
+        return static_cast<int32_t>(head[at] | head[at + 1] << 8 | head[at + 2] << 16 | static_cast<uint32_t>(head[at + 3]) << 24);
+      };
+      if (le(14) >= 40) return {std::abs(le(18)), std::abs(le(22))};
+    }
+    if (head[0] == 0xff && head[1] == 0xd8) {
+      in.clear();
+      const cv::Size size = jpeg_size(in);
+      if (size.width > 0 && size.height > 0) return size;
+    }
+  }
+  return read_image_file(path).size();
+}
 
 std::string unreadable_image_reason(const fs::path& path) {
   std::error_code ec;

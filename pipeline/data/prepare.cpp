@@ -19,6 +19,7 @@
 #include "pipeline/data/prepare.h"
 #include "base/interrupt.h"
 #include "pipeline/data/manifest.h"
+#include "pipeline/data/masks.h"
 #include "pipeline/data/parts.h"
 #include "base/progress.h"
 #include "pipeline/data/sources.h"
@@ -29,7 +30,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // What the folder was asked to be: compared on every re-run.
-nlohmann::json command_record(const PrepareConfig& c, const std::string& kind, const fs::path& source) {
+nlohmann::json command_record(const PrepareConfig& c, const std::string& kind, const fs::path& source,
+                              const MaskSource& masks) {
   nlohmann::json j = {{"source_kind", kind},
                       {"source_path", fs::absolute(source).lexically_normal().string()},
                       {"copies", c.copies},
@@ -43,6 +45,8 @@ nlohmann::json command_record(const PrepareConfig& c, const std::string& kind, c
   if (kind == "folder") j["test_fraction"] = c.test_fraction;
   if (kind == "idx") j["class_names"] = c.class_names;
   if (!c.parts.empty()) j["parts"] = fs::absolute(c.parts).lexically_normal().string();
+  if (!masks.dir.empty()) j["masks"] = fs::absolute(masks.dir).lexically_normal().string();
+  if (masks.foreground_threshold >= 0) j["foreground_threshold"] = masks.foreground_threshold;
   return j;
 }
 
@@ -56,8 +60,8 @@ std::string describe_difference(const nlohmann::json& before, const nlohmann::js
 }
 
 // The folders and files prepare owns inside DATA; --force removes these and nothing else.
-const char* const kOwned[] = {"push",          "train",        "test",   "val", "lists", "parts",
-                               "manifest.json", "prepare.json", ".source"};
+const char* const kOwned[] = {"push",  "train", "test",          "val",          "lists",
+                               "parts", "masks", "manifest.json", "prepare.json", ".source"};
 
 void claim_output(const fs::path& out, const nlohmann::json& record, bool force) {
   std::error_code ec;
@@ -95,6 +99,27 @@ fs::path cub_root(const fs::path& dir) {
   throw std::runtime_error(dir.string() + ": no images.txt here or in CUB_200_2011/ (is this CUB-200-2011?)");
 }
 
+// Where the masks come from: --foreground-threshold, --masks, or for CUB its segmentations/
+// folder beside CUB_200_2011/ (grey levels, object = at least half).
+MaskSource mask_source(const PrepareConfig& c, const std::string& kind, const fs::path& source) {
+  MaskSource m;
+  m.foreground_threshold = c.foreground_threshold;
+  if (!c.masks.empty()) m.dir = c.masks;
+  if (kind == "cub") {
+    m.threshold = 128;
+    if (m.dir.empty() && c.foreground_threshold < 0 && fs::is_directory(source)) {
+      const fs::path root = cub_root(source);
+      for (const fs::path& dir : {root.parent_path() / "segmentations", root / "segmentations"}) {
+        if (fs::is_directory(dir)) {
+          m.dir = dir;
+          break;
+        }
+      }
+    }
+  }
+  return m;
+}
+
 std::string encode(const cv::Mat& img, const std::string& ext, const std::string& name) {
   std::vector<uchar> buf;
   const std::vector<int> params = ext == ".jpg" ? std::vector<int>{cv::IMWRITE_JPEG_QUALITY, 95} : std::vector<int>{};
@@ -104,6 +129,7 @@ std::string encode(const cv::Mat& img, const std::string& ext, const std::string
 
 struct Output {
   fs::path rel;        // relative to DATA
+  fs::path mask;       // DATA/masks/…, when the image has a mask
   int op = -1;         // -1: the unaugmented image; else an AugmentOp
   int copy = 0;
 };
@@ -111,6 +137,14 @@ struct Output {
 enum class Role { kTrain, kVal, kTest };
 
 const char* split_of(Role r) { return r == Role::kTest ? "test" : r == Role::kVal ? "val" : "push"; }
+
+// The mask files of a prepared folder.
+int64_t count_masks(const fs::path& out) {
+  if (!has_masks(out)) return 0;
+  int64_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(out / "masks")) n += e.is_regular_file() ? 1 : 0;
+  return n;
+}
 
 // The report of a folder the same command already finished: nothing to do.
 std::optional<PrepareResult> finished(const fs::path& out, PrepareResult report) {
@@ -127,6 +161,7 @@ std::optional<PrepareResult> finished(const fs::path& out, PrepareResult report)
   for (const auto& [split, counts] : done.counts) {
     for (auto n : counts) report.images[split] += n;
   }
+  report.masked_images = count_masks(out);
   return report;
 }
 
@@ -149,15 +184,19 @@ fs::path extracted_cub(const fs::path& archive, const fs::path& out) {
 
 // Every piece of metadata, read and validated before any output is written; a folder this
 // command created is removed again when that fails.
-SourceSet read_source(const PrepareConfig& c, const std::string& kind, const fs::path& source, const fs::path& out) {
+SourceSet read_source(const PrepareConfig& c, const std::string& kind, const fs::path& source, const fs::path& out,
+                      const MaskSource& masks, int threads) {
   const bool created = !fs::exists(out);
   try {
     SourceSet set;
     if (kind == "cub") {
-      set = read_cub(cub_root(fs::is_regular_file(source) ? extracted_cub(source, out) : source));
+      const fs::path root = cub_root(fs::is_regular_file(source) ? extracted_cub(source, out) : source);
+      set = read_cub(root);
+      if (!masks.dir.empty()) attach_mask_files(set, root / "images", masks.dir, threads);
     } else if (kind == "folder") {
       set = read_folder(source, c.test_fraction, c.seed);
       if (!c.parts.empty()) attach_parts(set, read_source_parts(c.parts), c.parts);
+      if (!masks.dir.empty()) attach_mask_files(set, source, masks.dir, threads);
     } else {
       set = read_idx(source, c.class_names);
     }
@@ -201,18 +240,24 @@ std::vector<Role> assign_roles(const SourceSet& set, double val_fraction, uint64
 
 // Every output file of every source image: the image itself under its split, and for training
 // images `copies` augmented copies per operation under train/.
-std::vector<std::vector<Output>> plan_outputs(const SourceSet& set, const std::vector<Role>& role, int copies) {
+// With masks, each output's mask goes to DATA/masks/ under the same name (as .png).
+std::vector<std::vector<Output>> plan_outputs(const SourceSet& set, const std::vector<Role>& role, int copies,
+                                              const MaskSource& masks, const fs::path& out) {
   std::vector<std::vector<Output>> outputs(set.images.size());
   for (size_t i = 0; i < set.images.size(); ++i) {
     const SourceImage& img = set.images[i];
     const std::string folder = set.classes[static_cast<size_t>(img.class_index)].folder;
-    outputs[i].push_back({fs::path(split_of(role[i])) / folder / (img.stem + img.ext), -1, 0});
+    const bool masked = masks.foreground_threshold >= 0 || !img.mask.empty();
+    const auto output = [&](const fs::path& rel, int op, int copy) {
+      return Output{rel, masked ? mask_path(out, rel.generic_string()) : fs::path(), op, copy};
+    };
+    outputs[i].push_back(output(fs::path(split_of(role[i])) / folder / (img.stem + img.ext), -1, 0));
     if (role[i] != Role::kTrain) continue;
     for (AugmentOp op : kAugmentOps) {
       for (int k = 0; k < copies; ++k) {
         char suffix[32];
         std::snprintf(suffix, sizeof suffix, "_%s%02d", op_name(op), k);
-        outputs[i].push_back({fs::path("train") / folder / (img.stem + suffix + img.ext), static_cast<int>(op), k});
+        outputs[i].push_back(output(fs::path("train") / folder / (img.stem + suffix + img.ext), static_cast<int>(op), k));
       }
     }
   }
@@ -229,7 +274,7 @@ struct Written {
 // Decodes, crops, augments and writes every planned output, in parallel; complete outputs of an
 // earlier run stay. Returns early (with what was done) when asked to stop.
 Written write_outputs(const PrepareConfig& c, const std::string& kind, const SourceSet& set,
-                      const std::vector<std::vector<Output>>& outputs, const fs::path& out) {
+                      const std::vector<std::vector<Output>>& outputs, const MaskSource& masks, const fs::path& out) {
   const AugmentOptions aug{c.rotation, c.skew, c.shear, c.flip};
   Written w;
   w.failed_of.resize(set.images.size());
@@ -240,7 +285,7 @@ Written write_outputs(const PrepareConfig& c, const std::string& kind, const Sou
     if (InterruptScope::stop_requested()) return;
     std::vector<const Output*> todo;
     for (const auto& o : outputs[i]) {
-      if (fs::exists(out / o.rel)) {
+      if (fs::exists(out / o.rel) && (o.mask.empty() || fs::exists(o.mask))) {
         ++kept;
       } else {
         todo.push_back(&o);
@@ -259,18 +304,26 @@ Written write_outputs(const PrepareConfig& c, const std::string& kind, const Sou
           w.parts_of[i] = {size.width, size.height,
                            map_parts(set.images[i].parts, crop.x, crop.y, crop.width, crop.height, size.width, size.height)};
         }
-        for (const Output* o : todo) {
-          if (InterruptScope::stop_requested()) return;
-          cv::Mat pixels = o->op < 0 ? img
-                                     : augment(img, static_cast<AugmentOp>(o->op), aug,
-                                               derive_seed(c.seed, set.images[i].id,
-                                                           static_cast<AugmentOp>(o->op), o->copy));
+        const cv::Mat mask = todo.empty() ? cv::Mat() : load_source_mask(set.images[i], img, crop, masks);
+        // An output's pixels: the same warp (same seed) and resize for the image and its mask.
+        const auto output_of = [&](const cv::Mat& source, const Output& o) {
+          cv::Mat pixels = o.op < 0 ? source
+                                    : augment(source, static_cast<AugmentOp>(o.op), aug,
+                                              derive_seed(c.seed, set.images[i].id, static_cast<AugmentOp>(o.op), o.copy));
           if (c.size > 0) {
             cv::Mat resized;
             cv::resize(pixels, resized, cv::Size(c.size, c.size), 0, 0, cv::INTER_AREA);
             pixels = resized;
           }
-          write_file_atomic(out / o->rel, encode(pixels, set.images[i].ext, (out / o->rel).string()));
+          return pixels;
+        };
+        for (const Output* o : todo) {
+          if (InterruptScope::stop_requested()) return;
+          // The mask first: an image file without its mask would count as done on a resume.
+          if (!o->mask.empty()) {
+            write_file_atomic(o->mask, encode(binarize_mask(output_of(mask, *o)), ".png", o->mask.string()));
+          }
+          write_file_atomic(out / o->rel, encode(output_of(img, *o), set.images[i].ext, (out / o->rel).string()));
           ++written;
         }
       } catch (const std::exception& e) {
@@ -347,8 +400,12 @@ PrepareResult run_prepare(const PrepareConfig& c) {
   PrepareResult report;
   report.out = c.out;
   report.source_kind = kind;
-  const nlohmann::json record = command_record(c, kind, source);
+  const MaskSource masks = mask_source(c, kind, source);
+  const nlohmann::json record = command_record(c, kind, source, masks);
   claim_output(out, record, c.force);
+  report.masks_from = !masks.dir.empty() ? masks.dir.string()
+                      : masks.foreground_threshold >= 0 ? "foreground > " + std::to_string(masks.foreground_threshold)
+                                                        : "";
   if (auto done = finished(out, report)) return *done;
 
   report.threads = c.threads > 0 ? c.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -356,12 +413,12 @@ PrepareResult run_prepare(const PrepareConfig& c) {
   cv::setNumThreads(0);  // parallel across images, not inside OpenCV calls
   InterruptScope interrupt_scope;
 
-  const SourceSet set = read_source(c, kind, source, out);
+  const SourceSet set = read_source(c, kind, source, out, masks, report.threads);
   const std::vector<Role> role = assign_roles(set, c.val_fraction, c.seed);
-  const auto outputs = plan_outputs(set, role, c.copies);
+  const auto outputs = plan_outputs(set, role, c.copies, masks, out);
   write_file_atomic(prepare_record_path(out), record.dump(1) + "\n");
   remove_temporary_files(out);
-  const Written w = write_outputs(c, kind, set, outputs, out);
+  const Written w = write_outputs(c, kind, set, outputs, masks, out);
   stop_if_requested("interrupted; the finished images are kept: run the same command again to resume");
   write_lists_and_manifest(c, kind, record, set, role, outputs, w, out, report);
   std::error_code ec;
@@ -370,6 +427,7 @@ PrepareResult run_prepare(const PrepareConfig& c) {
   report.source_images = w.decoded;
   report.files_written = w.written;
   report.files_kept = w.kept;
+  report.masked_images = count_masks(out);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }

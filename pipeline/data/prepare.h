@@ -22,6 +22,9 @@ struct PrepareConfig {
   double shear = 10.0;
   double flip = 0.5;
   std::string parts;            // --folder: a folder with parts.txt and part_locs.txt (CUB's format)
+  std::string masks;            // object masks mirroring the source images (pipeline/data/masks.h);
+                                // --cub also finds segmentations/ beside CUB_200_2011/ by itself
+  int foreground_threshold = -1;  // ≥ 0: masks from the images: pixels brighter than this
   std::string class_names;      // --idx: fashion-mnist, mnist or a file; "" guesses from the path
   bool force = false;
   int threads = 0;              // TBB workers; 0 = all cores
@@ -38,6 +41,8 @@ struct PrepareResult {
   int64_t files_kept = 0;      // complete outputs of an earlier, interrupted run
   std::vector<std::string> part_names;  // with part annotations (DATA/parts/)
   int64_t annotated_images = 0;         // push/test/val images with part locations
+  std::string masks_from;               // the mask folder read, "foreground > T", or "" (none)
+  int64_t masked_images = 0;            // outputs with an object mask (DATA/masks/)
   std::vector<std::string> failed;  // "path: reason", one per unreadable source image
   bool up_to_date = false;     // the same command had already finished: nothing to do
   double seconds = 0;

@@ -27,6 +27,7 @@ struct SourceImage {
   std::string stem;  // output file name without extension
   std::string ext;   // output extension: ".jpg" or ".png"
   std::vector<PartLocation> parts;  // in the source file's pixels; empty without annotations
+  std::filesystem::path mask;       // its object mask file (pipeline/data/masks.h); empty: none
 };
 
 struct SourceSet {

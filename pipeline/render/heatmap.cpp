@@ -9,9 +9,9 @@
 
 namespace ppnet::pipeline {
 
-std::array<int, 4> high_activation_box(const cv::Mat& similarity, int width, int height, double percentile) {
+cv::Mat high_activation_pixels(const cv::Mat& map, int width, int height, double percentile) {
   cv::Mat up;
-  cv::resize(similarity, up, cv::Size(width, height), 0, 0, cv::INTER_CUBIC);
+  cv::resize(map, up, cv::Size(width, height), 0, 0, cv::INTER_CUBIC);
   std::vector<float> values(up.begin<float>(), up.end<float>());
   // numpy's default percentile: linear interpolation between the closest ranks.
   const double rank = percentile / 100.0 * static_cast<double>(values.size() - 1);
@@ -20,18 +20,20 @@ std::array<int, 4> high_activation_box(const cv::Mat& similarity, int width, int
   const float v_lo = values[lo];
   const float v_hi = hi == lo ? v_lo : *std::min_element(values.begin() + static_cast<std::ptrdiff_t>(lo) + 1, values.end());
   const float threshold = static_cast<float>(v_lo + (rank - static_cast<double>(lo)) * (v_hi - v_lo));
-  int x0 = width, y0 = height, x1 = -1, y1 = -1;
+  cv::Mat selected(height, width, CV_8UC1);
   for (int y = 0; y < height; ++y) {
     const float* row = up.ptr<float>(y);
-    for (int x = 0; x < width; ++x) {
-      if (row[x] >= threshold) {
-        x0 = std::min(x0, x), x1 = std::max(x1, x);
-        y0 = std::min(y0, y), y1 = std::max(y1, y);
-      }
-    }
+    auto* out = selected.ptr<uint8_t>(y);
+    for (int x = 0; x < width; ++x) out[x] = row[x] >= threshold ? 255 : 0;
   }
-  if (x1 < 0) return {0, 0, width, height};  // a constant map: everything is "high"
-  return {x0, y0, x1 + 1, y1 + 1};
+  return selected;
+}
+
+std::array<int, 4> high_activation_box(const cv::Mat& map, int width, int height, double percentile) {
+  const cv::Mat selected = high_activation_pixels(map, width, height, percentile);
+  if (cv::countNonZero(selected) == 0) return {0, 0, width, height};
+  const cv::Rect r = cv::boundingRect(selected);
+  return {r.x, r.y, r.x + r.width, r.y + r.height};
 }
 
 std::array<int, 4> peak_box(const cv::Mat& similarity, int width, int height, double fraction) {

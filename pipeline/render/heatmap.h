@@ -9,9 +9,13 @@
 
 namespace ppnet::pipeline {
 
-/// The box [x0, y0, x1, y1) (exclusive ends) around the pixels at or above the `percentile`
-/// of `similarity` (a float H×W map) upsampled bicubically to width × height.
-std::array<int, 4> high_activation_box(const cv::Mat& similarity, int width, int height, double percentile = 95.0);
+/// The pixels at or above the `percentile` (numpy's, linear between ranks) of `map` (float H×W:
+/// a similarity map or an attribution map) upsampled bicubically to width × height: 0/255, 8-bit.
+cv::Mat high_activation_pixels(const cv::Mat& map, int width, int height, double percentile = 95.0);
+
+/// The box [x0, y0, x1, y1) (exclusive ends) around high_activation_pixels(map, …); the whole
+/// image when there are none (a map of NaN).
+std::array<int, 4> high_activation_box(const cv::Mat& map, int width, int height, double percentile = 95.0);
 
 /// The box of side fraction·width × fraction·height (rounded, at least 1 px) centred on the
 /// maximum of `similarity` upsampled bicubically to width × height (the first maximum in row

@@ -199,10 +199,15 @@ PageData metrics_section(const std::vector<db::EvaluationRow>& evals) {
     if (!d.contains("metrics")) continue;
     const json& m = d["metrics"];
     PageData values = page_list();
-    for (const char* n : {"consistency", "stability", "pointing", "purity"}) {
+    // background: the share of prototypes whose own patch lies off the object (lower is better).
+    const auto value_of = [&](const std::string& n) -> double {
+      if (n == "background") return m.contains("precision") ? m["precision"].value("background_share", -1.0) : -1.0;
+      return m.contains(n) ? m[n].value("value", -1.0) : -1.0;
+    };
+    for (const char* n : {"consistency", "stability", "pointing", "purity", "precision", "background"}) {
       PageData v;
-      if (m.contains(n) && m[n]["value"].get<double>() >= 0) {
-        const double x = m[n]["value"].get<double>();
+      if (value_of(n) >= 0) {
+        const double x = value_of(n);
         PageData measured;
         measured.set("percent", text(100 * x));
         measured.set("text", fixed3(x));
@@ -214,6 +219,7 @@ PageData metrics_section(const std::vector<db::EvaluationRow>& evals) {
     row.set("created", it->created);
     row.set("split", it->split);
     row.set("checkpoint", it->checkpoint);
+    row.set("attribution", m.value("attribution", std::string("upsample")));
     row.set("values", values);
     const bool sparsity = m.contains("sparsity");
     row.set("zero_weights", sparsity ? text(m["sparsity"]["zero_weights"].get<double>()) : "–");
@@ -274,6 +280,8 @@ PageData nearest_patches_section(RunFolder& run, const db::AnalysisRow& analysis
                 thumbnail(run.dir() / "prototypes" / std::to_string(*projection) / (std::to_string(j) + "-patch.png"), 64));
     }
     PageData nearest = page_list();
+    double precision_sum = 0;
+    int precision_n = 0;
     for (const auto& r : rows) {
       PageData n;
       if (!analysis.pictures.empty()) {
@@ -285,13 +293,22 @@ PageData nearest_patches_section(RunFolder& run, const db::AnalysisRow& analysis
       similarity << std::setprecision(3) << r.similarity;
       n.set("class_name", class_names.at(static_cast<size_t>(r.class_index)));
       n.set("similarity", similarity.str());
+      if (r.precision) {
+        std::ostringstream precision;
+        precision << std::setprecision(2) << *r.precision;
+        n.set("patch_precision", precision.str());
+        precision_sum += *r.precision;
+        ++precision_n;
+      }
       nearest.push_back(n);
     }
+    if (precision_n > 0) proto.set("precision", fixed3(precision_sum / precision_n));
     proto.set("nearest", nearest);
     prototypes.push_back(proto);
   }
   PageData section;
   section.set("id", std::to_string(analysis.id));
+  section.set("attribution", analysis.attribution);
   section.set("created", analysis.created);
   section.set("k", std::to_string(analysis.k));
   section.set("split", analysis.split);

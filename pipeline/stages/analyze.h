@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pipeline/runtime/runtime_config.h"
+#include "pipeline/stages/attribution.h"
 
 namespace ppnet::pipeline {
 
@@ -18,6 +19,7 @@ struct AnalyzeConfig {
   int k = 5;
   int batch_size = 75;
   bool save_images = true;  // a patch and a boxed image per nearest patch
+  AttributionSettings attribution;  // how each patch's box is found
   bool json = false;
   RuntimeConfig runtime;
 };
@@ -29,11 +31,13 @@ struct NearestPatchInfo {
   double distance = 0, similarity = 0;
   std::vector<int64_t> box;  // high-activation box [x0, y0, x1, y1) in the image file's pixels
   std::string patch_png;     // relative to the run folder; empty when not written
+  double precision = -1;     // share of the map's top 5 % inside the object mask; −1: no mask
 };
 
 struct PrototypeNeighbours {
   int64_t prototype = 0, class_index = 0;
   int64_t own_class = 0;  // how many of the nearest patches come from images of its class
+  double precision = -1;  // mean precision of its nearest patches with masks; −1: none
   std::vector<NearestPatchInfo> nearest;
 };
 
@@ -41,6 +45,8 @@ struct AnalyzeResult {
   std::string run, split;
   int64_t analysis = 0;  // its id in run.sqlite; pictures in RUN/analysis/<id>/
   int64_t k = 0, images = 0;
+  Attribution attribution = Attribution::kUpsample;
+  bool masks = false;  // the data has object masks: precision was measured
   std::vector<std::string> class_names;
   std::vector<PrototypeNeighbours> prototypes;
   double images_per_second = 0, seconds = 0;

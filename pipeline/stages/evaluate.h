@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pipeline/runtime/runtime_config.h"
+#include "pipeline/stages/attribution.h"
 #include "pipeline/stages/part_metrics.h"
 
 namespace ppnet::pipeline {
@@ -19,9 +20,12 @@ struct EvaluateConfig {
   int batch_size = 100;
   std::string confusion_csv;   // also write the confusion matrix here
   std::string predictions_csv; // also write one line per image: path, label, predicted, logit
-  // Interpretability metrics (any of consistency, stability, pointing, purity, sparsity); all but
-  // sparsity need the data's part annotations (docs/audit.md).
+  // Interpretability metrics (any of consistency, stability, pointing, purity, precision,
+  // sparsity); consistency to purity need the data's part annotations, precision its object
+  // masks (docs/audit.md); "all": every metric the data has the annotations for.
   std::set<std::string> metrics;
+  AttributionSettings attribution;     // the maps whose boxes and top pixels the metrics take
+  int precision_k = 10;                // precision: an image's most similar prototypes examined
   double part_box = 0.32;              // side of the box around a map's peak, as a share of the image
                                        // (EvalProtoPNet: 72 of 224 px); 0: the 95th-percentile box
   double consistency_threshold = 0.8;  // EvalProtoPNet
@@ -29,6 +33,19 @@ struct EvaluateConfig {
   int purity_k = 10;                   // PIP-Net: a prototype's nearest patches examined
   bool json = false;
   RuntimeConfig runtime;
+};
+
+/// Activation precision (IAIA-BL, Barnett et al. 2021): the share of the top 5 % of a
+/// prototype's attribution map on an image that lies inside the image's object mask.
+struct PrecisionResult {
+  double mean = -1;                   // over every (masked image, top prototype) pair
+  int64_t pairs = 0, masked_images = 0;
+  std::vector<double> per_prototype;  // mean over the images it was among the top of; −1: none
+  // Background prototypes: those whose own projected patch (on its push image) has precision
+  // < 0.5; −1 when the run has no projection or the push images no masks.
+  double background_share = -1;
+  int64_t background_prototypes = 0, projected_prototypes = 0;
+  std::vector<double> own_patch;      // per prototype: precision on its push image; −1: unknown
 };
 
 struct EvaluateResult {
@@ -47,6 +64,9 @@ struct EvaluateResult {
   int purity_k = 0;
   PartMetricsResult parts;             // consistency, stability, pointing, purity
   int64_t annotated_images = 0;        // images of the split with part annotations
+  Attribution attribution = Attribution::kUpsample;
+  int precision_k = 0;
+  PrecisionResult precision;
   // sparsity: last-layer weights exactly 0 and |w| ≥ 1e-3, and the distinct (image, cell)
   // patches the latest projection put prototypes on (−1 without a projection).
   double zero_weights = 0;

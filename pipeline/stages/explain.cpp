@@ -16,6 +16,7 @@
 #include "pipeline/data/resize.h"
 #include "pipeline/render/html.h"
 #include "pipeline/render/pages.h"
+#include "pipeline/stages/attribution_maps.h"
 #include "pipeline/stages/image_data.h"
 #include "base/interrupt.h"
 #include "base/progress.h"
@@ -97,9 +98,12 @@ struct ShownPrototype {
   cv::Mat composite_row;
 };
 
+// `attribution`: where the prototype looks (its similarity map, or a gradient map); `dmap`:
+// its distance map, whose minimum names the cell.
 ShownPrototype show_prototype(const Context& ctx, const cv::Mat& original, const fs::path& folder, int64_t rank,
-                              int64_t p, int64_t cls, const torch::Tensor& dmap, double s, double w) {
-  const cv::Mat smap = tensor_to_mat(model::similarity(dmap, ctx.activation));
+                              int64_t p, int64_t cls, const torch::Tensor& dmap, const torch::Tensor& attribution,
+                              double s, double w) {
+  const cv::Mat smap = tensor_to_mat(attribution);
   const auto box = high_activation_box(smap, original.cols, original.rows);
   const int64_t cell = std::get<1>(dmap.flatten().min(0)).item<int64_t>();
   char stem_buf[32];
@@ -125,6 +129,7 @@ ShownPrototype show_prototype(const Context& ctx, const cv::Mat& original, const
                  {"contribution", s * w},
                  {"cell", {cell / dmap.size(1), cell % dmap.size(1)}},
                  {"box", {box[0], box[1], box[2], box[3]}},
+                 {"attribution", attribution_name(ctx.config.attribution.method)},
                  {"heatmap", stem + "-heatmap.png"},
                  {"box_image", stem + "-box.png"},
                  {"patch", stem + "-patch.png"},
@@ -176,8 +181,10 @@ ExplanationPage explanation_page(const std::string& rel, const json& j) {
 
 // Everything about one image: its model input, the pictures of its most activated prototypes,
 // the composite, its page, and explanation.json (last: it marks the image done).
+// `top`: the prototypes to show, most similar first; `maps`: where each looks.
 void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor& logits, const torch::Tensor& distances,
-                 const torch::Tensor& weight, const torch::Tensor& proto_class) {
+                 const std::vector<int64_t>& top, const std::vector<torch::Tensor>& maps, const torch::Tensor& weight,
+                 const torch::Tensor& proto_class) {
   const cv::Mat original = read_image_file(ctx.dir / rel);
   const fs::path folder = ctx.out / rel;
   write_file_atomic(folder / "input.png",
@@ -190,11 +197,10 @@ void explain_one(const Context& ctx, const std::string& rel, const torch::Tensor
                                                fmt(logits[predicted].item<double>()) + ")",
                                            "this part of the image | looks like | that prototypical part"},
                                           3 * 160 + 420, 56)};
-  const auto top = std::get<1>(sim.topk(std::min<int64_t>(ctx.config.top_k, sim.size(0))));
-  for (int64_t r = 0; r < top.size(0); ++r) {
-    const int64_t p = top[r].item<int64_t>();
-    auto shown = show_prototype(ctx, original, folder, r + 1, p, proto_class[p].item<int64_t>(), distances[p],
-                                sim[p].item<double>(), weight[predicted][p].item<double>());
+  for (size_t r = 0; r < top.size(); ++r) {
+    const int64_t p = top[r];
+    auto shown = show_prototype(ctx, original, folder, static_cast<int64_t>(r) + 1, p, proto_class[p].item<int64_t>(),
+                                distances[p], maps[r], sim[p].item<double>(), weight[predicted][p].item<double>());
     j["prototypes"].push_back(std::move(shown.entry));
     rows.push_back(shown.composite_row);
   }
@@ -329,20 +335,33 @@ void explain_batches(const Context& ctx, model::ProtoPNetImpl& net, const std::v
   tbb::task_group rendering;
   Batch b;
   while (loader.next(&b)) {
-    const auto act = net.activations(b.images.to(device));
-    const auto logits = net.classify(act.distances).logits.cpu();
+    const auto images = b.images.to(device);
+    const auto act = net.activations(images);
+    const auto out = net.classify(act.distances);
+    const auto logits = out.logits.cpu();
     const auto distances = act.distances.cpu();
-    rendering.wait();
+    // The most similar prototypes of each image, and where each looks.
     const int64_t first = b.index * batch_size;
+    const auto similarity = net.similarity(out.min_distances).cpu();
+    const auto top_t = std::get<1>(similarity.topk(std::min<int64_t>(ctx.config.top_k, similarity.size(1)), 1));
+    std::vector<std::vector<int64_t>> top(static_cast<size_t>(top_t.size(0)));
+    std::vector<uint64_t> seeds;
+    for (int64_t i = 0; i < top_t.size(0); ++i) {
+      for (int64_t r = 0; r < top_t.size(1); ++r) top[static_cast<size_t>(i)].push_back(top_t[i][r].item<int64_t>());
+      seeds.push_back(std::hash<std::string>{}(mine[static_cast<size_t>(plan.order[static_cast<size_t>(first + i)])]));
+    }
+    const auto maps = attribution_maps(net, images, top, ctx.config.attribution, seeds, act.distances, batch_size);
+    rendering.wait();
     const auto errors = b.errors;
-    rendering.run([&, logits, distances, errors, first] {
+    rendering.run([&, logits, distances, errors, first, top, maps] {
       tbb::parallel_for(size_t{0}, errors.size(), [&](size_t k) {
         const auto index = static_cast<size_t>(plan.order[static_cast<size_t>(first) + k]);
         if (plan.finished[index]) return;
         const std::string& rel = mine[index];
         try {
           if (!errors[k].empty()) throw std::runtime_error(errors[k]);
-          explain_one(ctx, rel, logits[static_cast<int64_t>(k)], distances[static_cast<int64_t>(k)], weight, proto_class);
+          explain_one(ctx, rel, logits[static_cast<int64_t>(k)], distances[static_cast<int64_t>(k)], top[k], maps[k], weight,
+                      proto_class);
           std::lock_guard<std::mutex> lock(report_mutex);
           ++report.explained;
         } catch (const std::exception& e) {
@@ -387,6 +406,9 @@ ExplainResult run_explain(const ExplainConfig& c) {
                    {"checkpoint", run.store().latest_final_checkpoint()->path},
                    {"top_k", c.top_k},
                    {"top_classes", c.top_classes},
+                   {"attribution", attribution_name(c.attribution.method)},
+                   {"samples", c.attribution.method == Attribution::kSmoothGrad ? c.attribution.samples : 0},
+                   {"noise", c.attribution.method == Attribution::kSmoothGrad ? c.attribution.noise : 0.0},
                    {"shard", std::to_string(c.shard_index) + "/" + std::to_string(c.shard_count)}});
 
   ExplainResult report;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pipeline/runtime/runtime_config.h"
+#include "pipeline/stages/attribution.h"
 
 namespace ppnet::pipeline {
 
@@ -19,6 +20,7 @@ struct ExplainConfig {
   int shard_index = 0, shard_count = 1;  // --shard I/N
   bool force = false;
   bool json = false;
+  AttributionSettings attribution;  // the heatmaps and boxes: upsample (the reference's) by default
   RuntimeConfig runtime;
 };
 

@@ -153,6 +153,50 @@ TEST_F(ExplainCli, ExplanationsAgreeWithEvaluateAndPointAtTheParts) {
   EXPECT_FALSE(contains(page, "src=\"prototypes/"));  // self-contained: no links to files
 }
 
+// The gradient attributions from the command line: explain draws their boxes and says which it
+// drew; evaluate refuses a method it does not know, and precision without masks.
+TEST_F(ExplainCli, SmoothGradBoxesFromTheCommandLine) {
+  auto r = run_ppnet("explain --run " + dir_->file("run") + " --dir " + dir_->file("data/test") + " --out " +
+                     dir_->file("out-smoothgrad") + " --top-k 1 --attribution smoothgrad --samples 4 --noise 0.1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  int on_part = 0, lines = 0;
+  std::ifstream jsonl(dir_->file("out-smoothgrad/explanations.jsonl"));
+  std::string line;
+  while (std::getline(jsonl, line)) {
+    ++lines;
+    const auto j = json::parse(line);
+    const auto& top = j["prototypes"][0];
+    EXPECT_EQ(top["attribution"], "smoothgrad");
+    const auto box = top["box"].get<std::vector<int>>();
+    const cv::Rect part = parts_.at(j["image"].get<std::string>());
+    const int cx = part.x + part.width / 2, cy = part.y + part.height / 2;
+    on_part += (cx >= box[0] && cx < box[2] && cy >= box[1] && cy < box[3]) ? 1 : 0;
+  }
+  EXPECT_EQ(lines, 60);
+  EXPECT_GE(on_part, 48) << "of 60 smoothgrad boxes lie on the planted part";  // ≥ 80 %
+  // Another method on the same --out is another command: refused without --force.
+  r = run_ppnet("explain --run " + dir_->file("run") + " --dir " + dir_->file("data/test") + " --out " +
+                dir_->file("out-smoothgrad") + " --top-k 1 --attribution saliency");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "made by a different command")) << r.err;
+
+  r = run_ppnet("evaluate --run " + dir_->file("run") + " --data " + dir_->file("data") + " --attribution gradcam");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--attribution 'gradcam': expected upsample, saliency or smoothgrad")) << r.err;
+  r = run_ppnet("explain --run " + dir_->file("run") + " --dir x --out y --samples 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--samples must be in 1…1024")) << r.err;
+  r = run_ppnet("evaluate --run " + dir_->file("run") + " --data " + dir_->file("data") + " --metrics precision");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "has no object masks (masks/)")) << r.err;
+  // "all" is every metric the data has annotations for: here, without parts or masks, sparsity.
+  r = run_ppnet("evaluate --run " + dir_->file("run") + " --data " + dir_->file("data") + " --metrics all --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto metrics = json::parse(r.out)["metrics"];
+  EXPECT_TRUE(metrics.contains("sparsity"));
+  EXPECT_FALSE(metrics.contains("precision"));
+}
+
 TEST_F(ExplainCli, OddNamesCorruptFilesEmptyFoldersAndResumes) {
   const fs::path imgs = dir_->path() / "odd";
   fs::create_directories(imgs / "a folder");

@@ -70,6 +70,20 @@ TEST(PrepareCli, InputErrorsAndUsageErrors) {
   r = run_ppnet("prepare --cub x --out y --val-fraction 1.5");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.err, "--val-fraction must be in [0, 1)")) << r.err;
+  r = run_ppnet("prepare --idx x --out y --masks m");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--masks goes with --cub or --folder")) << r.err;
+  r = run_ppnet("prepare --folder x --out y --masks m --foreground-threshold 3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "give --masks or --foreground-threshold, not both")) << r.err;
+  r = run_ppnet("prepare --idx x --out y --foreground-threshold 255");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--foreground-threshold must be a grey level in 0…254")) << r.err;
+  const auto good = test::make_cub_fixture(dir.path() / "good", 2, 3);
+  r = run_ppnet("prepare --cub " + good.root.string() + " --out " + dir.file("data") + " --masks " + dir.file("nomasks"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, dir.file("nomasks") + ": the mask folder does not exist")) << r.err;
+  EXPECT_FALSE(fs::exists(dir.path() / "data"));
 }
 
 // Kill or interrupt a real run part-way, run it again, and compare with an uninterrupted run.

@@ -160,6 +160,13 @@ PartsCubFixture make_parts_cub_fixture(const fs::path& root, int classes, int pe
       } while (std::abs(spot.x - (square.x + part / 2.0)) < part && std::abs(spot.y - (square.y + part / 2.0)) < part);
       const std::string rel = folder + "/Bird_" + std::to_string(id) + ".png";
       cv::imwrite((root / "images" / rel).string(), img);
+      // CUB's segmentation format: grey levels, object at ≥ 50 %; a ring at 100 is background.
+      cv::Mat segmentation(full, full, CV_8UC1, cv::Scalar(0));
+      const cv::Rect all(0, 0, full, full), object = f.object_of(square) + cv::Point(margin, margin);
+      segmentation(cv::Rect(object.x - 1, object.y - 1, object.width + 2, object.height + 2) & all).setTo(100);
+      segmentation(object & all).setTo(255);
+      fs::create_directories(root.parent_path() / "segmentations" / folder);
+      cv::imwrite((root.parent_path() / "segmentations" / rel).string(), segmentation);
       f.cub.image_paths.push_back(rel);
       f.cub.images.push_back(img);
       f.cub.boxes.push_back({double(margin), double(margin), double(size), double(size)});

@@ -31,11 +31,16 @@ CubFixture make_cub_fixture(const std::filesystem::path& root, int classes, int 
 /// class's colour at a random place inside the bounding box (margin, margin, size, size).
 /// parts/parts.txt names three parts: 1 "planted square" (the square's centre), 2 "grey spot"
 /// (a random background point at least `part` pixels from the square), 3 "hidden tail" (never
-/// visible). Images k ≡ 3 (mod 4) of each class are test images.
+/// visible). Images k ≡ 3 (mod 4) of each class are test images. Beside `root`, segmentations/
+/// holds CUB-format object masks (the separate CUB download): grey 255 on the "object", the square
+/// grown by 3 px on each side, a 1-px ring of grey 100 around it (background: under 50 %), 0
+/// elsewhere.
 struct PartsCubFixture {
   CubFixture cub;
   std::vector<cv::Rect> squares;     // per image, in the cropped (prepared, unresized) image
   std::vector<cv::Point2d> spots;    // per image, likewise
+  /// The object a segmentation marks around a square (not clipped to the image).
+  static cv::Rect object_of(const cv::Rect& square) { return {square.x - 3, square.y - 3, square.width + 6, square.height + 6}; }
 };
 PartsCubFixture make_parts_cub_fixture(const std::filesystem::path& root, int classes, int per_class, int size = 48,
                                        int part = 8, int margin = 4, unsigned seed = 11);

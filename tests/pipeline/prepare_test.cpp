@@ -1,12 +1,16 @@
 #include <gtest/gtest.h>
 
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "base/atomic_file.h"
 #include "pipeline/data/prepare.h"
 #include "pipeline/data/manifest.h"
+#include "pipeline/data/masks.h"
 #include "pipeline/data/parts.h"
 #include "pipeline/data/sources.h"
+#include "pipeline/data/image_file.h"
+#include <functional>
 #include "tests/common/fixtures.h"
 #include "tests/common/test_util.h"
 
@@ -373,6 +377,150 @@ TEST(Prepare, HostileBoxesAndIdxSizesAreHandled) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("image size differs from the training images'"), std::string::npos) << e.what();
   }
+}
+
+// Pixels of the planted square's colour (far from grey) in a BGR image, as a 0/255 mask.
+cv::Mat coloured_pixels(const cv::Mat& bgr) {
+  cv::Mat out(bgr.size(), CV_8UC1);
+  for (int y = 0; y < bgr.rows; ++y) {
+    for (int x = 0; x < bgr.cols; ++x) {
+      const cv::Vec3b p = bgr.at<cv::Vec3b>(y, x);
+      out.at<uint8_t>(y, x) = std::abs(p[0] - p[1]) + std::abs(p[1] - p[2]) > 120 ? 255 : 0;
+    }
+  }
+  return out;
+}
+
+TEST(Prepare, CubSegmentationsAreCroppedAugmentedAndResizedWithTheirImages) {
+  TempDir dir;
+  const auto f = test::make_parts_cub_fixture(dir.path() / "cub", 2, 4, 48, 10, 4);
+  for (const int size : {0, 32}) {
+    auto c = cub_config(f.cub.root, dir.path() / ("data" + std::to_string(size)), 2);
+    c.size = size;
+    const auto r = run_prepare(c);  // segmentations/ beside the CUB folder is found by itself
+    EXPECT_EQ(r.masks_from, (dir.path() / "segmentations").string());
+    EXPECT_EQ(r.masked_images, 8 + 6 * 3 * 2) << "every output: push, test and the augmented copies";
+    for (size_t i = 0; i < f.cub.images.size(); ++i) {
+      const std::string rel = (i % 4 == 3 ? "test/" : "push/") + f.cub.image_paths[i];
+      const cv::Mat mask = read_mask(c.out, rel, size ? size : 48, size ? size : 48);
+      ASSERT_FALSE(mask.empty()) << rel;
+      if (size == 0) {  // the crop moved the object by the margin; the ring of grey 100 is background
+        cv::Mat expected(48, 48, CV_8UC1, cv::Scalar(0));
+        expected(test::PartsCubFixture::object_of(f.squares[i]) & cv::Rect(0, 0, 48, 48)).setTo(255);
+        EXPECT_EQ(cv::countNonZero(mask != expected), 0) << rel;
+      }
+    }
+    // Each augmented copy's mask holds the square where the copy's pixels show it, and no more
+    // than the object (the square's area grown by 3 px per side) besides.
+    int copies = 0;
+    for (const auto& e : read_list(c.out, "train")) {
+      const cv::Mat img = cv::imread((fs::path(c.out) / e.path).string());
+      const cv::Mat mask = read_mask(c.out, e.path, img.cols, img.rows);
+      ASSERT_FALSE(mask.empty()) << e.path;
+      const cv::Mat colour = coloured_pixels(img);
+      EXPECT_GE(share_inside(colour, mask), 0.9) << e.path;
+      EXPECT_LE(cv::countNonZero(mask), 2.0 * 16 * 16 * (size ? size * size / (48.0 * 48.0) : 1.0)) << e.path;
+      ++copies;
+    }
+    EXPECT_EQ(copies, 6 * 3 * 2);
+  }
+}
+
+TEST(Prepare, FolderMasksAnyExtensionNonZeroIsObject) {
+  TempDir dir;
+  const auto squares = test::make_planted_folder(dir.path() / "images", 2, 3, 32, 6);
+  for (const auto& [rel, r] : squares) {  // level 1 is object in a plain mask folder
+    cv::Mat m(32, 32, CV_8UC1, cv::Scalar(0));
+    m(r).setTo(1);
+    fs::create_directories((dir.path() / "masks" / rel).parent_path());
+    cv::imwrite((dir.path() / "masks" / rel).replace_extension(".bmp").string(), m);
+  }
+  PrepareConfig c;
+  c.folder = (dir.path() / "images").string();
+  c.masks = (dir.path() / "masks").string();
+  c.out = (dir.path() / "data").string();
+  c.copies = 0;
+  c.test_fraction = 0.34;
+  EXPECT_EQ(run_prepare(c).masked_images, 6);
+  for (const auto& split : {"push", "test"}) {
+    for (const auto& e : read_list(c.out, split)) {
+      const cv::Mat mask = read_mask(c.out, e.path, 32, 32);
+      ASSERT_FALSE(mask.empty()) << e.path;
+      EXPECT_EQ(cv::countNonZero(mask), 36) << e.path;
+      EXPECT_EQ(cv::countNonZero(mask(squares.at(e.source_id))), 36) << e.path;
+    }
+  }
+}
+
+TEST(Prepare, ForegroundThresholdMakesMasksFromTheImages) {
+  TempDir dir;
+  test::make_idx_fixture(dir.path() / "idx", 12, 5, 3, false);
+  PrepareConfig c;
+  c.idx = (dir.path() / "idx").string();
+  c.out = (dir.path() / "data").string();
+  c.copies = 1;
+  c.class_names = "mnist";
+  c.foreground_threshold = 100;
+  const auto r = run_prepare(c);
+  EXPECT_EQ(r.masked_images, 12 + 12 * 3 + 5);
+  for (const auto& split : {"push", "test", "train"}) {
+    for (const auto& e : read_list(c.out, split)) {
+      const cv::Mat img = cv::imread((fs::path(c.out) / e.path).string(), cv::IMREAD_GRAYSCALE);
+      const cv::Mat mask = read_mask(c.out, e.path, img.cols, img.rows);
+      ASSERT_FALSE(mask.empty()) << e.path;
+      if (std::string(split) != "train") {
+        EXPECT_EQ(cv::countNonZero(mask != (img > 100)), 0) << e.path;
+      }
+    }
+  }
+}
+
+TEST(Prepare, BadMasksAreRefusedNamingTheFileBeforeAnythingIsWritten) {
+  TempDir dir;
+  const auto squares = test::make_planted_folder(dir.path() / "images", 2, 2, 32, 6);
+  const fs::path masks = dir.path() / "masks";
+  const auto write_masks = [&] {
+    fs::remove_all(masks);
+    for (const auto& [rel, r] : squares) {
+      fs::create_directories((masks / rel).parent_path());
+      cv::imwrite((masks / rel).string(), cv::Mat(32, 32, CV_8UC1, cv::Scalar(255)));
+    }
+  };
+  const std::string first = squares.begin()->first;
+  const std::vector<std::pair<std::function<void()>, std::string>> cases = {
+      {[&] { cv::imwrite((masks / first).string(), cv::Mat(30, 32, CV_8UC1, cv::Scalar(255))); },
+       (masks / first).string() + ": the mask is 32×30 but its image"},
+      {[&] { test::write_file((masks / first).string(), "not a png"); },
+       (masks / first).string() + ": unreadable mask"},
+      {[&] { cv::imwrite((masks / "class0/stray.png").string(), cv::Mat(32, 32, CV_8UC1)); },
+       (masks / "class0/stray.png").string() + ": a mask without an image"},
+      {[&] { cv::imwrite((masks / first).replace_extension(".bmp").string(), cv::Mat(32, 32, CV_8UC1)); },
+       "belongs to the same image"},
+      {[&] { fs::remove_all(masks); fs::create_directories(masks); }, masks.string() + ": holds no mask of any image"}};
+  for (const auto& [damage, expected] : cases) {
+    write_masks();
+    damage();
+    PrepareConfig c;
+    c.folder = (dir.path() / "images").string();
+    c.masks = masks.string();
+    c.out = (dir.path() / "data").string();
+    c.copies = 1;
+    const std::string msg = error_of(c);
+    EXPECT_NE(msg.find(expected), std::string::npos) << msg;
+    EXPECT_FALSE(fs::exists(c.out)) << "nothing written: " << expected;
+  }
+}
+
+TEST(Prepare, ImageSizeFromTheHeaderMatchesTheDecodedSize) {
+  TempDir dir;
+  cv::Mat img(37, 53, CV_8UC3, cv::Scalar(1, 2, 3));
+  for (const char* ext : {".png", ".jpg", ".bmp", ".tif"}) {
+    const fs::path file = dir.path() / (std::string("a") + ext);
+    cv::imwrite(file.string(), img);
+    EXPECT_EQ(image_file_size(file), cv::Size(53, 37)) << ext;
+  }
+  test::write_file((dir.path() / "bad.jpg").string(), "\xff\xd8\xff garbage");
+  EXPECT_THROW(image_file_size(dir.path() / "bad.jpg"), std::runtime_error);
 }
 
 TEST(Prepare, IdxFilesPlainAndGzipped) {
