@@ -336,6 +336,10 @@ void print_result(std::ostream& out, const pipeline::EvaluateResult& r, bool jso
       row("background", q.background_share,
           std::to_string(q.background_prototypes) + " of " + std::to_string(q.projected_prototypes) +
               " prototypes: precision < 0.5 on their own projected patch");
+    } else if (q.flat_prototypes > 0) {
+      out << "    background   –       not measurable: the maps of " << q.flat_prototypes
+          << " prototypes are flat on their own projected patch (a maximum of their similarity, where "
+             "saliency is 0); use --attribution smoothgrad or upsample\n";
     } else {
       out << "    background   –       not measured: needs a projection and push images with masks\n";
     }

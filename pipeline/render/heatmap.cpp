@@ -1,5 +1,7 @@
 #include "pipeline/render/heatmap.h"
 
+#include "pipeline/data/masks.h"
+
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -27,6 +29,14 @@ cv::Mat high_activation_pixels(const cv::Mat& map, int width, int height, double
     for (int x = 0; x < width; ++x) out[x] = row[x] >= threshold ? 255 : 0;
   }
   return selected;
+}
+
+double activation_precision(const cv::Mat& map, const cv::Mat& mask) {
+  if (mask.empty()) return -1;
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(map, &lo, &hi);
+  if (!(hi > lo)) return -1;  // constant (or NaN)
+  return share_inside(high_activation_pixels(map, mask.cols, mask.rows), mask);
 }
 
 std::array<int, 4> high_activation_box(const cv::Mat& map, int width, int height, double percentile) {

@@ -13,6 +13,12 @@ namespace ppnet::pipeline {
 /// a similarity map or an attribution map) upsampled bicubically to width × height: 0/255, 8-bit.
 cv::Mat high_activation_pixels(const cv::Mat& map, int width, int height, double percentile = 95.0);
 
+/// Activation precision (IAIA-BL): the share of high_activation_pixels(map, mask's size) inside
+/// `mask` (8-bit, non-zero = object). −1 when there is no mask, or when the map is constant: it
+/// has no top 5 % (a saliency map is all zero where the image sits at a maximum of the
+/// prototype's similarity, such as the prototype's own projected patch).
+double activation_precision(const cv::Mat& map, const cv::Mat& mask);
+
 /// The box [x0, y0, x1, y1) (exclusive ends) around high_activation_pixels(map, …); the whole
 /// image when there are none (a map of NaN).
 std::array<int, 4> high_activation_box(const cv::Mat& map, int width, int height, double percentile = 95.0);

@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 // Where a nearest patch lies in its image file: the top-5 % box of its attribution map, and the
-// share of those pixels inside the object mask (−1 without one).
+// share of those pixels inside the object mask (−1 without one, or for a flat map).
 struct Located {
   std::array<int, 4> box{};
   double precision = -1;
@@ -34,10 +34,7 @@ struct Located {
 Located locate(const cv::Mat& map, const fs::path& data, const std::string& path, cv::Size size, bool masks) {
   Located l;
   l.box = high_activation_box(map, size.width, size.height);
-  if (masks) {
-    const cv::Mat mask = read_mask(data, path, size.width, size.height);
-    if (!mask.empty()) l.precision = share_inside(high_activation_pixels(map, size.width, size.height), mask);
-  }
+  if (masks) l.precision = activation_precision(map, read_mask(data, path, size.width, size.height));
   l.done = true;
   return l;
 }

@@ -114,8 +114,13 @@ class AuditPass {
     }
     for_images(of_image, [&](const std::string& path, int64_t prototype, const torch::Tensor& map) {
       const cv::Size size = image_file_size(data_ / path);
-      const double p = precision_of(map, read_mask(data_, path, size.width, size.height));
-      if (p < 0) return;
+      const cv::Mat mask = read_mask(data_, path, size.width, size.height);
+      if (mask.empty()) return;
+      const double p = precision_of(map, mask);
+      if (p < 0) {  // a flat map: saliency at the very patch the prototype was projected onto
+        ++r.flat_prototypes;
+        return;
+      }
       r.own_patch[static_cast<size_t>(prototype)] = p;
       ++r.projected_prototypes;
       r.background_prototypes += p < 0.5 ? 1 : 0;
@@ -200,10 +205,8 @@ class AuditPass {
     return parts_in_box(img.parts, box.data());
   }
 
-  // The share of the map's top 5 % pixels inside the mask; −1 without a mask.
   static double precision_of(const torch::Tensor& map, const cv::Mat& mask) {
-    if (mask.empty()) return -1;
-    return share_inside(high_activation_pixels(tensor_to_mat(map), mask.cols, mask.rows), mask);
+    return activation_precision(tensor_to_mat(map), mask);
   }
 
   void add_precision(int64_t prototype, double p) {
@@ -500,6 +503,7 @@ std::string metrics_json(const EvaluateResult& r) {
                       {"background_share", q.background_share},
                       {"background_prototypes", q.background_prototypes},
                       {"projected_prototypes", q.projected_prototypes},
+                      {"flat_prototypes", q.flat_prototypes},
                       {"own_patch", q.own_patch}};
   }
   if (r.annotated_images > 0) {

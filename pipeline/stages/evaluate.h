@@ -42,9 +42,11 @@ struct PrecisionResult {
   int64_t pairs = 0, masked_images = 0;
   std::vector<double> per_prototype;  // mean over the images it was among the top of; −1: none
   // Background prototypes: those whose own projected patch (on its push image) has precision
-  // < 0.5; −1 when the run has no projection or the push images no masks.
+  // < 0.5, of the prototypes measured there; −1 when none was (no projection, no masks on the
+  // push images, or only flat maps). Flat: a map without a top 5 %, as saliency is at a
+  // prototype's own patch (a maximum of its similarity: the gradient is 0).
   double background_share = -1;
-  int64_t background_prototypes = 0, projected_prototypes = 0;
+  int64_t background_prototypes = 0, projected_prototypes = 0, flat_prototypes = 0;
   std::vector<double> own_patch;      // per prototype: precision on its push image; −1: unknown
 };
 

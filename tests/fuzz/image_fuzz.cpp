@@ -1,7 +1,9 @@
-// Image decoding and CUB's crop: 8 bytes of box (x, y, w, h as signed 16-bit), one byte choosing
-// the extension, then the file's bytes.
+// Image decoding and CUB's crop, and the size read from an image's header (what prepare checks
+// masks against): 8 bytes of box (x, y, w, h as signed 16-bit), one byte choosing the extension,
+// then the file's bytes.
 #include <cstring>
 
+#include "pipeline/data/image_file.h"
 #include "pipeline/data/sources.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -21,6 +23,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::write(img.file, std::string(reinterpret_cast<const char*>(data + 9), size - 9));
   try {
     pipeline::load_source_image(set, img);
+  } catch (const std::exception&) {
+  }
+  try {
+    pipeline::image_file_size(img.file);
   } catch (const std::exception&) {
   }
   return 0;

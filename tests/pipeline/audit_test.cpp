@@ -178,12 +178,14 @@ TEST_F(Audit, PrototypesOnBackgroundScoreLow) {
   pc.run = run_dir.string();
   pc.data = data();
   pc.metrics = {"precision"};
-  pc.attribution.method = Attribution::kSaliency;
+  pc.attribution.method = Attribution::kSmoothGrad;
+  pc.attribution.samples = 8;
   pc.runtime.threads = 2;
   const auto precision = run_evaluate(pc);
+  EXPECT_EQ(precision.precision.projected_prototypes, 4);
   EXPECT_GE(precision.precision.background_share, 0.75) << "prototypes moved onto background";
   EXPECT_LT(precision.precision.mean, 0.5);
-  std::cerr << "background prototypes (saliency): precision " << precision.precision.mean << ", background share "
+  std::cerr << "background prototypes (smoothgrad): precision " << precision.precision.mean << ", background share "
             << precision.precision.background_share << '\n';
   EXPECT_LE(r.parts.consistency, 0.25);
   EXPECT_LE(r.parts.pointing, 0.3);
@@ -685,7 +687,15 @@ TEST_F(Audit, GradientAttributionsPointAtThePartAndPrecisionIsMeasured) {
     EXPECT_EQ(r.precision.masked_images, 80);
     EXPECT_EQ(r.precision.pairs, 160);
     ASSERT_EQ(r.precision.own_patch.size(), 4u);
-    EXPECT_EQ(r.precision.projected_prototypes, 4);
+    if (method == Attribution::kSaliency) {
+      // At its own projected patch a prototype's similarity is at its maximum: saliency is 0
+      // there, the map flat, and the background share not measurable.
+      EXPECT_EQ(r.precision.flat_prototypes, 4);
+      EXPECT_EQ(r.precision.background_share, -1.0);
+    } else {
+      EXPECT_EQ(r.precision.projected_prototypes, 4);
+      EXPECT_EQ(r.precision.flat_prototypes, 0);
+    }
     EXPECT_GE(r.precision.mean, 0.0);
     EXPECT_LE(r.precision.mean, 1.0);
     std::cerr << attribution_name(method) << ": pointing " << r.parts.pointing << ", consistency " << r.parts.consistency
@@ -773,8 +783,16 @@ TEST_F(Audit, ExplainAndAnalyzeBoxTheGradientAttribution) {
   const auto rows = run.store().nearest_patches(r.analysis);
   ASSERT_EQ(rows.size(), 12u);
   for (size_t n = 0; n < rows.size(); ++n) {
-    ASSERT_TRUE(rows[n].precision.has_value()) << n;
-    EXPECT_DOUBLE_EQ(*rows[n].precision, r.prototypes[n / 3].nearest[n % 3].precision);
+    if (rows[n].rank == 0) {
+      // The prototype's own patch: its similarity's maximum, where saliency is 0 everywhere. The
+      // flat map has no precision, and its box is the whole image.
+      EXPECT_FALSE(rows[n].precision.has_value()) << n;
+      EXPECT_EQ(rows[n].box[2] - rows[n].box[0], 48);
+      EXPECT_EQ(r.prototypes[n / 3].nearest[0].precision, -1.0);
+    } else {
+      ASSERT_TRUE(rows[n].precision.has_value()) << n;
+      EXPECT_DOUBLE_EQ(*rows[n].precision, r.prototypes[n / 3].nearest[n % 3].precision);
+    }
   }
   for (const auto& p : r.prototypes) EXPECT_GE(p.precision, 0.0);
 }
