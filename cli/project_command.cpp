@@ -13,11 +13,15 @@ namespace po = boost::program_options;
 int run(Options& o) {
   pipeline::ProjectConfig c;
   bool json = false, no_images = false;
+  std::string region = "all";
   o.add()
       ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder (its push/ images are searched)")
       ("run", po::value(&c.run)->value_name("RUN"), "run folder")
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "push batch size")
       ("no-images", po::bool_switch(&no_images), "record the prototypes without writing their PNGs")
+      ("push-region", po::value(&region)->default_value(region)->value_name("R"),
+       "all (the reference's: any cell of the class's push images) or object (only cells whose receptive-field "
+       "centre lies on the image's object mask, where it has one)")
       ("resume", po::bool_switch(&c.resume),
        "after an interruption: do nothing when the latest stage is a finished projection");
   o.add_json(json);
@@ -26,6 +30,7 @@ int run(Options& o) {
   o.require({"data", "run"});
   o.at_least("batch-size", c.batch_size);
   c.save_images = !no_images;
+  c.push_region = o.choice("push-region", region, pipeline::parse_push_region, "all or object");
   print_result(std::cout, pipeline::run_project(c), json);
   return 0;
 }

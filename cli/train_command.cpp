@@ -13,7 +13,7 @@ namespace po = boost::program_options;
 
 // The options that name one of a closed set, as given; parsed into the config by validate().
 struct Names {
-  std::string add_on = "regular", activation = "log", resize = "bilinear";
+  std::string add_on = "regular", activation = "log", resize = "bilinear", fine_annotation_form = "serial";
 };
 
 void add_options(Options& o, pipeline::TrainConfig& c, Names& n, bool& json) {
@@ -60,6 +60,14 @@ void add_options(Options& o, pipeline::TrainConfig& c, Names& n, bool& json) {
       ("cluster", po::value(&c.cluster)->default_value(c.cluster)->value_name("C"), "loss coefficient")
       ("separation", po::value(&c.separation)->default_value(c.separation)->value_name("C"), "loss coefficient")
       ("l1", po::value(&c.l1)->default_value(c.l1)->value_name("C"), "loss coefficient of the off-class L1")
+      ("fine-annotation", po::value(&c.fine_annotation)->default_value(c.fine_annotation)->value_name("C"),
+       "loss coefficient of IAIA-BL's fine annotation: similarity outside the object masks of the data "
+       "(DATA/masks/) is penalised; 0 is off, IAIA-BL used 0.001")
+      ("annotated-fraction", po::value(&c.annotated_fraction)->default_value(c.annotated_fraction)->value_name("F"),
+       "fine annotation: the seeded share of source images whose masks it uses")
+      ("fine-annotation-form", po::value(&n.fine_annotation_form)->default_value(n.fine_annotation_form)->value_name("FORM"),
+       "fine annotation: serial (one norm of an image's maps: other classes' everywhere, its class's off the "
+       "object) or l2 (one norm per own-class prototype, off the object)")
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0)->value_name("N"),
        "also checkpoint every N batches (0: at epoch ends only)")
       ("restart-optimizer", po::bool_switch(&c.restart_optimizer),
@@ -93,6 +101,10 @@ void validate(const Options& o, pipeline::TrainConfig& c, const Names& n) {
   c.resize = o.choice("resize", n.resize, pipeline::parse_resize, "bilinear or antialias");
   c.activation = o.choice("activation", n.activation, model::parse_activation, "log or linear");
   c.add_on = o.choice("add-on", n.add_on, model::parse_add_on_type, "regular or bottleneck");
+  c.fine_annotation_form =
+      o.choice("fine-annotation-form", n.fine_annotation_form, model::parse_fine_annotation_form, "serial or l2");
+  if (!(c.fine_annotation >= 0 && c.fine_annotation <= 1000)) throw o.error("--fine-annotation must be a number in [0, 1000]");
+  if (!(c.annotated_fraction > 0 && c.annotated_fraction <= 1)) throw o.error("--annotated-fraction must be in (0, 1]");
   for (const auto& [opt, v] : {std::pair<const char*, int>{"batch-size", c.batch_size}, {"eval-batch-size", c.eval_batch_size},
                                {"img-size", c.img_size}, {"prototypes-per-class", c.prototypes_per_class},
                                {"prototype-dim", c.prototype_dim}, {"lr-step", c.lr_step}}) {

@@ -29,6 +29,51 @@ LossTerms compute_loss_terms(const torch::Tensor& logits, const torch::Tensor& m
   return t;
 }
 
+namespace {
+
+// The S×N matrix of 1-D linear upsampling from N to S samples with align_corners false: what
+// bilinear interpolation does along one axis.
+torch::Tensor upsampling_matrix(int64_t n, int64_t s, const torch::TensorOptions& options) {
+  namespace F = torch::nn::functional;
+  const auto signals = torch::eye(n, options).view({n, 1, n});
+  const auto up = F::interpolate(
+      signals, F::InterpolateFuncOptions().size(std::vector<int64_t>{s}).mode(torch::kLinear).align_corners(false));
+  return up.view({n, s}).t();
+}
+
+// √x with a zero gradient at 0 instead of an infinite one.
+torch::Tensor safe_sqrt(const torch::Tensor& x) { return x.clamp_min(1e-20).sqrt(); }
+
+}  // namespace
+
+torch::Tensor fine_annotation_loss(const torch::Tensor& similarity, const torch::Tensor& masks,
+                                   const torch::Tensor& annotated, const torch::Tensor& labels,
+                                   const torch::Tensor& class_identity, FineAnnotationForm form) {
+  const int64_t H = similarity.size(2), W = similarity.size(3), S = masks.size(1);
+  const auto options = similarity.options();
+  const auto uy = upsampling_matrix(H, S, options), ux = upsampling_matrix(W, S, options);
+  const auto gy = uy.t().matmul(uy), gx = ux.t().matmul(ux);  // ‖uy·A·uxᵀ‖² = Σ A ⊙ (gy·A·gx)
+  const auto proto_class = class_identity.argmax(1).to(torch::kCPU);
+  auto total = similarity.sum() * 0;  // keeps the graph when no image is annotated
+  const auto rows = annotated.to(torch::kCPU).nonzero().view(-1);
+  for (int64_t n = 0; n < rows.size(0); ++n) {
+    const int64_t i = rows[n].item<int64_t>();
+    const auto own = proto_class.eq(labels[i].item<int64_t>());
+    const auto own_index = own.nonzero().view(-1).to(similarity.device());
+    const auto background = 1 - masks[i].to(options);
+    const auto up = uy.matmul(similarity[i].index_select(0, own_index)).matmul(ux.t());  // k×S×S
+    const auto outside = (up * background).pow(2).sum({1, 2});                           // k
+    if (form == FineAnnotationForm::kL2) {
+      total = total + safe_sqrt(outside).sum();
+      continue;
+    }
+    const auto others = similarity[i].index_select(0, own.logical_not().nonzero().view(-1).to(similarity.device()));
+    const auto other_norm2 = (others * gy.matmul(others).matmul(gx)).sum();
+    total = total + safe_sqrt(other_norm2) + safe_sqrt(outside.sum());
+  }
+  return total;
+}
+
 torch::Tensor total_loss(const LossTerms& t, const LossCoefficients& c) {
   return c.cross_entropy * t.cross_entropy + c.cluster * t.cluster +
          c.separation * t.separation + c.l1 * t.l1;

@@ -3,6 +3,8 @@
 
 #include <torch/types.h>
 
+#include "model/names.h"
+
 namespace ppnet::model {
 
 /// Each term is a 0-dim float tensor on the device of the inputs.
@@ -35,6 +37,19 @@ torch::Tensor off_class_l1(const torch::Tensor& last_weight, const torch::Tensor
 /// connections from prototypes to classes other than their own have become.
 torch::Tensor off_class_sparsity(const torch::Tensor& last_weight, const torch::Tensor& class_identity,
                                  double threshold = 1e-3);
+
+/// IAIA-BL's fine-annotation loss (Barnett et al. 2021) of a batch, which penalises similarity
+/// outside the object: `similarity` B×P×H×W maps, upsampled bilinearly (align_corners false) to
+/// the masks' size S×S; `masks` B×S×S (1 = object); `annotated` B bools (images without a mask
+/// add nothing); `labels` B; `class_identity` P×C. With A_i the upsampled maps of image i and
+/// m_i its mask:
+///   serial: Σ_i ‖A_i of other classes' prototypes‖_F + ‖A_i of its class's prototypes ⊙ (1 − m_i)‖_F
+///   l2:     Σ_i Σ_{j of its class} ‖A_ij ⊙ (1 − m_i)‖_F
+/// The other classes' norm is computed from the H×W maps through the upsampling's Gram matrices
+/// (no P×S×S tensor). A 0-dim tensor on the maps' device.
+torch::Tensor fine_annotation_loss(const torch::Tensor& similarity, const torch::Tensor& masks,
+                                   const torch::Tensor& annotated, const torch::Tensor& labels,
+                                   const torch::Tensor& class_identity, FineAnnotationForm form);
 
 /// Σ coefficient × term (avg_separation is reported, not optimised).
 torch::Tensor total_loss(const LossTerms& terms, const LossCoefficients& coefficients);

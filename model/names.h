@@ -31,4 +31,17 @@ inline Activation parse_activation(const std::string& name) {
 
 inline std::string to_string(Activation activation) { return activation == Activation::kLog ? "log" : "linear"; }
 
+/// IAIA-BL's fine-annotation loss forms (model/loss.h): one norm of all of an image's maps
+/// (serial), or one norm per own-class prototype (l2).
+enum class FineAnnotationForm { kSerial, kL2 };
+
+/// Parses "serial" or "l2"; throws std::invalid_argument otherwise.
+inline FineAnnotationForm parse_fine_annotation_form(const std::string& name) {
+  if (name == "serial") return FineAnnotationForm::kSerial;
+  if (name == "l2") return FineAnnotationForm::kL2;
+  throw std::invalid_argument("'" + name + "': expected serial or l2");
+}
+
+inline std::string to_string(FineAnnotationForm form) { return form == FineAnnotationForm::kSerial ? "serial" : "l2"; }
+
 }  // namespace ppnet::model

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "pipeline/data/image_file.h"
+#include "pipeline/data/masks.h"
 
 namespace ppnet::pipeline {
 
@@ -24,6 +25,27 @@ torch::Tensor load_image_tensor(const fs::path& path, const ModelInput& input) {
   const auto mean = torch::tensor({kImageMean[0], kImageMean[1], kImageMean[2]}).view({3, 1, 1});
   const auto stdev = torch::tensor({kImageStd[0], kImageStd[1], kImageStd[2]}).view({3, 1, 1});
   return (t - mean) / stdev;
+}
+
+torch::Tensor load_mask_tensor(const fs::path& data, const std::string& path, const ModelInput& input) {
+  std::error_code ec;
+  if (!fs::exists(mask_path(data, path), ec)) return {};
+  const cv::Size size = image_file_size(data / path);
+  const cv::Mat mask = read_mask(data, path, size.width, size.height);
+  cv::Mat resized, f;
+  cv::resize(mask, resized, cv::Size(input.size, input.size), 0, 0, cv::INTER_AREA);
+  binarize_mask(resized).convertTo(f, CV_32F, 1.0 / 255.0);
+  return torch::from_blob(f.data, {input.size, input.size}, torch::kFloat32).clone();
+}
+
+bool among_annotated(const std::string& source_id, double fraction, uint64_t seed) {
+  if (fraction >= 1) return true;
+  uint64_t h = 1469598103934665603ull ^ (seed * 0x9e3779b97f4a7c15ull);  // FNV-1a, seeded
+  for (const unsigned char ch : source_id) h = (h ^ ch) * 1099511628211ull;
+  h ^= h >> 33;  // a finaliser (MurmurHash3's), so that nearby ids spread
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return static_cast<double>(h >> 11) * 0x1.0p-53 < fraction;
 }
 
 cv::Mat tensor_to_mat(const torch::Tensor& map) {
@@ -54,7 +76,8 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
 }
 
 BatchLoader::BatchLoader(fs::path data, std::vector<ListEntry> entries, std::vector<int64_t> order, ModelInput input,
-                         int batch_size, int64_t first_batch, int prefetch, bool tolerate_errors, Shard shard)
+                         int batch_size, int64_t first_batch, int prefetch, bool tolerate_errors, Shard shard,
+                         std::vector<bool> masked)
     : data_(std::move(data)),
       entries_(std::move(entries)),
       order_(std::move(order)),
@@ -64,7 +87,8 @@ BatchLoader::BatchLoader(fs::path data, std::vector<ListEntry> entries, std::vec
       batches_((static_cast<int64_t>(order_.size()) + batch_size - 1) / batch_size),
       prefetch_(static_cast<size_t>(std::max(1, prefetch))),
       tolerate_errors_(tolerate_errors),
-      shard_(shard) {
+      shard_(shard),
+      masked_(std::move(masked)) {
   worker_ = std::thread([this] { produce(); });
 }
 
@@ -90,9 +114,20 @@ void BatchLoader::produce() {
       batch.images = torch::empty({end - begin, 3, input_.size, input_.size});
       batch.labels = torch::empty({end - begin}, torch::kInt64);
       if (tolerate_errors_) batch.errors.assign(static_cast<size_t>(end - begin), "");
+      if (!masked_.empty()) {
+        batch.masks = torch::zeros({end - begin, input_.size, input_.size});
+        batch.has_mask = torch::zeros({end - begin}, torch::kBool);
+      }
       tbb::parallel_for(begin, end, [&](int64_t i) {
-        const ListEntry& e = entries_[static_cast<size_t>(order_[static_cast<size_t>(i)])];
+        const auto entry = static_cast<size_t>(order_[static_cast<size_t>(i)]);
+        const ListEntry& e = entries_[entry];
         batch.labels[i - begin] = static_cast<int64_t>(e.class_index);
+        if (!masked_.empty() && masked_[entry]) {
+          if (const auto mask = load_mask_tensor(data_, e.path, input_); mask.defined()) {
+            batch.masks[i - begin].copy_(mask);
+            batch.has_mask[i - begin] = true;
+          }
+        }
         if (!tolerate_errors_) {
           batch.images[i - begin].copy_(load_image_tensor(data_ / e.path, input_));
           return;

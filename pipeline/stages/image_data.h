@@ -37,6 +37,17 @@ ModelInput model_input(const ModelConfig& m);
 /// says, [0,1] then ImageNet-normalised. Throws std::runtime_error naming the file when unreadable.
 torch::Tensor load_image_tensor(const std::filesystem::path& path, const ModelInput& input);
 
+/// The object mask of prepared image `path` (relative to `data`; pipeline/data/masks.h) as a
+/// size×size float tensor of 0 and 1 (object where the area-resized mask is at least half);
+/// undefined when the image has none. Throws naming the file when it is unreadable or not the
+/// image's size.
+torch::Tensor load_mask_tensor(const std::filesystem::path& data, const std::string& path, const ModelInput& input);
+
+/// Whether source image `source_id` is among the `fraction` of images whose masks a stage uses
+/// (--annotated-fraction): a function of the id and seed alone, so an image and all its
+/// augmented copies are in or out together, on every rank and every resume.
+bool among_annotated(const std::string& source_id, double fraction, uint64_t seed);
+
 /// A H×W tensor (any device, any floating dtype) as a CV_32F matrix, for rendering.
 cv::Mat tensor_to_mat(const torch::Tensor& map);
 
@@ -46,6 +57,8 @@ struct Batch {
   int64_t index = 0;     // batch number within the epoch
   int64_t global_size = 0;  // images in the whole batch, all ranks' slices together
   std::vector<std::string> errors;  // with tolerate_errors: per image, "" or why it failed
+  // With masks asked for: B×size×size float object masks (0 where an image has none) and B bools.
+  torch::Tensor masks, has_mask;
 };
 
 /// One rank's part of every batch in data-parallel work: of a batch of L images, rank r of
@@ -59,11 +72,12 @@ struct Shard {
 /// images in parallel). Errors surface from next(), unless `tolerate_errors`: then an
 /// unreadable image becomes zeros and its reason goes to Batch::errors. With a `shard`, each
 /// batch holds only this rank's slice of it, and Batch::global_size the whole batch's size.
+/// With `masked` (one flag per entry), the flagged entries' object masks come with the batch.
 class BatchLoader {
  public:
   BatchLoader(std::filesystem::path data, std::vector<ListEntry> entries, std::vector<int64_t> order,
               ModelInput input, int batch_size, int64_t first_batch, int prefetch = 3, bool tolerate_errors = false,
-              Shard shard = {});
+              Shard shard = {}, std::vector<bool> masked = {});
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -83,6 +97,7 @@ class BatchLoader {
   size_t prefetch_;
   bool tolerate_errors_;
   Shard shard_;
+  std::vector<bool> masked_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<Batch> ready_;

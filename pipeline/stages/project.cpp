@@ -10,6 +10,7 @@
 #include "model/receptive_field.h"
 #include "base/atomic_file.h"
 #include "pipeline/stages/project.h"
+#include "pipeline/data/masks.h"
 #include "pipeline/stages/handover.h"
 #include "pipeline/data/image_file.h"
 #include "pipeline/stages/image_data.h"
@@ -38,16 +39,31 @@ constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
 
 // 1. The search over the push images `mine` (indices into `push`, in whole batches). Ties go to
 //    the first patch of a sequential pass, as torch::min does within a batch.
+// With PushRegion::kObject, `region` is B×G×G: true where a cell's receptive-field centre lies
+// on the image's object mask, or the image has no mask.
+torch::Tensor push_region_of(const Batch& b, const model::ReceptiveField& rf, int64_t img_size) {
+  std::vector<int64_t> centre;
+  for (int64_t h = 0; h < rf.n; ++h) {
+    centre.push_back(std::clamp<int64_t>(static_cast<int64_t>(std::floor(rf.start + static_cast<double>(h * rf.j))), 0, img_size - 1));
+  }
+  const auto at = torch::tensor(centre, torch::kInt64);
+  const auto on_object = b.masks.index_select(1, at).index_select(2, at).gt(0.5);  // B×G×G
+  return on_object.logical_or(b.has_mask.logical_not().view({-1, 1, 1}));
+}
+
 Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& push,
-               const std::vector<int64_t>& mine, const ModelInput& input, int batch_size, torch::Device device, bool show_progress) {
+               const std::vector<int64_t>& mine, const ModelInput& input, int batch_size, torch::Device device,
+               bool show_progress, PushRegion region) {
   const int64_t P = net.num_prototypes(), D = net.options().prototype_dim;
-  const int64_t G = net.receptive_field(input.size).n, HW = G * G;
+  const auto rf = net.receptive_field(input.size);
+  const int64_t G = rf.n, HW = G * G;
   const auto on = torch::TensorOptions().device(device);
   Nearest n{torch::full({P}, std::numeric_limits<float>::infinity(), on), torch::full({P}, kNone, on.dtype(torch::kInt64)),
             torch::zeros({P, D}, on), torch::zeros({P, D, G, G}, on)};
   const auto proto_class = net.prototype_class_identity().argmax(1);  // P
   const auto index_of = torch::tensor(mine, torch::kInt64).to(device);  // local position → push index
-  BatchLoader loader(data, push, mine, input, batch_size, 0);
+  BatchLoader loader(data, push, mine, input, batch_size, 0, 3, false, {},
+                     region == PushRegion::kObject ? std::vector<bool>(push.size(), true) : std::vector<bool>());
   auto progress = show_progress ? std::make_unique<Progress>("project: search", mine.size()) : nullptr;
   Batch b;
   int64_t at = 0;
@@ -56,9 +72,13 @@ Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vecto
     const auto act = net.activations(x);
     const auto latent = act.latent.to(torch::kFloat);  // bfloat16/half under --amp
     const int64_t B = x.size(0);
-    // Other classes' images are out of reach: their distances become +inf.
+    // Other classes' images are out of reach: their distances become +inf; so do cells off the
+    // object with --push-region object.
     const auto own = y.view({B, 1}).eq(proto_class.view({1, P}));  // B×P
-    const auto d = act.distances.masked_fill(own.logical_not().view({B, P, 1, 1}), INFINITY);
+    auto d = act.distances.masked_fill(own.logical_not().view({B, P, 1, 1}), INFINITY);
+    if (region == PushRegion::kObject) {
+      d = d.masked_fill(push_region_of(b, rf, input.size).logical_not().to(device).view({B, 1, G, G}), INFINITY);
+    }
     const auto [val, idx] = d.permute({1, 0, 2, 3}).reshape({P, B * HW}).min(1);  // P, P
     const auto better = val < n.distance;
     const auto in_batch = idx.div(HW, "floor");
@@ -106,8 +126,9 @@ ProjectResult search_worker(const ProjectConfig& c, const Runtime& rt, Distribut
   const fs::path data(c.data);
   const auto push = read_list(data, "push");
   const int batch = given->plan.at("batch_size").get<int>();
+  const PushRegion region = parse_push_region(given->plan.value("push_region", std::string("all")));
   auto n = search(*given->net, data, push, round_robin_batches(push.size(), batch, {dist.rank(), dist.size()}),
-                  model_input(given->model), batch, rt.device, false);
+                  model_input(given->model), batch, rt.device, false, region);
   merge_across_ranks(dist, n);
   return report;
 }
@@ -136,7 +157,9 @@ std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolde
   const auto base = store.latest_final_checkpoint();
   ProjectionStage s;
   s.start_checkpoint = base ? base->path : run.checkpoint_name("init");
-  s.id = store.begin_stage(db::StageKind::kProject, nlohmann::json{{"batch_size", c.batch_size}}.dump(), s.start_checkpoint);
+  s.id = store.begin_stage(db::StageKind::kProject,
+                           nlohmann::json{{"batch_size", c.batch_size}, {"push_region", push_region_name(c.push_region)}}.dump(),
+                           s.start_checkpoint);
   return s;
 }
 
@@ -216,6 +239,10 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
   const ModelConfig& m = opened.model;
+  if (c.push_region == PushRegion::kObject && !has_masks(data)) {
+    throw std::runtime_error(c.data + " has no object masks (masks/), which --push-region object needs: prepare the "
+                             "data with --masks DIR, --cub beside CUB's segmentations/, or --foreground-threshold T");
+  }
   ProjectResult report;
   report.run = c.run;
   const auto stage = begin_projection(c, run);
@@ -227,7 +254,10 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   }
   model::ProtoPNet net(to_model_options(m));
   load_checkpoint(run.absolute(stage->start_checkpoint), *net, rt.device, nullptr, nullptr);
-  if (dist) hand_over(*dist, "project plan", {{"batch_size", c.batch_size}}, m, *net);
+  if (dist) {
+    hand_over(*dist, "project plan", {{"batch_size", c.batch_size}, {"push_region", push_region_name(c.push_region)}}, m,
+              *net);
+  }
   net->eval();
   torch::NoGradGuard no_grad;
   InterruptScope interrupt_scope;
@@ -238,7 +268,7 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   const int64_t P = net->num_prototypes(), D = m.prototype_dim;
   const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
   auto nearest = search(*net, data, push, round_robin_batches(push.size(), c.batch_size, shard), model_input(m),
-                        c.batch_size, rt.device, true);
+                        c.batch_size, rt.device, true, c.push_region);
   if (dist) merge_across_ranks(*dist, nearest);
   const double search_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   auto& protos = net->prototype_vectors();

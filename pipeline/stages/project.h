@@ -7,6 +7,7 @@
 #include <string>
 
 #include "pipeline/runtime/runtime_config.h"
+#include "pipeline/stages/stage_names.h"
 
 namespace ppnet::pipeline {
 
@@ -15,6 +16,7 @@ struct ProjectConfig {
   int batch_size = 75;
   bool save_images = true;  // the patch, box and heatmap PNGs of every prototype
   bool resume = false;       // nothing to do when the latest stage is a finished projection
+  PushRegion push_region = PushRegion::kAll;  // kObject: only cells centred on the object mask
   RuntimeConfig runtime;
 };
 
@@ -23,6 +25,7 @@ struct ProjectResult {
   int rank = 0;  // data-parallel: ranks other than 0 only searched, and report nothing
   int64_t projection = 0;  // the projection's stage id: its images are in RUN/prototypes/<id>/
   int64_t prototypes = 0, projected = 0;  // projected: prototypes whose class has push images
+                                          // (with --push-region object: a cell on an object)
   double mean_distance_before = 0;  // from a prototype to its nearest own-class patch
   double max_distance_after = 0;    // re-encoded source patch to the projected prototype (≈ 0)
   double images_per_second = 0;     // push images searched per second

@@ -25,4 +25,14 @@ const char* solver_name(Solver s);
 /// Throws std::invalid_argument "'NAME': expected prox or adam".
 Solver parse_solver(const std::string& name);
 
+/// Where projection may put a prototype: on any cell of its class's push images (the
+/// reference's), or only on cells whose receptive-field centre lies inside the image's object
+/// mask (images without a mask keep every cell).
+enum class PushRegion { kAll, kObject };
+
+/// "all" or "object".
+const char* push_region_name(PushRegion r);
+/// Throws std::invalid_argument "'NAME': expected all or object".
+PushRegion parse_push_region(const std::string& name);
+
 }  // namespace ppnet::pipeline

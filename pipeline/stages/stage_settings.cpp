@@ -10,17 +10,27 @@ namespace ppnet::pipeline {
 namespace {
 constexpr const char* kScheduleNames[] = {"step", "cosine"};
 constexpr const char* kSolverNames[] = {"prox", "adam"};
+constexpr const char* kPushRegionNames[] = {"all", "object"};
 }  // namespace
 
 const char* schedule_name(LrSchedule s) { return name_of(kScheduleNames, s); }
 LrSchedule parse_schedule(const std::string& name) { return value_of<LrSchedule>(kScheduleNames, name); }
 const char* solver_name(Solver s) { return name_of(kSolverNames, s); }
 Solver parse_solver(const std::string& name) { return value_of<Solver>(kSolverNames, name); }
+const char* push_region_name(PushRegion r) { return name_of(kPushRegionNames, r); }
+PushRegion parse_push_region(const std::string& name) { return value_of<PushRegion>(kPushRegionNames, name); }
 
 void to_json(nlohmann::json& j, LrSchedule s) { j = schedule_name(s); }
 void from_json(const nlohmann::json& j, LrSchedule& s) { s = parse_schedule(j.get<std::string>()); }
 void to_json(nlohmann::json& j, Amp a) { j = amp_name(a); }
 void from_json(const nlohmann::json& j, Amp& a) { a = parse_amp(j.get<std::string>()); }
+
+}  // namespace ppnet::pipeline
+namespace ppnet::model {
+void to_json(nlohmann::json& j, FineAnnotationForm f) { j = to_string(f); }
+void from_json(const nlohmann::json& j, FineAnnotationForm& f) { f = parse_fine_annotation_form(j.get<std::string>()); }
+}  // namespace ppnet::model
+namespace ppnet::pipeline {
 
 void to_json(nlohmann::json& j, Solver s) { j = solver_name(s); }
 void from_json(const nlohmann::json& j, Solver& s) { s = parse_solver(j.get<std::string>()); }
@@ -32,6 +42,9 @@ void check(const TrainSettings& s) {
   if (s.epochs < 0 || s.batch_size < 1 || s.eval_batch_size < 1 || s.lr_step < 1 || s.lr_step_offset < 0) {
     throw std::invalid_argument("epochs must be 0 or more, batch_size, eval_batch_size and lr_step at least 1, "
                                 "lr_step_offset 0 or more");
+  }
+  if (!(s.fine_annotation >= 0) || !(s.annotated_fraction > 0 && s.annotated_fraction <= 1)) {
+    throw std::invalid_argument("fine_annotation must be 0 or more, annotated_fraction in (0, 1]");
   }
 }
 void check(const LastLayerSettings& s) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "model/names.h"
 #include "pipeline/runtime/runtime_config.h"
 #include "pipeline/stages/stage_names.h"
 
@@ -18,6 +19,12 @@ void to_json(nlohmann::json& j, LrSchedule s);
 void from_json(const nlohmann::json& j, LrSchedule& s);
 void to_json(nlohmann::json& j, Amp a);
 void from_json(const nlohmann::json& j, Amp& a);
+}  // namespace ppnet::pipeline
+namespace ppnet::model {
+void to_json(nlohmann::json& j, FineAnnotationForm f);
+void from_json(const nlohmann::json& j, FineAnnotationForm& f);
+}  // namespace ppnet::model
+namespace ppnet::pipeline {
 
 struct TrainSettings {
   int epochs = 0;
@@ -30,6 +37,11 @@ struct TrainSettings {
   double lr_gamma = 0.1;       // joint epoch e (from 0) at γ^⌊(e + schedule_offset + lr_step_offset)/lr_step⌋
   int lr_step_offset = 0;      // 1: the reference's schedule (it steps its scheduler before each epoch)
   double cross_entropy = 1.0, cluster = 0.8, separation = -0.08, l1 = 1e-4;
+  // IAIA-BL's fine annotation (model/loss.h): coefficient (0: off), the share of source images
+  // whose masks it uses, and the form.
+  double fine_annotation = 0;
+  double annotated_fraction = 1;
+  model::FineAnnotationForm fine_annotation_form = model::FineAnnotationForm::kSerial;
   int checkpoint_every = 0;  // also checkpoint every N batches
   uint64_t seed = 1;
   int threads = 0;
@@ -47,6 +59,7 @@ struct TrainSettings {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainSettings, epochs, lr_schedule, batch_size, eval_batch_size,
                                                 lr_backbone, lr_add_on, lr_prototypes, weight_decay, lr_step, lr_gamma,
                                                 lr_step_offset, cross_entropy, cluster, separation, l1,
+                                                fine_annotation, annotated_fraction, fine_annotation_form,
                                                 checkpoint_every, seed, threads, ranks, amp, channels_last,
                                                 continue_optimizer, continue_stage, schedule_offset)
 

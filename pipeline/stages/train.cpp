@@ -12,6 +12,7 @@
 
 #include "base/version.h"
 #include "model/loss.h"
+#include "pipeline/data/masks.h"
 #include "pipeline/stages/train.h"
 #include "pipeline/stages/stage_settings.h"
 #include "pipeline/parallel/distributed.h"
@@ -91,6 +92,9 @@ TrainSettings stage_settings(const TrainConfig& c, int ranks) {
   s.cluster = c.cluster;
   s.separation = c.separation;
   s.l1 = c.l1;
+  s.fine_annotation = c.fine_annotation;
+  s.annotated_fraction = c.annotated_fraction;
+  s.fine_annotation_form = c.fine_annotation_form;
   s.checkpoint_every = c.checkpoint_every;
   s.seed = c.runtime.seed;
   s.threads = c.runtime.threads;
@@ -316,6 +320,7 @@ class StageTrainer {
         batches_((static_cast<int64_t>(train_list_.size()) + batch_size_ - 1) / batch_size_),
         loss_scale_(rt.amp == torch::kHalf) {
     if (train_list_.empty()) throw std::runtime_error(c.data + ": the train split is empty");
+    if (settings_.fine_annotation > 0) choose_annotated();
     load_start();
     if (dist_) {
       reducer_ = std::make_unique<GradientReducer>(*dist_, model_.trained, static_cast<int64_t>(c.bucket_mb * 1024 * 1024));
@@ -407,7 +412,7 @@ class StageTrainer {
     if (run_) sums = pos_.sums;
     const uint64_t order_seed = seed_ * 1000003 + static_cast<uint64_t>(plan_.stage_id);
     BatchLoader loader(data_, train_list_, epoch_order(static_cast<int64_t>(train_list_.size()), order_seed, e),
-                       model_input(plan_.model), batch_size_, pos_.batch, 3, false, Shard{rank_, ranks_});
+                       model_input(plan_.model), batch_size_, pos_.batch, 3, false, Shard{rank_, ranks_}, annotated_);
     Batch b;
     int64_t seen = 0;
     auto last_print = Clock::now() - std::chrono::hours(1);
@@ -436,6 +441,17 @@ class StageTrainer {
     return seen;
   }
 
+  // Fine annotation: the training images whose masks the loss uses (the seeded
+  // --annotated-fraction of source images, all their augmented copies alike).
+  void choose_annotated() {
+    if (!has_masks(data_)) {
+      throw std::runtime_error(c_.data + " has no object masks (masks/), which --fine-annotation needs: prepare the data "
+                               "with --masks DIR, --cub beside CUB's segmentations/, or --foreground-threshold T");
+    }
+    annotated_.reserve(train_list_.size());
+    for (const auto& e : train_list_) annotated_.push_back(among_annotated(e.source_id, settings_.annotated_fraction, seed_));
+  }
+
   // One step on this rank's slice of batch `b`; returns whether any rank was asked to stop.
   bool train_batch(const Batch& b, int64_t e, EpochMetrics& sums) {
     const auto x = b.images.to(rt_.device), y = b.labels.to(rt_.device);
@@ -449,10 +465,17 @@ class StageTrainer {
     double loss_value = 0;
     if (y.size(0) > 0) {
       auto& net = *model_.net;
-      const auto out = net.forward(x);  // in --amp's precision up to the prototype layer
+      const auto act = net.activations(x);  // in --amp's precision up to the prototype layer
+      const auto out = net.classify(act.distances);
       const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net.prototype_class_identity(),
                                                    net.last_layer()->weight, net.max_distance());
-      const auto loss = model::total_loss(terms, coef_);
+      auto loss = model::total_loss(terms, coef_);
+      if (settings_.fine_annotation > 0) {
+        loss = loss + settings_.fine_annotation * model::fine_annotation_loss(
+                                                      net.similarity(act.distances), b.masks.to(rt_.device),
+                                                      b.has_mask.to(rt_.device), y, net.prototype_class_identity(),
+                                                      settings_.fine_annotation_form);
+      }
       // The batch's loss is the mean over all its images: this slice's mean, weighted by its share.
       const double share = dist_ ? static_cast<double>(y.size(0)) / static_cast<double>(b.global_size) : 1.0;
       (loss * (share * loss_scale_.factor())).backward();
@@ -531,6 +554,7 @@ class StageTrainer {
   const bool tty_ = ::isatty(2) == 1;
   InterruptScope interrupt_scope_;
   LossScale loss_scale_;
+  std::vector<bool> annotated_;  // per training image, with fine annotation
   std::unique_ptr<GradientReducer> reducer_;
   TrainingPosition pos_;
 };

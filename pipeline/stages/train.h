@@ -45,6 +45,11 @@ struct TrainConfig {
   double lr_gamma = 0.1;
   int lr_step_offset = 0;      // joint, step: epoch e at γ^⌊(e + offset)/lr_step⌋; 1 is the reference's schedule
   double cross_entropy = 1.0, cluster = 0.8, separation = -0.08, l1 = 1e-4;
+  // Fine annotation (IAIA-BL): penalise similarity outside the object masks of the prepared data
+  // (DATA/masks/); 0 is off, IAIA-BL used 0.001. Refused when the data has no masks.
+  double fine_annotation = 0;
+  double annotated_fraction = 1;  // the share of source images whose masks it uses (seeded)
+  model::FineAnnotationForm fine_annotation_form = model::FineAnnotationForm::kSerial;
   int checkpoint_every = 0;  // also checkpoint every N batches (0: only at epoch ends)
   double bucket_mb = 25;     // data-parallel: gradient bucket size, as DDP's bucket_cap_mb
   bool restart_optimizer = false;  // joint: fresh Adam state and schedule, not the previous joint stage's

@@ -60,3 +60,72 @@ TEST(Loss, MeanPairwisePrototypeDistance) {
 
 }  // namespace
 }  // namespace ppnet::model
+
+namespace ppnet::model {
+namespace {
+
+// IAIA-BL's fine-annotation loss written out as the paper states it: every map upsampled to the
+// image with bilinear interpolation, then the norms.
+torch::Tensor fine_annotation_by_hand(const torch::Tensor& sim, const torch::Tensor& masks, const std::vector<bool>& annotated,
+                                      const torch::Tensor& labels, const torch::Tensor& identity, FineAnnotationForm form) {
+  namespace F = torch::nn::functional;
+  const int64_t S = masks.size(1);
+  const auto up = F::interpolate(sim, F::InterpolateFuncOptions()
+                                          .size(std::vector<int64_t>{S, S})
+                                          .mode(torch::kBilinear)
+                                          .align_corners(false));  // B×P×S×S
+  auto total = torch::zeros({}, sim.options());
+  for (int64_t i = 0; i < sim.size(0); ++i) {
+    if (!annotated[static_cast<size_t>(i)]) continue;
+    std::vector<int64_t> own, other;
+    for (int64_t j = 0; j < sim.size(1); ++j) {
+      (identity[j].argmax().item<int64_t>() == labels[i].item<int64_t>() ? own : other).push_back(j);
+    }
+    const auto outside = up[i].index_select(0, torch::tensor(own)) * (1 - masks[i]);
+    if (form == FineAnnotationForm::kSerial) {
+      total = total + up[i].index_select(0, torch::tensor(other)).norm() + outside.norm();
+    } else {
+      for (int64_t k = 0; k < outside.size(0); ++k) total = total + outside[k].norm();
+    }
+  }
+  return total;
+}
+
+TEST(Loss, FineAnnotationMatchesTheFormulaValuesAndGradients) {
+  torch::manual_seed(5);
+  const int64_t B = 3, P = 6, C = 3, H = 3, W = 4, S = 11;
+  const auto identity = torch::zeros({P, C}, torch::kFloat64);
+  for (int64_t j = 0; j < P; ++j) identity[j][j / 2] = 1;
+  const auto labels = torch::tensor({2, 0, 1}, torch::kInt64);
+  const auto masks = (torch::rand({B, S, S}, torch::kFloat64) > 0.6).to(torch::kFloat64);
+  const std::vector<bool> annotated = {true, false, true};
+  const auto annotated_t = torch::tensor({1, 0, 1}).to(torch::kBool);
+  for (const auto form : {FineAnnotationForm::kSerial, FineAnnotationForm::kL2}) {
+    const auto sim = torch::rand({B, P, H, W}, torch::kFloat64).requires_grad_(true);
+    const auto sim2 = sim.detach().clone().requires_grad_(true);
+    const auto ours = fine_annotation_loss(sim, masks, annotated_t, labels, identity, form);
+    const auto theirs = fine_annotation_by_hand(sim2, masks, annotated, labels, identity, form);
+    EXPECT_NEAR(ours.item<double>(), theirs.item<double>(), 1e-10 * theirs.item<double>()) << to_string(form);
+    ours.backward();
+    theirs.backward();
+    EXPECT_LT((sim.grad() - sim2.grad()).abs().max().item<double>(), 1e-10) << to_string(form);
+    EXPECT_EQ(sim.grad()[1].abs().sum().item<double>(), 0.0) << "an image without a mask adds nothing";
+    if (form == FineAnnotationForm::kL2) {
+      // Other classes' maps are not penalised by the l2 form.
+      EXPECT_EQ(sim.grad()[0].slice(0, 0, 4).abs().sum().item<double>(), 0.0);
+    }
+  }
+  // A closed form: 1×1 maps upsample to constants. Image 0 (class 0, prototypes 0 and 1) with
+  // 40 of its 121 pixels off the object: serial = 11·√(a2² + … + a5²) + √(40·(a0² + a1²)).
+  const auto flat = torch::tensor({0.5, 2.0, 1.0, 3.0, 0.0, 2.0}, torch::kFloat64).view({1, P, 1, 1});
+  auto mask = torch::ones({1, S, S}, torch::kFloat64);
+  mask.view({-1}).slice(0, 0, 40).zero_();
+  const double expected = 11 * std::sqrt(1.0 + 9.0 + 0.0 + 4.0) + std::sqrt(40 * (0.25 + 4.0));
+  EXPECT_NEAR(fine_annotation_loss(flat, mask, torch::tensor({1}).to(torch::kBool), torch::tensor({0}, torch::kInt64), identity,
+                                   FineAnnotationForm::kSerial)
+                  .item<double>(),
+              expected, 1e-9);
+}
+
+}  // namespace
+}  // namespace ppnet::model

@@ -24,8 +24,10 @@
 #include "pipeline/stages/explain.h"
 #include "pipeline/stages/last_layer.h"
 #include "pipeline/stages/project.h"
+#include "pipeline/stages/stage_names.h"
 #include "pipeline/stages/prune.h"
 #include "pipeline/stages/train.h"
+#include "pipeline/stages/stage_settings.h"
 #include "pipeline/stages/image_data.h"
 #include "pipeline/stages/part_metrics.h"
 #include "pipeline/data/parts.h"
@@ -143,21 +145,20 @@ TEST_F(Audit, PrototypesOnThePartScoreHighAndRecordTheMetrics) {
             << ", pointing " << r.parts.pointing << ", purity " << r.parts.purity << '\n';
 }
 
-// Every prototype replaced by the latent patch of its class's push image that lies farthest from
-// the planted part (border cells left out: padding makes them unlike any other cell): the same
-// classes, prototypes on background.
-TEST_F(Audit, PrototypesOnBackgroundScoreLow) {
-  const fs::path run_dir = copy_run("background");
+// Every prototype of the run replaced by the latent patch of its class's first push image that
+// lies farthest from the planted part (border cells left out: padding makes them unlike any
+// other cell): the same classes, prototypes on background.
+void move_prototypes_to_background(const fs::path& run_dir, const std::string& data) {
   RunFolder run = RunFolder::open(run_dir);
   auto net = load_latest_model(run, torch::kCPU);
   net->eval();
   {
     torch::NoGradGuard no_grad;
-    const auto parts = read_data_parts(data());
-    const auto push = read_list(data(), "push");
+    const auto parts = read_data_parts(data);
+    const auto push = read_list(data, "push");
     for (int64_t j = 0; j < 4; ++j) {
       const auto it = std::find_if(push.begin(), push.end(), [&](const ListEntry& e) { return e.class_index == j; });
-      const auto z = net->latent(load_image_tensor(fs::path(data()) / it->path, ModelInput{48}).unsqueeze(0));
+      const auto z = net->latent(load_image_tensor(fs::path(data) / it->path, ModelInput{48}).unsqueeze(0));
       const auto& square = parts.find(it->path)->parts[0];
       const int64_t G = z.size(2);
       int64_t best_h = 0, best_w = 0;
@@ -173,6 +174,11 @@ TEST_F(Audit, PrototypesOnBackgroundScoreLow) {
     }
   }
   save_checkpoint(run.absolute(run.store().latest_final_checkpoint()->path), *net, nullptr, nullptr);
+}
+
+TEST_F(Audit, PrototypesOnBackgroundScoreLow) {
+  const fs::path run_dir = copy_run("background");
+  move_prototypes_to_background(run_dir, data());
   const auto r = evaluate(run_dir, {"consistency", "pointing", "purity"});
   EvaluateConfig pc;
   pc.run = run_dir.string();
@@ -795,6 +801,116 @@ TEST_F(Audit, ExplainAndAnalyzeBoxTheGradientAttribution) {
     }
   }
   for (const auto& p : r.prototypes) EXPECT_GE(p.precision, 0.0);
+}
+
+// Projection restricted to the object: prototypes moved onto background go back onto background
+// patches with --push-region all (the nearest patch is a background one), and onto cells whose
+// receptive-field centre lies on the object mask with --push-region object.
+TEST_F(Audit, PushRegionObjectPutsEveryPrototypeOnTheObject) {
+  std::map<PushRegion, int> on_object;
+  for (const PushRegion region : {PushRegion::kAll, PushRegion::kObject}) {
+    const fs::path run_dir = copy_run(std::string("push-") + push_region_name(region));
+    move_prototypes_to_background(run_dir, data());
+    ProjectConfig pc;
+    pc.data = data();
+    pc.run = run_dir.string();
+    pc.save_images = false;
+    pc.push_region = region;
+    pc.runtime.threads = 2;
+    EXPECT_EQ(run_project(pc).projected, 4);
+    RunFolder run = RunFolder::open(run_dir);
+    const auto stage = run.store().latest_stage();
+    EXPECT_EQ(nlohmann::json::parse(stage->config_json).at("push_region"), push_region_name(region));
+    auto net = load_latest_model(run, torch::kCPU);
+    const auto rf = net->receptive_field(48);
+    for (const auto& row : run.store().prototypes(*run.store().latest_projection())) {
+      const cv::Mat mask = read_mask(data(), row.image_path, 48, 48);
+      ASSERT_FALSE(mask.empty()) << row.image_path;
+      const auto centre = [&](int64_t cell) { return std::clamp(static_cast<int>(std::floor(rf.start + cell * rf.j)), 0, 47); };
+      on_object[region] += mask.at<uint8_t>(centre(row.cell_h), centre(row.cell_w)) > 0 ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(on_object[PushRegion::kObject], 4);
+  EXPECT_LE(on_object[PushRegion::kAll], 1) << "prototypes on background project onto background";
+
+  // Without masks: refused, saying how to make them.
+  const fs::path data_copy = dir_->path() / "data-nomasks-push";
+  fs::copy(data(), data_copy, fs::copy_options::recursive);
+  fs::remove_all(data_copy / "masks");
+  ProjectConfig pc;
+  pc.data = data_copy.string();
+  pc.run = copy_run("push-nomasks").string();
+  pc.push_region = PushRegion::kObject;
+  try {
+    run_project(pc);
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("has no object masks (masks/), which --push-region object needs"), std::string::npos)
+        << e.what();
+  }
+}
+
+// Fine annotation (IAIA-BL) in a joint stage: recorded with the stage, its term in the loss, the
+// model trained differently; refused without masks.
+TEST_F(Audit, FineAnnotationIsRecordedAndTrainsTheModel) {
+  std::map<double, double> first_loss;
+  std::map<double, torch::Tensor> prototypes;
+  for (const double coefficient : {0.0, 0.01}) {
+    const fs::path run_dir = copy_run("fine-" + std::to_string(coefficient));
+    TrainConfig c;
+    c.stage = "joint";
+    c.data = data();
+    c.run = run_dir.string();
+    c.epochs = 1;
+    c.batch_size = 10;
+    c.fine_annotation = coefficient;
+    c.annotated_fraction = 0.5;
+    c.fine_annotation_form = model::FineAnnotationForm::kL2;
+    c.runtime.threads = 2;
+    run_train(c);
+    RunFolder run = RunFolder::open(run_dir);
+    const auto stage = *run.store().latest_stage();
+    const auto settings = train_settings_from_json(stage.config_json, stage.id);
+    EXPECT_EQ(settings.fine_annotation, coefficient);
+    EXPECT_EQ(settings.annotated_fraction, 0.5);
+    EXPECT_EQ(settings.fine_annotation_form, model::FineAnnotationForm::kL2);
+    first_loss[coefficient] = run.store().epochs(stage.id).at(0).train_loss;
+    prototypes[coefficient] = load_latest_model(run, torch::kCPU)->prototype_vectors().detach().clone();
+  }
+  EXPECT_GT(first_loss[0.01], first_loss[0.0] + 0.1) << "the fine-annotation term is part of the loss";
+  EXPECT_GT((prototypes[0.01] - prototypes[0.0]).abs().max().item<double>(), 1e-4);
+
+  const fs::path data_copy = dir_->path() / "data-nomasks-fine";
+  fs::copy(data(), data_copy, fs::copy_options::recursive);
+  fs::remove_all(data_copy / "masks");
+  TrainConfig c;
+  c.stage = "joint";
+  c.data = data_copy.string();
+  c.run = copy_run("fine-nomasks").string();
+  c.epochs = 1;
+  c.fine_annotation = 0.001;
+  try {
+    run_train(c);
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("has no object masks (masks/), which --fine-annotation needs"), std::string::npos)
+        << e.what();
+  }
+}
+
+// The annotated share is chosen per source image, by its id and the seed alone.
+TEST(AnnotatedFraction, ASeededShareOfSourceImages) {
+  int in = 0;
+  for (int i = 0; i < 4000; ++i) {
+    const std::string id = std::to_string(i);
+    in += among_annotated(id, 0.2, 7) ? 1 : 0;
+    EXPECT_EQ(among_annotated(id, 0.2, 7), among_annotated(id, 0.2, 7));
+    EXPECT_TRUE(among_annotated(id, 1.0, 7));
+  }
+  EXPECT_NEAR(in / 4000.0, 0.2, 0.025);
+  int differs = 0;
+  for (int i = 0; i < 200; ++i) differs += among_annotated(std::to_string(i), 0.5, 1) != among_annotated(std::to_string(i), 0.5, 2);
+  EXPECT_GT(differs, 50) << "another seed chooses other images";
 }
 
 TEST_F(Audit, PartMetricsNeedPartAnnotations) {
