@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-asan bench bench-stages bench-audit bench-attribution bench-distributed fuzz demo clean
+.PHONY: all deps configure build test test-asan bench bench-stages bench-audit bench-attribution bench-levers bench-distributed fuzz demo clean
 
 all: build
 
@@ -58,6 +58,11 @@ bench-audit: build
 # (docs/audit.md); uses the demo's model when `make demo` has made it.
 bench-attribution: build
 	/usr/bin/python3 tests/benchmarks/attribution.py $(BUILD_DIR)
+
+# The levers against background prototypes (fine annotation, projection onto the object),
+# before and after, on a planted-part set (docs/audit.md).
+bench-levers: build
+	/usr/bin/python3 tests/benchmarks/levers.py $(BUILD_DIR)
 
 # libFuzzer targets (clang, ASan, UBSan) for every parser of outside bytes, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60

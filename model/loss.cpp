@@ -49,29 +49,27 @@ torch::Tensor safe_sqrt(const torch::Tensor& x) { return x.clamp_min(1e-20).sqrt
 torch::Tensor fine_annotation_loss(const torch::Tensor& similarity, const torch::Tensor& masks,
                                    const torch::Tensor& annotated, const torch::Tensor& labels,
                                    const torch::Tensor& class_identity, FineAnnotationForm form) {
-  const int64_t H = similarity.size(2), W = similarity.size(3), S = masks.size(1);
+  const int64_t B = similarity.size(0), H = similarity.size(2), W = similarity.size(3), S = masks.size(1);
   const auto options = similarity.options();
   const auto uy = upsampling_matrix(H, S, options), ux = upsampling_matrix(W, S, options);
-  const auto gy = uy.t().matmul(uy), gx = ux.t().matmul(ux);  // ‖uy·A·uxᵀ‖² = Σ A ⊙ (gy·A·gx)
-  const auto proto_class = class_identity.argmax(1).to(torch::kCPU);
-  auto total = similarity.sum() * 0;  // keeps the graph when no image is annotated
-  const auto rows = annotated.to(torch::kCPU).nonzero().view(-1);
-  for (int64_t n = 0; n < rows.size(0); ++n) {
-    const int64_t i = rows[n].item<int64_t>();
-    const auto own = proto_class.eq(labels[i].item<int64_t>());
-    const auto own_index = own.nonzero().view(-1).to(similarity.device());
-    const auto background = 1 - masks[i].to(options);
-    const auto up = uy.matmul(similarity[i].index_select(0, own_index)).matmul(ux.t());  // k×S×S
-    const auto outside = (up * background).pow(2).sum({1, 2});                           // k
-    if (form == FineAnnotationForm::kL2) {
-      total = total + safe_sqrt(outside).sum();
-      continue;
-    }
-    const auto others = similarity[i].index_select(0, own.logical_not().nonzero().view(-1).to(similarity.device()));
-    const auto other_norm2 = (others * gy.matmul(others).matmul(gx)).sum();
-    total = total + safe_sqrt(other_norm2) + safe_sqrt(outside.sum());
-  }
-  return total;
+  const auto own = class_identity.to(options).index_select(1, labels).t();  // B×P: 1 for the image's class
+  // The own-class maps gathered into B×K (K: the most prototypes a class has; padding weighs 0),
+  // upsampled, and their squared norms off the object: B×K.
+  const auto counts = own.sum(1);
+  const int64_t K = std::max<int64_t>(1, counts.max().item<int64_t>());
+  const auto order = own.argsort(1, /*descending=*/true).slice(1, 0, K);  // the own prototypes first
+  const auto real = own.gather(1, order);                                  // 1, or 0 for padding
+  const auto own_maps = similarity.gather(1, order.view({B, K, 1, 1}).expand({B, K, H, W}));
+  const auto up = uy.matmul(own_maps).matmul(ux.t());  // B×K×S×S
+  const auto background = (1 - masks.to(options)).view({B, 1, S, S});
+  const auto outside = (up * background).pow(2).sum({2, 3}) * real;  // B×K
+  const auto weight = annotated.to(options);                             // images without a mask add nothing
+  if (form == FineAnnotationForm::kL2) return ((safe_sqrt(outside) * real).sum(1) * weight).sum();
+  // Other classes' maps everywhere: ‖uy·A·uxᵀ‖² = Σ A ⊙ (gy·A·gx), from the coarse maps.
+  const auto gy = uy.t().matmul(uy), gx = ux.t().matmul(ux);
+  const auto norm2 = (similarity * gy.matmul(similarity).matmul(gx)).sum({2, 3});  // B×P
+  const auto other = (norm2 * (1 - own)).sum(1);
+  return ((safe_sqrt(other) + safe_sqrt(outside.sum(1))) * weight).sum();
 }
 
 torch::Tensor total_loss(const LossTerms& t, const LossCoefficients& c) {

@@ -469,18 +469,23 @@ class StageTrainer {
       const auto out = net.classify(act.distances);
       const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net.prototype_class_identity(),
                                                    net.last_layer()->weight, net.max_distance());
-      auto loss = model::total_loss(terms, coef_);
-      if (settings_.fine_annotation > 0) {
-        loss = loss + settings_.fine_annotation * model::fine_annotation_loss(
-                                                      net.similarity(act.distances), b.masks.to(rt_.device),
-                                                      b.has_mask.to(rt_.device), y, net.prototype_class_identity(),
-                                                      settings_.fine_annotation_form);
-      }
+      const auto loss = model::total_loss(terms, coef_);
       // The batch's loss is the mean over all its images: this slice's mean, weighted by its share.
       const double share = dist_ ? static_cast<double>(y.size(0)) / static_cast<double>(b.global_size) : 1.0;
-      (loss * (share * loss_scale_.factor())).backward();
-      sums.add(terms, loss.detach(), out.logits.detach(), y);
-      loss_value = loss.item<double>();
+      auto objective = loss * (share * loss_scale_.factor());
+      // Fine annotation is a sum over the batch's images: each slice adds its own part, unweighted.
+      auto reported = loss.detach();
+      if (settings_.fine_annotation > 0) {
+        const auto fine = settings_.fine_annotation *
+                          model::fine_annotation_loss(net.similarity(act.distances), b.masks.to(rt_.device),
+                                                      b.has_mask.to(rt_.device), y, net.prototype_class_identity(),
+                                                      settings_.fine_annotation_form);
+        objective = objective + fine * loss_scale_.factor();
+        reported = reported + fine.detach() / share;  // weighted by the slice's images, the whole batch's term
+      }
+      objective.backward();
+      sums.add(terms, reported, out.logits.detach(), y);
+      loss_value = reported.item<double>();
     }
     bool stop = InterruptScope::stop_requested();
     bool diverged = !std::isfinite(loss_value) || !sums.finite();
