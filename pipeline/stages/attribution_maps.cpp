@@ -88,7 +88,10 @@ std::vector<std::vector<torch::Tensor>> attribution_maps(model::ProtoPNetImpl& n
   const int64_t copies = s.method == Attribution::kSmoothGrad ? s.samples : 1;
   const int64_t group = std::max<int64_t>(1, rows_per_pass / copies);
   for (int64_t first = 0; first < B; first += group) {
-    group_gradient_maps(net, images, first, std::min(group, B - first), prototypes, s, image_seeds, maps);
+    const int64_t count = std::min(group, B - first);
+    const auto begin = prototypes.begin() + first;
+    if (std::all_of(begin, begin + count, [](const auto& wanted) { return wanted.empty(); })) continue;  // no pass for nothing
+    group_gradient_maps(net, images, first, count, prototypes, s, image_seeds, maps);
   }
   return maps;
 }
