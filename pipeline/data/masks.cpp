@@ -135,6 +135,13 @@ cv::Mat read_mask(const fs::path& data, const std::string& image, int width, int
   return binarize_mask(grey);
 }
 
+cv::Mat read_image_mask(const fs::path& data, const std::string& image) {
+  std::error_code ec;
+  if (!fs::exists(mask_path(data, image), ec)) return {};
+  const cv::Size size = image_file_size(data / image);
+  return read_mask(data, image, size.width, size.height);
+}
+
 double share_inside(const cv::Mat& selected, const cv::Mat& mask) {
   const int n = cv::countNonZero(selected);
   if (n == 0) return -1;

@@ -49,6 +49,9 @@ bool has_masks(const std::filesystem::path& data);
 /// Throws std::runtime_error naming the file when it is unreadable or not width × height.
 cv::Mat read_mask(const std::filesystem::path& data, const std::string& image, int width, int height);
 
+/// read_mask at the size image `image`'s header declares (the mask must match its image).
+cv::Mat read_image_mask(const std::filesystem::path& data, const std::string& image);
+
 /// The share of the non-zero pixels of `selected` that are non-zero in `mask` (same size, 8-bit);
 /// −1 when `selected` has none.
 double share_inside(const cv::Mat& selected, const cv::Mat& mask);

@@ -16,7 +16,6 @@
 #include "pipeline/stages/handover.h"
 #include "pipeline/stages/image_data.h"
 #include "pipeline/stages/part_metrics.h"
-#include "pipeline/data/image_file.h"
 #include "pipeline/data/masks.h"
 #include "pipeline/data/parts.h"
 #include "pipeline/stages/attribution_maps.h"
@@ -112,9 +111,8 @@ class AuditPass {
     for (const auto& row : run.store().prototypes(*projection)) {
       if (row.prototype < net_.num_prototypes()) of_image[row.image_path].push_back(row.prototype);
     }
-    for_images(of_image, [&](const std::string& path, int64_t prototype, const torch::Tensor& map) {
-      const cv::Size size = image_file_size(data_ / path);
-      const cv::Mat mask = read_mask(data_, path, size.width, size.height);
+    attribution_maps_of_files(net_, data_, input_, of_image, c_.attribution, c_.batch_size, device_, [&](const std::string& path, int64_t prototype, const torch::Tensor& map) {
+      const cv::Mat mask = read_image_mask(data_, path);
       if (mask.empty()) return;
       const double p = precision_of(map, mask);
       if (p < 0) {  // a flat map: saliency at the very patch the prototype was projected onto
@@ -165,8 +163,7 @@ class AuditPass {
         if (wants("pointing")) n.wanted[k].push_back(top[i].item<int64_t>());
       }
       if (wants("precision")) {
-        const cv::Size size = image_file_size(data_ / path);
-        n.masks[k] = read_mask(data_, path, size.width, size.height);
+        n.masks[k] = read_image_mask(data_, path);
         if (!n.masks[k].empty()) {
           ++precision_.masked_images;
           const auto most = std::get<1>(similarity[i].topk(std::min<int64_t>(c_.precision_k, similarity.size(1))));
@@ -217,11 +214,6 @@ class AuditPass {
     ++precision_n_[static_cast<size_t>(prototype)];
   }
 
-  template <class Use>
-  void for_images(const std::map<std::string, std::vector<int64_t>>& of_image, Use use) {
-    attribution_maps_of_files(net_, data_, input_, of_image, c_.attribution, c_.batch_size, device_, use);
-  }
-
   // Purity: the part sets of each prototype's nearest patches over the annotated images.
   void measure_purity() {
     const auto images_t = nearest_.image();
@@ -242,7 +234,7 @@ class AuditPass {
           if (images[j][r] >= 0) of_image[list_[static_cast<size_t>(images[j][r])].path].push_back(j);
         }
       }
-      for_images(of_image, [&](const std::string& path, int64_t j, const torch::Tensor& map) {
+      attribution_maps_of_files(net_, data_, input_, of_image, c_.attribution, c_.batch_size, device_, [&](const std::string& path, int64_t j, const torch::Tensor& map) {
         sets[static_cast<size_t>(j)].push_back(parts_in(map, *parts_.find(path)));
       });
     }

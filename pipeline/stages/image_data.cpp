@@ -28,10 +28,8 @@ torch::Tensor load_image_tensor(const fs::path& path, const ModelInput& input) {
 }
 
 torch::Tensor load_mask_tensor(const fs::path& data, const std::string& path, const ModelInput& input) {
-  std::error_code ec;
-  if (!fs::exists(mask_path(data, path), ec)) return {};
-  const cv::Size size = image_file_size(data / path);
-  const cv::Mat mask = read_mask(data, path, size.width, size.height);
+  const cv::Mat mask = read_image_mask(data, path);
+  if (mask.empty()) return {};
   cv::Mat resized, f;
   cv::resize(mask, resized, cv::Size(input.size, input.size), 0, 0, cv::INTER_AREA);
   binarize_mask(resized).convertTo(f, CV_32F, 1.0 / 255.0);
