@@ -4,7 +4,7 @@
 // every command's function uses for what they share: --help, --config files, --json and the
 // runtime options (--threads, --device, --seed, --keep-denormals, --amp, --channels-last).
 // A new command is one file, cli/<name>_command.cpp, defining its entry
-// (`extern const Command kNameCommand = {…};`), plus its name in commands.cpp's list; CMake picks
+// (`extern const Command kNameCommand = {…};`), plus its name in dispatch.cpp's list; CMake picks
 // the file up by its name.
 
 #include <boost/program_options.hpp>

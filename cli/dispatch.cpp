@@ -12,7 +12,8 @@ namespace ppnet::cli {
 
 // Each defined in its cli/<name>_command.cpp.
 extern const Command kPrepareCommand, kTrainCommand, kProjectCommand, kLastLayerCommand, kAnalyzeCommand,
-    kPruneCommand, kExplainCommand, kEvaluateCommand, kInfoCommand, kReportCommand, kWeightsCommand;
+    kPruneCommand, kForbidCommand, kRememberCommand, kExplainCommand, kEvaluateCommand, kInfoCommand, kReportCommand,
+    kWeightsCommand;
 
 namespace {
 
@@ -20,8 +21,9 @@ namespace {
 const std::vector<const Command*>& commands() {
   static const std::vector<const Command*> kCommands = {
       &kPrepareCommand, &kTrainCommand,    &kProjectCommand, &kLastLayerCommand,
-      &kAnalyzeCommand, &kPruneCommand,    &kExplainCommand, &kEvaluateCommand,
-      &kInfoCommand,    &kReportCommand,   &kWeightsCommand,
+      &kAnalyzeCommand, &kPruneCommand,    &kForbidCommand,  &kRememberCommand,
+      &kExplainCommand, &kEvaluateCommand, &kInfoCommand,    &kReportCommand,
+      &kWeightsCommand,
   };
   return kCommands;
 }

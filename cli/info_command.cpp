@@ -14,10 +14,12 @@ int run(Options& o) {
   pipeline::InfoConfig c;
   o.add()
       ("run", po::value(&c.run)->value_name("RUN"), "run folder")
-      ("prototypes", po::bool_switch(&c.prototypes), "the latest projection's prototypes instead");
+      ("prototypes", po::bool_switch(&c.prototypes), "the latest projection's prototypes instead")
+      ("concepts", po::bool_switch(&c.concepts), "the concepts marked with 'ppnet forbid' and 'ppnet remember' instead");
   o.add_json(c.json);
   if (!o.parse()) return 0;
   o.require({"run"});
+  if (c.prototypes && c.concepts) throw o.error("give --prototypes or --concepts, not both");
   print_result(std::cout, pipeline::run_info(c), c.json);
   return 0;
 }
@@ -25,6 +27,6 @@ int run(Options& o) {
 }  // namespace
 
 extern const Command kInfoCommand = {"info", "stages, epochs and metrics recorded in a run",
-                              "ppnet info --run RUN [--prototypes] [--json]", false, &run};
+                              "ppnet info --run RUN [--prototypes | --concepts] [--json]", false, &run};
 
 }  // namespace ppnet::cli

@@ -118,9 +118,37 @@ nlohmann::json prototypes_json(const pipeline::InfoResult& r) {
   }
   return a;
 }
+
+void print_concepts(std::ostream& out, const pipeline::InfoResult& r, bool json) {
+  if (json) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& k : r.concepts) {
+      a.push_back({{"id", k.id}, {"kind", k.kind},
+                   {"class_index", k.class_index >= 0 ? nlohmann::json(k.class_index) : nlohmann::json(nullptr)},
+                   {"class_name", k.class_name}, {"created", k.created}, {"origin", k.origin},
+                   {"image", k.image_path}, {"box", k.box}});
+    }
+    out << nlohmann::json{{"run", r.run}, {"concepts", a}}.dump(2) << '\n';
+    return;
+  }
+  out << r.run << ": " << r.concepts.size() << " concept(s)\n";
+  if (r.concepts.empty()) return;
+  char line[640];
+  std::snprintf(line, sizeof line, "%4s  %-8s %-24s %-32s %-20s %s\n", "id", "kind", "class", "origin",
+                "box [x0 y0 x1 y1)", "image");
+  out << line;
+  for (const auto& k : r.concepts) {
+    const std::string box = std::to_string(k.box[0]) + " " + std::to_string(k.box[1]) + " " + std::to_string(k.box[2]) +
+                            " " + std::to_string(k.box[3]);
+    std::snprintf(line, sizeof line, "%4lld  %-8s %-24s %-32s %-20s %s\n", static_cast<long long>(k.id), k.kind.c_str(),
+                  k.class_name.c_str(), k.origin.c_str(), box.c_str(), k.image_path.c_str());
+    out << line;
+  }
+}
 }  // namespace
 
 void print_result(std::ostream& out, const pipeline::InfoResult& r, bool json) {
+  if (r.listing_concepts) return print_concepts(out, r, json);
   if (!r.prototypes.empty() || r.projection > 0) {
     if (json) {
       out << nlohmann::json{{"run", r.run}, {"projection", r.projection}, {"prototypes", prototypes_json(r)}}.dump(2)
@@ -200,6 +228,8 @@ void print_result(std::ostream& out, const pipeline::ProjectResult& r, bool json
                           {"projected", r.projected},
                           {"mean_distance_before", r.mean_distance_before},
                           {"max_distance_after", r.max_distance_after},
+                          {"forbidden_concepts", r.forbidden_concepts},
+                          {"forbid_threshold", r.forbid_threshold},
                           {"images_per_second", r.images_per_second},
                           {"seconds", r.seconds},
                           {"already_done", r.already_done}}
@@ -214,8 +244,12 @@ void print_result(std::ostream& out, const pipeline::ProjectResult& r, bool json
   out << r.run << ": projection #" << r.projection << ", " << r.projected << " of " << r.prototypes
       << " prototypes projected in " << r.seconds << " s (" << r.images_per_second << " push images/s)\n"
       << "  mean distance to the nearest own-class patch before: " << r.mean_distance_before
-      << ", largest re-encoded distance after: " << r.max_distance_after << '\n'
-      << "  pictures in " << r.run << "/prototypes/" << r.projection << "/; 'ppnet info --run " << r.run
+      << ", largest re-encoded distance after: " << r.max_distance_after << '\n';
+  if (r.forbidden_concepts > 0) {
+    out << "  kept off patches with similarity above " << r.forbid_threshold << " to " << r.forbidden_concepts
+        << " forbidden concept(s)\n";
+  }
+  out << "  pictures in " << r.run << "/prototypes/" << r.projection << "/; 'ppnet info --run " << r.run
       << " --prototypes' lists them\n";
 }
 
@@ -459,6 +493,30 @@ void print_result(std::ostream& out, const pipeline::PruneResult& r, bool json) 
   for (const auto& p : r.removed) out << "  #" << p.prototype << " (" << p.reason << "): " << p.detail << '\n';
   for (const auto& name : r.classes_left_without_prototypes) out << "  warning: class " << name << " has no prototype left\n";
   if (r.stage_id > 0) out << "  next: ppnet last-layer --run " << r.run << " --data DATA\n";
+}
+
+void print_result(std::ostream& out, const pipeline::ConceptResult& r, bool json) {
+  const auto& k = r.concept_row;
+  const std::vector<int64_t> box(k.box, k.box + 4);
+  if (json) {
+    out << nlohmann::json{{"run", r.run},          {"kind", db::to_string(r.kind)},
+                          {"removed", r.removed},  {"id", k.id},
+                          {"class_index", k.class_index ? nlohmann::json(*k.class_index) : nlohmann::json(nullptr)},
+                          {"class_name", r.class_name}, {"origin", k.origin},
+                          {"image", k.image_path}, {"box", box},
+                          {"count", r.count}}
+               .dump(2)
+        << '\n';
+    return;
+  }
+  const std::string what = r.kind == db::ConceptKind::kForbid ? "forbidden" : "remembered";
+  out << r.run << ": " << (r.removed ? "removed " : "") << what << " concept #" << k.id << " (class " << r.class_name
+      << ", " << k.origin << ", box " << box[0] << "," << box[1] << "," << box[2] << "," << box[3] << " of "
+      << k.image_path << "); " << r.count << " " << what << " concept(s) now\n";
+  if (r.removed) return;
+  out << (r.kind == db::ConceptKind::kForbid
+              ? "  the next 'ppnet train' forgets it, and 'ppnet project' keeps prototypes off patches like it\n"
+              : "  the next 'ppnet train' keeps prototypes of its class near it\n");
 }
 
 }  // namespace ppnet::cli

@@ -5,6 +5,7 @@
 
 #include "pipeline/data/prepare.h"
 #include "pipeline/formats/weights.h"
+#include "pipeline/run/concepts.h"
 #include "pipeline/run/info.h"
 #include "pipeline/stages/analyze.h"
 #include "pipeline/stages/evaluate.h"
@@ -26,5 +27,6 @@ void print_result(std::ostream& out, const pipeline::EvaluateResult& report, boo
 void print_result(std::ostream& out, const pipeline::ExplainResult& report, bool json);
 void print_result(std::ostream& out, const pipeline::AnalyzeResult& report, bool json);
 void print_result(std::ostream& out, const pipeline::PruneResult& report, bool json);
+void print_result(std::ostream& out, const pipeline::ConceptResult& report, bool json);
 
 }  // namespace ppnet::cli

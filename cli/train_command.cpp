@@ -68,6 +68,11 @@ void add_options(Options& o, pipeline::TrainConfig& c, Names& n, bool& json) {
       ("fine-annotation-form", po::value(&n.fine_annotation_form)->default_value(n.fine_annotation_form)->value_name("FORM"),
        "fine annotation: serial (one norm of an image's maps: other classes' everywhere, its class's off the "
        "object) or l2 (one norm per own-class prototype, off the object)")
+      ("forget", po::value(&c.forget)->default_value(c.forget)->value_name("C"),
+       "loss coefficient of ProtoPDebug's forgetting loss: similarity of a class's prototypes to the run's "
+       "forbidden concepts ('ppnet forbid')")
+      ("remember", po::value(&c.remember)->default_value(c.remember)->value_name("C"),
+       "loss coefficient of ProtoPDebug's remembering loss: similarity to the remembered concepts is rewarded")
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0)->value_name("N"),
        "also checkpoint every N batches (0: at epoch ends only)")
       ("restart-optimizer", po::bool_switch(&c.restart_optimizer),
@@ -105,6 +110,8 @@ void validate(const Options& o, pipeline::TrainConfig& c, const Names& n) {
       o.choice("fine-annotation-form", n.fine_annotation_form, model::parse_fine_annotation_form, "serial or l2");
   if (!(c.fine_annotation >= 0 && c.fine_annotation <= 1000)) throw o.error("--fine-annotation must be a number in [0, 1000]");
   if (!(c.annotated_fraction > 0 && c.annotated_fraction <= 1)) throw o.error("--annotated-fraction must be in (0, 1]");
+  if (!(c.forget >= 0 && c.forget <= 1e6)) throw o.error("--forget must be a number in [0, 1e6]");
+  if (!(c.remember >= 0 && c.remember <= 1e6)) throw o.error("--remember must be a number in [0, 1e6]");
   for (const auto& [opt, v] : {std::pair<const char*, int>{"batch-size", c.batch_size}, {"eval-batch-size", c.eval_batch_size},
                                {"img-size", c.img_size}, {"prototypes-per-class", c.prototypes_per_class},
                                {"prototype-dim", c.prototype_dim}, {"lr-step", c.lr_step}}) {

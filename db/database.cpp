@@ -51,6 +51,12 @@ Statement& Statement::bind(int index, const std::string& value) {
   }
   return *this;
 }
+Statement& Statement::bind_blob(int index, const std::string& bytes) {
+  if (sqlite3_bind_blob64(stmt_.get(), index, bytes.data(), bytes.size(), SQLITE_TRANSIENT) != SQLITE_OK) {
+    fail(db_, "bind in '" + sql_ + "'");
+  }
+  return *this;
+}
 Statement& Statement::bind_null(int index) {
   if (sqlite3_bind_null(stmt_.get(), index) != SQLITE_OK) fail(db_, "bind in '" + sql_ + "'");
   return *this;
@@ -76,6 +82,10 @@ std::string Statement::column_text(int col) const {
   return text ? std::string(reinterpret_cast<const char*>(text),
                             static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)))
               : std::string();
+}
+std::string Statement::column_blob(int col) const {
+  const auto* bytes = static_cast<const char*>(sqlite3_column_blob(stmt_.get(), col));
+  return bytes ? std::string(bytes, static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col))) : std::string();
 }
 bool Statement::column_is_null(int col) const {
   return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL;
@@ -311,6 +321,23 @@ ALTER TABLE stages_new RENAME TO stages;
       R"sql(
 ALTER TABLE analyses ADD COLUMN attribution TEXT NOT NULL DEFAULT 'upsample';
 ALTER TABLE nearest_patches ADD COLUMN mask_precision REAL;
+)sql",
+      // 9: concepts a user marked (ppnet forbid / remember): an image region, its pixels kept as a
+      // PNG so that later training re-embeds it whatever the data folder holds by then.
+      R"sql(
+CREATE TABLE concepts (
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('forbid', 'remember')),
+  class_index INTEGER,
+  created TEXT NOT NULL,
+  origin TEXT NOT NULL,
+  image_path TEXT NOT NULL,
+  image_width INTEGER NOT NULL CHECK (image_width > 0),
+  image_height INTEGER NOT NULL CHECK (image_height > 0),
+  box_x0 INTEGER NOT NULL, box_y0 INTEGER NOT NULL, box_x1 INTEGER NOT NULL, box_y1 INTEGER NOT NULL,
+  pixels BLOB NOT NULL,
+  CHECK (0 <= box_x0 AND box_x0 < box_x1 AND box_x1 <= image_width AND
+         0 <= box_y0 AND box_y0 < box_y1 AND box_y1 <= image_height)) STRICT;
 )sql",
   };
   return kMigrations;

@@ -22,6 +22,8 @@ class Statement {
   Statement& bind(int index, double value);
   Statement& bind(int index, const std::string& value);
   Statement& bind_null(int index);
+  /// Binds `bytes` as a BLOB (bind(int, string) binds TEXT).
+  Statement& bind_blob(int index, const std::string& bytes);
   /// Advances to the next row; false once done.
   bool step();
   /// Runs a statement that returns no rows.
@@ -29,6 +31,7 @@ class Statement {
   int64_t column_int(int col) const;
   double column_double(int col) const;
   std::string column_text(int col) const;
+  std::string column_blob(int col) const;
   bool column_is_null(int col) const;
 
  private:

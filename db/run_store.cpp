@@ -2,6 +2,7 @@
 
 #include "base/names.h"
 
+#include <algorithm>
 #include <ctime>
 #include <stdexcept>
 
@@ -53,6 +54,19 @@ const char* to_string(StageKind kind) { return name_of(kKindNames, kind); }
 const char* to_string(StageStatus status) { return name_of(kStatusNames, status); }
 StageKind parse_stage_kind(const std::string& name) { return stored<StageKind>(kKindNames, name, "kind"); }
 StageStatus parse_stage_status(const std::string& name) { return stored<StageStatus>(kStatusNames, name, "status"); }
+
+namespace {
+constexpr const char* kConceptKindNames[] = {"forbid", "remember"};
+}  // namespace
+
+const char* to_string(ConceptKind kind) { return name_of(kConceptKindNames, kind); }
+ConceptKind parse_concept_kind(const std::string& name) {
+  try {
+    return value_of<ConceptKind>(kConceptKindNames, name);
+  } catch (const std::invalid_argument&) {
+    throw std::runtime_error("run.sqlite: unknown concept kind '" + name + "'");
+  }
+}
 
 int64_t RunStore::begin_stage(StageKind kind, const std::string& config_json,
                               const std::string& start_checkpoint) {
@@ -387,6 +401,61 @@ std::vector<NearestPatchRow> RunStore::nearest_patches(int64_t analysis_id) {
     out.push_back(std::move(r));
   }
   return out;
+}
+
+int64_t RunStore::add_concept(const ConceptRow& c) {
+  Transaction tx(db_);
+  auto s = db_.prepare(
+      "INSERT INTO concepts (kind, class_index, created, origin, image_path, image_width, image_height, "
+      "box_x0, box_y0, box_x1, box_y1, pixels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  s.bind(1, to_string(c.kind));
+  if (c.class_index) {
+    s.bind(2, *c.class_index);
+  } else {
+    s.bind_null(2);
+  }
+  s.bind(3, utc_now()).bind(4, c.origin).bind(5, c.image_path).bind(6, c.image_width).bind(7, c.image_height);
+  for (int k = 0; k < 4; ++k) s.bind(8 + k, c.box[k]);
+  s.bind_blob(12, c.pixels);
+  s.run();
+  auto id = db_.prepare("SELECT last_insert_rowid()");
+  id.step();
+  const int64_t out = id.column_int(0);
+  tx.commit();
+  return out;
+}
+
+std::vector<ConceptRow> RunStore::concepts(const std::optional<std::vector<int64_t>>& ids) {
+  auto s = db_.prepare(
+      "SELECT id, kind, class_index, created, origin, image_path, image_width, image_height, box_x0, box_y0, box_x1, "
+      "box_y1, pixels FROM concepts ORDER BY id");
+  std::vector<ConceptRow> out;
+  while (s.step()) {
+    ConceptRow c;
+    c.id = s.column_int(0);
+    if (ids && std::find(ids->begin(), ids->end(), c.id) == ids->end()) continue;
+    c.kind = parse_concept_kind(s.column_text(1));
+    if (!s.column_is_null(2)) c.class_index = s.column_int(2);
+    c.created = s.column_text(3);
+    c.origin = s.column_text(4);
+    c.image_path = s.column_text(5);
+    c.image_width = s.column_int(6);
+    c.image_height = s.column_int(7);
+    for (int k = 0; k < 4; ++k) c.box[k] = s.column_int(8 + k);
+    c.pixels = s.column_blob(12);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+bool RunStore::remove_concept(int64_t id, ConceptKind kind) {
+  Transaction tx(db_);
+  db_.prepare("DELETE FROM concepts WHERE id = ? AND kind = ?").bind(1, id).bind(2, to_string(kind)).run();
+  auto changed = db_.prepare("SELECT changes()");
+  changed.step();
+  const bool removed = changed.column_int(0) > 0;
+  tx.commit();
+  return removed;
 }
 
 }  // namespace ppnet::db

@@ -127,6 +127,27 @@ struct NearestPatchRow {
   std::optional<double> precision;  // share of the map's top 5 % inside the object mask
 };
 
+/// What a user marked a concept as (ppnet forbid / remember); stored by name.
+enum class ConceptKind { kForbid, kRemember };
+const char* to_string(ConceptKind kind);
+/// Throws std::runtime_error naming the value when it is neither "forbid" nor "remember".
+ConceptKind parse_concept_kind(const std::string& name);
+
+/// A concept: a region of an image whose look the prototypes of a class (or of every class)
+/// must not match (forbid) or must keep matching (remember). The region's pixels are kept, so
+/// the concept outlives the data folder and re-training of the backbone.
+struct ConceptRow {
+  int64_t id = 0;
+  ConceptKind kind = ConceptKind::kForbid;
+  std::optional<int64_t> class_index;  // empty: every class's prototypes
+  std::string created;
+  std::string origin;      // in words: "prototype 3 of projection #4", or the image file given
+  std::string image_path;  // the image it was cut from, as given (relative to the data folder for a prototype)
+  int64_t image_width = 0, image_height = 0;  // that image's size
+  int64_t box[4] = {0, 0, 0, 0};  // the region in that image's pixels, [x0, y0, x1, y1)
+  std::string pixels;      // the region as a PNG file's bytes (box size)
+};
+
 /// Owns run.sqlite. Every method is one transaction; errors throw std::runtime_error.
 class RunStore {
  public:
@@ -177,6 +198,13 @@ class RunStore {
   void add_analysis(const AnalysisRow& analysis, const std::vector<NearestPatchRow>& rows);
   std::optional<AnalysisRow> latest_analysis();
   std::vector<NearestPatchRow> nearest_patches(int64_t analysis_id);
+
+  /// Records a concept; returns its id.
+  int64_t add_concept(const ConceptRow& concept_row);
+  /// All concepts, by id; with `ids`, only those (missing ids are left out).
+  std::vector<ConceptRow> concepts(const std::optional<std::vector<int64_t>>& ids = std::nullopt);
+  /// Removes concept `id` when it is of `kind`; false when there is no such concept.
+  bool remove_concept(int64_t id, ConceptKind kind);
 
   Database& database() { return db_; }
 

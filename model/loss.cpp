@@ -72,6 +72,20 @@ torch::Tensor fine_annotation_loss(const torch::Tensor& similarity, const torch:
   return ((safe_sqrt(other) + safe_sqrt(outside.sum(1))) * weight).sum();
 }
 
+torch::Tensor concept_activation(const torch::Tensor& similarity, const torch::Tensor& region, const torch::Tensor& classes,
+                                 const torch::Tensor& class_identity) {
+  const int64_t B = similarity.size(0), P = similarity.size(1);
+  const auto device = similarity.device();
+  const auto off_region = region.to(device).to(torch::kBool).logical_not().view({B, 1, region.size(1), region.size(2)});
+  const auto peak = similarity.masked_fill(off_region, -INFINITY).amax({2, 3});  // B×P
+  const auto k = classes.to(device).to(torch::kInt64);
+  const auto identity = class_identity.to(device).to(similarity.scalar_type());
+  // Each image's prototypes: its class's column of the identity, or every prototype for −1.
+  const auto own = identity.t().index_select(0, k.clamp_min(0));  // B×P
+  const auto applies = torch::where(k.view({B, 1}).lt(0), torch::ones({B, P}, own.options()), own);
+  return (peak * applies).sum(1);
+}
+
 torch::Tensor total_loss(const LossTerms& t, const LossCoefficients& c) {
   return c.cross_entropy * t.cross_entropy + c.cluster * t.cluster +
          c.separation * t.separation + c.l1 * t.l1;

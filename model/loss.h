@@ -51,6 +51,16 @@ torch::Tensor fine_annotation_loss(const torch::Tensor& similarity, const torch:
                                    const torch::Tensor& annotated, const torch::Tensor& labels,
                                    const torch::Tensor& class_identity, FineAnnotationForm form);
 
+/// ProtoPDebug's concept activation (Bontempelli et al. 2023) of a batch of concept images:
+/// `similarity` B×P×H×W maps of the images, `region` B×H×W bools (the cells the concept covers;
+/// at least one per image), `classes` B int64 (the class whose prototypes a concept concerns,
+/// −1 for all), `class_identity` P×C. Per image i: Σ over the prototypes j of its class of
+/// max over its region of similarity_ij. B values, on the maps' device. The forgetting loss is
+/// the mean of these over forbidden concepts, the remembering loss minus the mean over
+/// remembered ones.
+torch::Tensor concept_activation(const torch::Tensor& similarity, const torch::Tensor& region, const torch::Tensor& classes,
+                                 const torch::Tensor& class_identity);
+
 /// Σ coefficient × term (avg_separation is reported, not optimised).
 torch::Tensor total_loss(const LossTerms& terms, const LossCoefficients& coefficients);
 

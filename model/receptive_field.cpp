@@ -1,6 +1,7 @@
 #include "model/receptive_field.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -34,6 +35,15 @@ std::array<int64_t, 4> cell_box(const ReceptiveField& rf, int64_t img_size, int6
   const auto [y0, y1] = span(h);
   const auto [x0, x1] = span(w);
   return {x0, y0, x1, y1};
+}
+
+std::vector<int64_t> cell_centres(const ReceptiveField& rf, int64_t img_size) {
+  std::vector<int64_t> centres;
+  for (int64_t i = 0; i < rf.n; ++i) {
+    const auto c = static_cast<int64_t>(std::floor(rf.start + static_cast<double>(i * rf.j)));
+    centres.push_back(std::clamp<int64_t>(c, 0, img_size - 1));
+  }
+  return centres;
 }
 
 }  // namespace ppnet::model

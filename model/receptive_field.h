@@ -32,4 +32,8 @@ ReceptiveField compute_receptive_field(int64_t img_size, const std::vector<ConvI
 /// truncated to integers as the reference does and clipped to the image.
 std::array<int64_t, 4> cell_box(const ReceptiveField& rf, int64_t img_size, int64_t h, int64_t w);
 
+/// The pixel (row or column index in an img_size input) at the centre of each latent row or
+/// column: floor(start + i·j), clipped to the image. What "a cell lies on a region" means.
+std::vector<int64_t> cell_centres(const ReceptiveField& rf, int64_t img_size);
+
 }  // namespace ppnet::model

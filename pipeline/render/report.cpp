@@ -39,18 +39,21 @@ std::string base64(const std::vector<uchar>& in) {
   return out;
 }
 
-// An image file as a small inline thumbnail (the report is one self-contained file).
-std::string thumbnail(const fs::path& file, int side = 80) {
-  std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) return "";  // pictures not written (project --no-images)
-  cv::Mat img = cv::imread(file.string(), cv::IMREAD_COLOR);
+// An image as a small inline thumbnail (the report is one self-contained file), scaled to `side`
+// pixels on its longer edge: small images (28 px) grow, with visible pixels.
+std::string thumbnail_of(cv::Mat img, int side = 80) {
   if (img.empty()) return "";
-  // Scaled to `side` pixels on its longer edge: small images (28 px) grow, with visible pixels.
   const double s = static_cast<double>(side) / std::max(img.cols, img.rows);
   cv::resize(img, img, cv::Size(), s, s, s < 1.0 ? cv::INTER_AREA : cv::INTER_NEAREST);
   std::vector<uchar> buf;
   cv::imencode(".png", img, buf);
   return "<img src=\"data:image/png;base64," + base64(buf) + "\" alt=\"\">";
+}
+
+std::string thumbnail(const fs::path& file, int side = 80) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) return "";  // pictures not written (project --no-images)
+  return thumbnail_of(cv::imread(file.string(), cv::IMREAD_COLOR), side);
 }
 
 // One line chart, as inline SVG: series of (x, y) with a legend; stage boundaries as rules.
@@ -317,6 +320,32 @@ PageData nearest_patches_section(RunFolder& run, const db::AnalysisRow& analysis
   return section;
 }
 
+// The concepts marked with forbid / remember: the region and the image it was cut from, boxed.
+PageData concepts_section(db::RunStore& store, const std::vector<std::string>& class_names) {
+  PageData rows = page_list();
+  for (const auto& k : store.concepts()) {
+    const cv::Mat image = cv::imdecode(std::vector<uchar>(k.pixels.begin(), k.pixels.end()), cv::IMREAD_COLOR);
+    PageData row;
+    row.set("id", std::to_string(k.id));
+    row.set("kind", db::to_string(k.kind));
+    row.set("class_name", k.class_index && *k.class_index >= 0 && static_cast<size_t>(*k.class_index) < class_names.size()
+                              ? class_names[static_cast<size_t>(*k.class_index)]
+                              : "all classes");
+    row.set("origin", k.origin);
+    row.set("created", k.created);
+    const cv::Rect box(static_cast<int>(k.box[0]), static_cast<int>(k.box[1]), static_cast<int>(k.box[2] - k.box[0]),
+                       static_cast<int>(k.box[3] - k.box[1]));
+    if (!image.empty() && (box & cv::Rect(0, 0, image.cols, image.rows)) == box) {
+      row.set("patch", thumbnail_of(image(box).clone(), 64));
+      cv::Mat boxed = image.clone();
+      cv::rectangle(boxed, box, cv::Scalar(0, 0, 255), std::max(1, std::max(image.cols, image.rows) / 100));
+      row.set("image", thumbnail_of(boxed, 64));
+    }
+    rows.push_back(row);
+  }
+  return rows;
+}
+
 }  // namespace
 
 ReportResult run_report(const ReportConfig& c) {
@@ -347,6 +376,12 @@ ReportResult run_report(const ReportConfig& c) {
   }
   if (const auto projection = store.latest_projection()) {
     page.set("projection", prototypes_section(run, *projection, class_names));
+  }
+  const PageData concepts = concepts_section(store, class_names);
+  if (!concepts.is_empty_list()) {
+    PageData section;
+    section.set("rows", concepts);
+    page.set("concepts", section);
   }
   if (const auto analysis = store.latest_analysis()) {
     page.set("analysis", nearest_patches_section(run, *analysis, class_names, fs::absolute(out.path).parent_path()));

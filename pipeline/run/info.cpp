@@ -22,6 +22,26 @@ InfoResult run_info(const InfoConfig& c) {
     info.model_json = r.model_json;  // shown as recorded; the commands that need it say what is wrong
   }
   info.data_path = r.data_path;
+  if (c.concepts) {
+    const auto manifest = nlohmann::json::parse(r.data_manifest);
+    info.listing_concepts = true;
+    for (const auto& k : run.store().concepts()) {
+      ConceptInfo ci;
+      ci.id = k.id;
+      ci.kind = db::to_string(k.kind);
+      ci.class_index = k.class_index.value_or(-1);
+      const auto& classes = manifest.at("classes");
+      ci.class_name = k.class_index && *k.class_index >= 0 && static_cast<size_t>(*k.class_index) < classes.size()
+                          ? classes.at(static_cast<size_t>(*k.class_index)).at("name").get<std::string>()
+                          : "all";
+      ci.created = k.created;
+      ci.origin = k.origin;
+      ci.image_path = k.image_path;
+      ci.box.assign(k.box, k.box + 4);
+      info.concepts.push_back(ci);
+    }
+    return info;
+  }
   if (c.prototypes) {
     const auto projection = run.store().latest_projection();
     if (!projection) throw std::runtime_error(c.run + ": no projection yet; run 'ppnet project' first");

@@ -13,6 +13,7 @@ struct InfoConfig {
   std::string run;
   bool json = false;
   bool prototypes = false;  // list the latest projection's prototypes
+  bool concepts = false;    // list the concepts marked with forbid / remember
 };
 
 struct StageInfo {
@@ -43,10 +44,21 @@ struct PrototypeInfo {
   std::string patch_png, box_png, heatmap_png;  // relative to the run folder; empty if not written
 };
 
+struct ConceptInfo {
+  int64_t id = 0;
+  std::string kind;        // "forbid" or "remember"
+  int64_t class_index = -1;  // −1: every class
+  std::string class_name;  // "all" for every class
+  std::string created, origin, image_path;
+  std::vector<int64_t> box;  // [x0, y0, x1, y1) in that image's pixels
+};
+
 struct InfoResult {
   std::string run;
   int64_t projection = 0;                // with --prototypes: the projection listed
   std::vector<PrototypeInfo> prototypes;
+  bool listing_concepts = false;         // with --concepts: `concepts` is the answer
+  std::vector<ConceptInfo> concepts;
   std::string created;
   std::string ppnet_version;
   std::string model_json;

@@ -16,9 +16,13 @@ namespace fs = std::filesystem;
 ModelInput model_input(const ModelConfig& m) { return {m.img_size, m.resize}; }
 
 torch::Tensor load_image_tensor(const fs::path& path, const ModelInput& input) {
+  return image_tensor(read_image_file(path), input);  // grey files come back as 3 channels
+}
+
+torch::Tensor image_tensor(const cv::Mat& bgr, const ModelInput& input) {
   const int size = input.size;
   cv::Mat rgb, f;
-  cv::cvtColor(read_image_file(path), rgb, cv::COLOR_BGR2RGB);  // grey files come back as 3 channels
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   const cv::Mat resized = resize_image(rgb, size, size, input.resize);
   resized.convertTo(f, CV_32FC3, 1.0 / 255.0);
   auto t = torch::from_blob(f.data, {size, size, 3}, torch::kFloat32).permute({2, 0, 1}).clone();

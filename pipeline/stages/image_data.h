@@ -36,6 +36,8 @@ ModelInput model_input(const ModelConfig& m);
 /// Decodes `path` into a 3×size×size float tensor: RGB (grey is replicated), resized as `input`
 /// says, [0,1] then ImageNet-normalised. Throws std::runtime_error naming the file when unreadable.
 torch::Tensor load_image_tensor(const std::filesystem::path& path, const ModelInput& input);
+/// The same for decoded 8-bit BGR pixels.
+torch::Tensor image_tensor(const cv::Mat& bgr, const ModelInput& input);
 
 /// The object mask of prepared image `path` (relative to `data`; pipeline/data/masks.h) as a
 /// size×size float tensor of 0 and 1 (object where the area-resized mask is at least half);

@@ -14,6 +14,7 @@
 #include "pipeline/stages/handover.h"
 #include "pipeline/data/image_file.h"
 #include "pipeline/stages/image_data.h"
+#include "pipeline/stages/concept_inputs.h"
 #include "base/interrupt.h"
 #include "base/progress.h"
 #include "pipeline/render/heatmap.h"
@@ -42,18 +43,84 @@ constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
 // With PushRegion::kObject, `region` is B×G×G: true where a cell's receptive-field centre lies
 // on the image's object mask, or the image has no mask.
 torch::Tensor push_region_of(const Batch& b, const model::ReceptiveField& rf, int64_t img_size) {
-  std::vector<int64_t> centre;
-  for (int64_t h = 0; h < rf.n; ++h) {
-    centre.push_back(std::clamp<int64_t>(static_cast<int64_t>(std::floor(rf.start + static_cast<double>(h * rf.j))), 0, img_size - 1));
-  }
+  const auto centre = model::cell_centres(rf, img_size);
   const auto at = torch::tensor(centre, torch::kInt64);
   const auto on_object = b.masks.index_select(1, at).index_select(2, at).gt(0.5);  // B×G×G
   return on_object.logical_or(b.has_mask.logical_not().view({-1, 1, 1}));
 }
 
+// The latent cells of the run's forbidden concepts (pipeline/stages/concept_inputs.h) that push
+// candidates must not resemble: M×D vectors, the class each concerns (−1: all) and the
+// similarity above which a candidate is too like one. Empty vectors: none.
+struct Forbidden {
+  torch::Tensor cells;    // M×D float
+  torch::Tensor classes;  // M int64
+  double threshold = 0;
+  int64_t concepts = 0;
+
+  nlohmann::json to_json() const {
+    const auto c = cells.cpu().contiguous(), k = classes.cpu().contiguous();
+    return {{"cells", std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel())},
+            {"dim", cells.size(1)},
+            {"classes", std::vector<int64_t>(k.data_ptr<int64_t>(), k.data_ptr<int64_t>() + k.numel())},
+            {"threshold", threshold},
+            {"concepts", concepts}};
+  }
+  static Forbidden from_json(const nlohmann::json& j) {
+    Forbidden f;
+    const auto cells = j.at("cells").get<std::vector<float>>();
+    const auto classes = j.at("classes").get<std::vector<int64_t>>();
+    f.cells = torch::tensor(cells).view({static_cast<int64_t>(classes.size()), j.at("dim").get<int64_t>()});
+    f.classes = torch::tensor(classes, torch::kInt64);
+    f.threshold = j.at("threshold").get<double>();
+    f.concepts = j.at("concepts").get<int64_t>();
+    return f;
+  }
+};
+
+// The cells of the forbidden concepts under the model being projected.
+Forbidden forbidden_cells(model::ProtoPNetImpl& net, const std::vector<db::ConceptRow>& concepts, const ModelInput& input,
+                          std::optional<double> threshold, torch::Device device) {
+  Forbidden f;
+  std::vector<db::ConceptRow> forbidden;
+  for (const auto& k : concepts) {
+    if (k.kind == db::ConceptKind::kForbid) forbidden.push_back(k);
+  }
+  f.concepts = static_cast<int64_t>(forbidden.size());
+  f.threshold = threshold ? *threshold : net.similarity(torch::ones({1}, torch::kFloat)).item<double>();
+  const int64_t D = net.options().prototype_dim;
+  if (forbidden.empty()) {
+    f.cells = torch::zeros({0, D});
+    f.classes = torch::zeros({0}, torch::kInt64);
+    return f;
+  }
+  const auto k = concept_inputs(forbidden, input, net.receptive_field(input.size));
+  const auto latent = net.latent(k.images.to(device)).to(torch::kFloat);
+  const auto region = concept_region(latent, net.latent(k.occluded.to(device)), k.centred).cpu();  // N×G×G
+  const auto at = region.nonzero();  // rows: concept, h, w
+  const auto cells = latent.cpu().permute({0, 2, 3, 1});  // N×G×G×D
+  f.cells = cells.index({at.select(1, 0), at.select(1, 1), at.select(1, 2)}).contiguous();
+  f.classes = k.classes.index_select(0, at.select(1, 0)).contiguous();
+  return f;
+}
+
+// B×P×G×G: true where a cell of a batch is too like a forbidden concept of the prototype's class.
+torch::Tensor too_like_forbidden(const Forbidden& f, const torch::Tensor& latent, const torch::Tensor& proto_class,
+                                 model::ProtoPNetImpl& net) {
+  const int64_t B = latent.size(0), D = latent.size(1), G = latent.size(2), P = proto_class.size(0);
+  const auto device = latent.device();
+  const auto z = latent.permute({0, 2, 3, 1}).reshape({B * G * G, D});
+  const auto cells = f.cells.to(device);
+  const auto d2 = (z.pow(2).sum(1, true) - 2 * z.matmul(cells.t()) + cells.pow(2).sum(1).view({1, -1})).clamp_min(0);
+  const auto near = net.similarity(d2).gt(f.threshold).to(torch::kFloat);  // (B·G·G)×M
+  const auto k = f.classes.to(device).view({-1, 1});
+  const auto applies = k.lt(0).logical_or(k.eq(proto_class.view({1, P}))).to(torch::kFloat);  // M×P
+  return near.matmul(applies).gt(0).view({B, G, G, P}).permute({0, 3, 1, 2});
+}
+
 Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vector<ListEntry>& push,
                const std::vector<int64_t>& mine, const ModelInput& input, int batch_size, torch::Device device,
-               bool show_progress, PushRegion region) {
+               bool show_progress, PushRegion region, const Forbidden& forbidden) {
   const int64_t P = net.num_prototypes(), D = net.options().prototype_dim;
   const auto rf = net.receptive_field(input.size);
   const int64_t G = rf.n, HW = G * G;
@@ -79,6 +146,7 @@ Nearest search(model::ProtoPNetImpl& net, const fs::path& data, const std::vecto
     if (region == PushRegion::kObject) {
       d = d.masked_fill(push_region_of(b, rf, input.size).logical_not().to(device).view({B, 1, G, G}), INFINITY);
     }
+    if (forbidden.cells.size(0) > 0) d = d.masked_fill(too_like_forbidden(forbidden, latent, proto_class, net), INFINITY);
     const auto [val, idx] = d.permute({1, 0, 2, 3}).reshape({P, B * HW}).min(1);  // P, P
     const auto better = val < n.distance;
     const auto in_batch = idx.div(HW, "floor");
@@ -127,8 +195,9 @@ ProjectResult search_worker(const ProjectConfig& c, const Runtime& rt, Distribut
   const auto push = read_list(data, "push");
   const int batch = given->plan.at("batch_size").get<int>();
   const PushRegion region = parse_push_region(given->plan.value("push_region", std::string("all")));
+  const Forbidden forbidden = Forbidden::from_json(given->plan.at("forbidden"));
   auto n = search(*given->net, data, push, round_robin_batches(push.size(), batch, {dist.rank(), dist.size()}),
-                  model_input(given->model), batch, rt.device, false, region);
+                  model_input(given->model), batch, rt.device, false, region, forbidden);
   merge_across_ranks(dist, n);
   return report;
 }
@@ -142,6 +211,10 @@ struct ProjectionStage {
 };
 
 std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolder& run) {
+  std::vector<int64_t> forbidden;
+  for (const auto& k : run.store().concepts()) {
+    if (k.kind == db::ConceptKind::kForbid) forbidden.push_back(k.id);
+  }
   db::RunStore& store = run.store();
   const auto latest = store.latest_stage();
   if (c.resume && latest && latest->kind == db::StageKind::kProject && latest->status == db::StageStatus::kDone) {
@@ -157,9 +230,11 @@ std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolde
   const auto base = store.latest_final_checkpoint();
   ProjectionStage s;
   s.start_checkpoint = base ? base->path : run.checkpoint_name("init");
-  s.id = store.begin_stage(db::StageKind::kProject,
-                           nlohmann::json{{"batch_size", c.batch_size}, {"push_region", push_region_name(c.push_region)}}.dump(),
-                           s.start_checkpoint);
+  nlohmann::json config{{"batch_size", c.batch_size},
+                        {"push_region", push_region_name(c.push_region)},
+                        {"forbidden_concepts", forbidden}};
+  if (c.forbid_threshold) config["forbid_threshold"] = *c.forbid_threshold;
+  s.id = store.begin_stage(db::StageKind::kProject, config.dump(), s.start_checkpoint);
   return s;
 }
 
@@ -254,12 +329,14 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   }
   model::ProtoPNet net(to_model_options(m));
   load_checkpoint(run.absolute(stage->start_checkpoint), *net, rt.device, nullptr, nullptr);
-  if (dist) {
-    hand_over(*dist, "project plan", {{"batch_size", c.batch_size}, {"push_region", push_region_name(c.push_region)}}, m,
-              *net);
-  }
   net->eval();
   torch::NoGradGuard no_grad;
+  const Forbidden forbidden = forbidden_cells(*net, run.store().concepts(), model_input(m), c.forbid_threshold, rt.device);
+  if (dist) {
+    hand_over(*dist, "project plan",
+              {{"batch_size", c.batch_size}, {"push_region", push_region_name(c.push_region)}, {"forbidden", forbidden.to_json()}},
+              m, *net);
+  }
   InterruptScope interrupt_scope;
 
   // 1. Search: for every prototype, the nearest latent patch among push images of its class;
@@ -268,7 +345,7 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   const int64_t P = net->num_prototypes(), D = m.prototype_dim;
   const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
   auto nearest = search(*net, data, push, round_robin_batches(push.size(), c.batch_size, shard), model_input(m),
-                        c.batch_size, rt.device, true, c.push_region);
+                        c.batch_size, rt.device, true, c.push_region, forbidden);
   if (dist) merge_across_ranks(*dist, nearest);
   const double search_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   auto& protos = net->prototype_vectors();
@@ -284,6 +361,8 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   run.store().finish_projection(stage->id, rows, {0, stage->id, 0, 0, rel, true, ""});
 
   report.projection = stage->id;
+  report.forbidden_concepts = forbidden.concepts;
+  report.forbid_threshold = forbidden.threshold;
   report.prototypes = P;
   report.projected = static_cast<int64_t>(rows.size());
   for (const auto& r : rows) {

@@ -46,6 +46,7 @@ void check(const TrainSettings& s) {
   if (!(s.fine_annotation >= 0) || !(s.annotated_fraction > 0 && s.annotated_fraction <= 1)) {
     throw std::invalid_argument("fine_annotation must be 0 or more, annotated_fraction in (0, 1]");
   }
+  if (!(s.forget >= 0) || !(s.remember >= 0)) throw std::invalid_argument("forget and remember must be 0 or more");
 }
 void check(const LastLayerSettings& s) {
   if (s.epochs < 0 || s.batch_size < 1 || s.eval_batch_size < 1 || s.max_iterations < 0) {

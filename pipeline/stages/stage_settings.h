@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "model/names.h"
 #include "pipeline/runtime/runtime_config.h"
@@ -42,6 +43,10 @@ struct TrainSettings {
   double fine_annotation = 0;
   double annotated_fraction = 1;
   model::FineAnnotationForm fine_annotation_form = model::FineAnnotationForm::kSerial;
+  // ProtoPDebug's forgetting and remembering losses (model/loss.h, concept_activation) over the
+  // run's concepts when the stage began (their ids: a concept added later waits for the next stage).
+  double forget = 100, remember = 10;
+  std::vector<int64_t> concepts;
   int checkpoint_every = 0;  // also checkpoint every N batches
   uint64_t seed = 1;
   int threads = 0;
@@ -60,7 +65,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainSettings, epochs, lr_schedu
                                                 lr_backbone, lr_add_on, lr_prototypes, weight_decay, lr_step, lr_gamma,
                                                 lr_step_offset, cross_entropy, cluster, separation, l1,
                                                 fine_annotation, annotated_fraction, fine_annotation_form,
-                                                checkpoint_every, seed, threads, ranks, amp, channels_last,
+                                                forget, remember, concepts, checkpoint_every, seed, threads, ranks, amp, channels_last,
                                                 continue_optimizer, continue_stage, schedule_offset)
 
 /// Parses a stage's recorded settings; throws std::runtime_error "stage #ID's settings in

@@ -17,6 +17,7 @@
 #include "pipeline/stages/stage_settings.h"
 #include "pipeline/parallel/distributed.h"
 #include "pipeline/stages/image_data.h"
+#include "pipeline/stages/concept_inputs.h"
 #include "base/interrupt.h"
 #include "base/progress.h"
 #include "pipeline/stages/checkpoint.h"
@@ -95,6 +96,8 @@ TrainSettings stage_settings(const TrainConfig& c, int ranks) {
   s.fine_annotation = c.fine_annotation;
   s.annotated_fraction = c.annotated_fraction;
   s.fine_annotation_form = c.fine_annotation_form;
+  s.forget = c.forget;
+  s.remember = c.remember;
   s.checkpoint_every = c.checkpoint_every;
   s.seed = c.runtime.seed;
   s.threads = c.runtime.threads;
@@ -254,6 +257,7 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
   }
   p.model = run.model_config();
   auto settings = stage_settings(with_recipe_defaults(c, p.model.pretrained), ranks);
+  for (const auto& k : run.store().concepts()) settings.concepts.push_back(k.id);
   continue_previous_joint(c, run.store(), settings);
   const StageStart stage = resolve_stage(run, stage_kind(c), c.resume, nlohmann::json(settings).dump(),
                                          "'ppnet train --stage " + c.stage + " --resume'");
@@ -321,6 +325,7 @@ class StageTrainer {
         loss_scale_(rt.amp == torch::kHalf) {
     if (train_list_.empty()) throw std::runtime_error(c.data + ": the train split is empty");
     if (settings_.fine_annotation > 0) choose_annotated();
+    if (run_) load_concepts();
     load_start();
     if (dist_) {
       reducer_ = std::make_unique<GradientReducer>(*dist_, model_.trained, static_cast<int64_t>(c.bucket_mb * 1024 * 1024));
@@ -452,6 +457,53 @@ class StageTrainer {
     for (const auto& e : train_list_) annotated_.push_back(among_annotated(e.source_id, settings_.annotated_fraction, seed_));
   }
 
+  // The concepts the stage began with (rank 0 alone adds their losses, so their gradients are
+  // counted once in the ranks' sum), on the device.
+  void load_concepts() {
+    if (settings_.concepts.empty() || (settings_.forget == 0 && settings_.remember == 0)) return;
+    const auto rows = run_->store().concepts(settings_.concepts);
+    if (rows.size() < settings_.concepts.size()) {
+      std::fprintf(stderr, "note: %zu of the %zu concepts stage #%lld began with were removed since; it goes on with the rest\n",
+                   settings_.concepts.size() - rows.size(), settings_.concepts.size(), static_cast<long long>(plan_.stage_id));
+    }
+    if (rows.empty()) return;
+    const ModelInput input = model_input(plan_.model);
+    concepts_ = concept_inputs(rows, input, model_.net->receptive_field(input.size));
+    concepts_.images = concepts_.images.to(rt_.device);
+    concepts_.occluded = concepts_.occluded.to(rt_.device);
+    int64_t forbidden = concepts_.forbid.sum().item<int64_t>();
+    std::fprintf(stderr, "concepts: %lld forbidden (forget %g), %lld remembered (remember %g)\n",
+                 static_cast<long long>(forbidden), settings_.forget,
+                 static_cast<long long>(concepts_.forbid.numel() - forbidden), settings_.remember);
+  }
+
+  // ProtoPDebug's losses on this batch's share of the concepts (all of them, or kConceptsPerBatch
+  // in turn): forget × the mean concept activation of the forbidden ones − remember × that of
+  // the remembered ones, on the cells the concept's pixels reach as the model is now. Computed
+  // with the model in eval mode, so that BatchNorm statistics are not learnt from the concepts'
+  // images; gradients reach the backbone as the training images' do.
+  torch::Tensor concept_loss(int64_t batch) {
+    constexpr int64_t kConceptsPerBatch = 32;
+    const int64_t n = concepts_.forbid.numel(), take = std::min(n, kConceptsPerBatch);
+    const auto rows = (torch::arange(take, torch::kInt64) + batch * take).remainder(n);
+    const ConceptInputs k = select_concepts(concepts_, rows);
+    auto& net = *model_.net;
+    net.eval();
+    const auto act = net.activations(k.images);
+    torch::Tensor region;
+    {
+      torch::NoGradGuard no_grad;
+      region = concept_region(act.latent, net.latent(k.occluded), k.centred);
+    }
+    net.train();
+    if (!joint_) net.backbone().eval();
+    const auto a = model::concept_activation(net.similarity(act.distances).to(torch::kFloat), region, k.classes,
+                                              net.prototype_class_identity());
+    const auto forbid = k.forbid.to(a.device()).to(a.scalar_type());
+    const auto mean_over = [&](const torch::Tensor& w) { return (a * w).sum() / w.sum().clamp_min(1); };
+    return settings_.forget * mean_over(forbid) - settings_.remember * mean_over(1 - forbid);
+  }
+
   // One step on this rank's slice of batch `b`; returns whether any rank was asked to stop.
   bool train_batch(const Batch& b, int64_t e, EpochMetrics& sums) {
     const auto x = b.images.to(rt_.device), y = b.labels.to(rt_.device);
@@ -482,6 +534,11 @@ class StageTrainer {
                                                       settings_.fine_annotation_form);
         objective = objective + fine * loss_scale_.factor();
         reported = reported + fine.detach() / share;  // weighted by the slice's images, the whole batch's term
+      }
+      if (concepts_.images.defined()) {  // rank 0 only: the whole batch's term once
+        const auto concept_term = concept_loss(b.index);
+        objective = objective + concept_term * loss_scale_.factor();
+        reported = reported + concept_term.detach() / share;
       }
       objective.backward();
       sums.add(terms, reported, out.logits.detach(), y);
@@ -560,6 +617,7 @@ class StageTrainer {
   InterruptScope interrupt_scope_;
   LossScale loss_scale_;
   std::vector<bool> annotated_;  // per training image, with fine annotation
+  ConceptInputs concepts_;       // rank 0, with concepts: undefined images otherwise
   std::unique_ptr<GradientReducer> reducer_;
   TrainingPosition pos_;
 };

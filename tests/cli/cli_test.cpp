@@ -18,8 +18,8 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 TEST(Cli, HelpListsEveryCommand) {
   const auto r = run_ppnet("--help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* c : {"prepare", "train", "project", "last-layer", "analyze", "prune", "explain", "evaluate", "info",
-                        "report", "weights"}) {
+  for (const char* c : {"prepare", "train", "project", "last-layer", "analyze", "prune", "forbid", "remember", "explain",
+                        "evaluate", "info", "report", "weights"}) {
     EXPECT_TRUE(contains(r.out, std::string("  ") + c + " ")) << c;
   }
   EXPECT_EQ(run_ppnet("help").out, r.out);
@@ -49,7 +49,9 @@ TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
       {"evaluate", {"--run", "--data", "--split", "--json", "--threads", "--device", "--metrics", "--part-box"}},
       {"analyze", {"--run", "--data", "--split", "--k", "--json", "--threads", "--device"}},
       {"prune", {"--run", "--data", "--k", "--threshold", "--duplicates", "--dry-run", "--json", "--threads"}},
-      {"info", {"--run", "--prototypes", "--json"}},
+      {"forbid", {"--run", "--prototype", "--image", "--box", "--class", "--remove", "--json"}},
+      {"remember", {"--run", "--prototype", "--image", "--box", "--class", "--remove", "--json"}},
+      {"info", {"--run", "--prototypes", "--concepts", "--json"}},
       {"report", {"--run", "--out"}},
       {"weights", {"--arch", "--weights", "--json", "--threads"}},
   };
@@ -99,7 +101,18 @@ TEST(Cli, UsageMistakesExitTwoWithAHint) {
                         Case{"weights --arch small", "missing --weights"},
                         Case{"explain --run r --dir d --out o --shard 2/2", "--shard '2/2': expected I/N"},
                         Case{"explain --run r --dir d --out o --shard 0/99999999999", "--shard '0/99999999999'"},
-                        Case{"info stray", "positional"}}) {
+                        Case{"info stray", "positional"},
+                        Case{"info --run r --prototypes --concepts", "give --prototypes or --concepts, not both"},
+                        Case{"forbid --run r", "give one of --prototype J, --image FILE --box x0,y0,x1,y1, or --remove ID"},
+                        Case{"forbid --run r --prototype 1 --remove 2", "give one of --prototype J"},
+                        Case{"remember --run r --image i.png", "missing --box"},
+                        Case{"forbid --run r --image i.png --box 1,2,3", "--box '1,2,3': expected x0,y0,x1,y1"},
+                        Case{"forbid --run r --image i.png --box 1,2,3,4x", "--box '1,2,3,4x': expected x0,y0,x1,y1"},
+                        Case{"forbid --run r --prototype -1", "--prototype must be at least 0"},
+                        Case{"forbid --run r --remove 3 --class all", "--remove takes no --class or --data"},
+                        Case{"forbid --run r --image i.png --box 0,0,1,1 --data d", "--data goes with --prototype"},
+                        Case{"train --stage joint --data d --run r --forget -1", "--forget must be a number in [0, 1e6]"},
+                        Case{"train --stage joint --data d --run r --remember nan", "--remember must be a number in [0, 1e6]"}}) {
     const auto r = run_ppnet(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args;
     EXPECT_TRUE(contains(r.err, c.message)) << c.args << ": " << r.err;

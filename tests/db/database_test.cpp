@@ -232,5 +232,51 @@ TEST(RunStore, StageKindsAndStatusesReadBackAndUnknownNamesAreRefused) {
   }
 }
 
+// Concepts: the PNG bytes come back exactly (NUL bytes included), a class may be none (every
+// class), removal needs the right kind, and a box outside its image never gets in.
+TEST(RunStore, ConceptsKeepTheirPixelsAndAreRemovedByKind) {
+  TempDir dir;
+  RunStore store(dir.file("run.sqlite"));
+  ConceptRow c;
+  c.kind = ConceptKind::kForbid;
+  c.class_index = 2;
+  c.origin = "prototype 7 of projection #3";
+  c.image_path = "push/a/b.png";
+  c.image_width = 40;
+  c.image_height = 30;
+  c.box[0] = 1;
+  c.box[1] = 2;
+  c.box[2] = 11;
+  c.box[3] = 12;
+  c.pixels = std::string("\x89PNG\0\0\x01rest", 12);
+  const int64_t first = store.add_concept(c);
+  c.kind = ConceptKind::kRemember;
+  c.class_index.reset();
+  const int64_t second = store.add_concept(c);
+  EXPECT_NE(first, second);
+  const auto all = store.concepts();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].kind, ConceptKind::kForbid);
+  EXPECT_EQ(all[0].class_index, std::optional<int64_t>(2));
+  EXPECT_EQ(all[0].pixels, c.pixels);
+  EXPECT_EQ(all[0].pixels.size(), 12u);
+  EXPECT_EQ(all[0].origin, c.origin);
+  EXPECT_EQ(all[0].box[2], 11);
+  EXPECT_FALSE(all[1].class_index.has_value());
+  EXPECT_FALSE(all[0].created.empty());
+  EXPECT_EQ(store.concepts(std::vector<int64_t>{second, 99}).size(), 1u);
+
+  EXPECT_FALSE(store.remove_concept(first, ConceptKind::kRemember));
+  EXPECT_TRUE(store.remove_concept(first, ConceptKind::kForbid));
+  EXPECT_FALSE(store.remove_concept(first, ConceptKind::kForbid));
+  ASSERT_EQ(store.concepts().size(), 1u);
+
+  c.box[2] = 41;  // beyond the 40-pixel width
+  EXPECT_THROW(store.add_concept(c), std::runtime_error);
+  EXPECT_EQ(store.concepts().size(), 1u);
+  EXPECT_THROW(store.database().exec("UPDATE concepts SET kind = 'ignore'"), std::runtime_error);  // the CHECK
+  EXPECT_THROW(parse_concept_kind("ignore"), std::runtime_error);
+}
+
 }  // namespace
 }  // namespace ppnet::db

@@ -127,5 +127,48 @@ TEST(Loss, FineAnnotationMatchesTheFormulaValuesAndGradients) {
               expected, 1e-9);
 }
 
+// ProtoPDebug's concept activation, written out with loops: per concept image, the sum over the
+// prototypes of its class (all for −1) of the largest similarity on its region; the gradient of
+// a weighted sum reaches exactly each counted prototype's peak cell.
+TEST(Loss, ConceptActivationMatchesTheFormulaValuesAndGradients) {
+  torch::manual_seed(3);
+  const int64_t B = 3, P = 4, H = 3, W = 3;
+  const auto identity = torch::tensor({{1.f, 0.f}, {1.f, 0.f}, {0.f, 1.f}, {0.f, 1.f}});
+  auto sim = torch::rand({B, P, H, W}, torch::kFloat64).requires_grad_(true);
+  auto region = torch::zeros({B, H, W}, torch::kBool);
+  region[0][0][0] = true;
+  region[0][1][1] = true;
+  region[1].fill_(true);
+  region[2][2][2] = true;
+  const auto classes = torch::tensor({0, 1, -1}, torch::kInt64);
+  const auto a = concept_activation(sim, region, classes, identity);
+  ASSERT_EQ(a.sizes(), torch::IntArrayRef({B}));
+  const auto s = sim.detach();
+  const std::vector<std::vector<int64_t>> counted = {{0, 1}, {2, 3}, {0, 1, 2, 3}};
+  auto expected_grad = torch::zeros_like(s);
+  const std::vector<double> weights = {1.0, -2.0, 0.5};
+  for (int64_t i = 0; i < B; ++i) {
+    double want = 0;
+    for (const int64_t j : counted[static_cast<size_t>(i)]) {
+      double best = -1;
+      int64_t bh = -1, bw = -1;
+      for (int64_t h = 0; h < H; ++h) {
+        for (int64_t w = 0; w < W; ++w) {
+          if (region[i][h][w].item<bool>() && s[i][j][h][w].item<double>() > best) {
+            best = s[i][j][h][w].item<double>();
+            bh = h;
+            bw = w;
+          }
+        }
+      }
+      want += best;
+      expected_grad[i][j][bh][bw] = weights[static_cast<size_t>(i)];
+    }
+    EXPECT_NEAR(a[i].item<double>(), want, 1e-12) << "concept " << i;
+  }
+  (a * torch::tensor(weights, torch::kFloat64)).sum().backward();
+  EXPECT_TRUE(torch::equal(sim.grad(), expected_grad)) << sim.grad();
+}
+
 }  // namespace
 }  // namespace ppnet::model

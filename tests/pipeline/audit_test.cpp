@@ -12,12 +12,18 @@
 #include <map>
 #include <set>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "db/run_store.h"
 #include "pipeline/data/prepare.h"
 #include "pipeline/render/report.h"
 #include "pipeline/stages/analyze.h"
+#include "pipeline/stages/concept_inputs.h"
+#include "pipeline/run/concepts.h"
+#include "pipeline/run/info.h"
+#include "pipeline/data/image_file.h"
+#include "model/loss.h"
 #include "pipeline/stages/attribution_maps.h"
 #include "pipeline/data/masks.h"
 #include "pipeline/stages/evaluate.h"
@@ -848,6 +854,226 @@ TEST_F(Audit, PushRegionObjectPutsEveryPrototypeOnTheObject) {
     EXPECT_NE(std::string(e.what()).find("has no object masks (masks/), which --push-region object needs"), std::string::npos)
         << e.what();
   }
+}
+
+// The concept activation of the run's concepts under the run's latest model: per concept, the
+// summed largest similarity of its class's prototypes on the cells its pixels reach.
+torch::Tensor concept_activations(const fs::path& run_dir) {
+  RunFolder run = RunFolder::open(run_dir);
+  auto net = load_latest_model(run, torch::kCPU);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto k = concept_inputs(run.store().concepts(), ModelInput{48}, net->receptive_field(48));
+  const auto act = net->activations(k.images);
+  const auto region = concept_region(act.latent, net->latent(k.occluded), k.centred);
+  return model::concept_activation(net->similarity(act.distances), region, k.classes, net->prototype_class_identity());
+}
+
+// forbid / remember: a prototype's patch or any image box becomes a concept with its source
+// image's pixels; the mistakes a user can make are named; info lists the concepts.
+TEST_F(Audit, ConceptsRecordTheirImageAndRefuseWhatDoesNotFit) {
+  const fs::path run_dir = copy_run("concepts");
+  ConceptConfig c;
+  c.run = run_dir.string();
+  c.prototype = 2;
+  const ConceptResult forbidden = run_concept(c);
+  EXPECT_FALSE(forbidden.removed);
+  EXPECT_EQ(forbidden.count, 1);
+  RunFolder run = RunFolder::open(run_dir);
+  const auto proto = run.store().prototypes(*run.store().latest_projection()).at(2);
+  const auto concepts = run.store().concepts();
+  ASSERT_EQ(concepts.size(), 1u);
+  const auto& k = concepts[0];
+  EXPECT_EQ(k.kind, db::ConceptKind::kForbid);
+  EXPECT_EQ(k.class_index, std::optional<int64_t>(proto.class_index));
+  EXPECT_EQ(k.image_path, proto.image_path);
+  EXPECT_EQ(k.origin, "prototype 2 of projection #" + std::to_string(*run.store().latest_projection()));
+  // The tighter of the receptive field and the high-activation box.
+  const auto area = [](const int64_t (&b)[4]) { return (b[2] - b[0]) * (b[3] - b[1]); };
+  const auto& tight = area(proto.rf) < area(proto.box) ? proto.rf : proto.box;
+  EXPECT_EQ(std::vector<int64_t>(k.box, k.box + 4), std::vector<int64_t>(tight, tight + 4));
+  const cv::Mat source = read_image_file(fs::path(data()) / proto.image_path);
+  const cv::Mat stored = cv::imdecode(std::vector<uchar>(k.pixels.begin(), k.pixels.end()), cv::IMREAD_COLOR);
+  ASSERT_EQ(stored.size(), source.size());
+  EXPECT_EQ(cv::norm(stored, source, cv::NORM_INF), 0.0);
+
+  ConceptConfig r;
+  r.run = run_dir.string();
+  r.kind = db::ConceptKind::kRemember;
+  r.image = (fs::path(data()) / proto.image_path).string();
+  r.box = std::array<int64_t, 4>{0, 0, 8, 8};
+  r.class_name = "all";
+  const ConceptResult remembered = run_concept(r);
+  EXPECT_EQ(remembered.class_name, "all");
+  InfoConfig ic;
+  ic.run = run_dir.string();
+  ic.concepts = true;
+  const auto info = run_info(ic);
+  ASSERT_EQ(info.concepts.size(), 2u);
+  EXPECT_EQ(info.concepts[0].kind, "forbid");
+  EXPECT_EQ(info.concepts[0].class_name, fixture_.cub.class_names[static_cast<size_t>(proto.class_index)]);
+  EXPECT_EQ(info.concepts[1].kind, "remember");
+  EXPECT_EQ(info.concepts[1].class_index, -1);
+
+  const auto refused = [&](ConceptConfig bad, const std::string& says) {
+    const auto before = run.store().concepts().size();
+    try {
+      run_concept(bad);
+      ADD_FAILURE() << "expected an error: " << says;
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(run.store().concepts().size(), before);
+  };
+  ConceptConfig bad = r;
+  bad.box = std::array<int64_t, 4>{0, 0, 49, 8};
+  refused(bad, "--box 0,0,49,8: expected 0 ≤ x0 < x1 ≤ 48");
+  bad.box = std::array<int64_t, 4>{5, 0, 5, 8};
+  refused(bad, "is 48×48 pixels");
+  bad = r;
+  bad.class_name = "Bird Z";
+  refused(bad, "--class 'Bird Z': expected a class name of the run, an index 0…3, or all");
+  bad = c;
+  bad.prototype = 4;
+  refused(bad, "--prototype 4: projection #");
+  bad = c;
+  bad.prototype.reset();
+  bad.remove = remembered.concept_row.id;  // a remember concept is not removed by forbid
+  refused(bad, "has no forbid concept #" + std::to_string(remembered.concept_row.id));
+  r.image.clear();
+  r.box.reset();
+  r.remove = remembered.concept_row.id;
+  EXPECT_TRUE(run_concept(r).removed);
+  EXPECT_EQ(run.store().concepts().size(), 1u);
+}
+
+// The cells on a concept are those its pixels reach: greying out the planted square changes
+// the cells on and beside it, not those across the image.
+TEST_F(Audit, TheCellsOnAConceptAreThoseItsPixelsReach) {
+  RunFolder run = RunFolder::open(dir_->path() / "trained");
+  auto net = load_latest_model(run, torch::kCPU);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto parts = read_data_parts(data());
+  const auto push = read_list(data(), "push");
+  const auto rf = net->receptive_field(48);
+  const auto centres = model::cell_centres(rf, 48);
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& square = parts.find(push[i].path)->parts[0];  // the square's centre
+    db::ConceptRow k;
+    k.id = static_cast<int64_t>(i + 1);
+    const cv::Mat image = read_image_file(fs::path(data()) / push[i].path);
+    std::vector<uchar> png;
+    cv::imencode(".png", image, png);
+    k.pixels.assign(png.begin(), png.end());
+    k.image_width = image.cols;
+    k.image_height = image.rows;
+    const int64_t x = std::lround(square.x), y = std::lround(square.y);
+    k.box[0] = std::max<int64_t>(0, x - 4);
+    k.box[1] = std::max<int64_t>(0, y - 4);
+    k.box[2] = std::min<int64_t>(48, x + 4);
+    k.box[3] = std::min<int64_t>(48, y + 4);
+    const auto in = concept_inputs({k}, ModelInput{48}, rf);
+    const auto region = concept_region(net->latent(in.images), net->latent(in.occluded), in.centred)[0];
+    ASSERT_GT(region.sum().item<int64_t>(), 0);
+    for (int64_t h = 0; h < rf.n; ++h) {
+      for (int64_t w = 0; w < rf.n; ++w) {
+        if (!region[h][w].item<bool>()) continue;
+        const double dx = static_cast<double>(centres[static_cast<size_t>(w)]) - square.x;
+        const double dy = static_cast<double>(centres[static_cast<size_t>(h)]) - square.y;
+        EXPECT_LE(std::max(std::abs(dx), std::abs(dy)), static_cast<double>(rf.r) / 2 + 4)
+            << "cell " << h << "," << w << " cannot see the box around " << square.x << "," << square.y;
+      }
+    }
+  }
+}
+
+// The next joint stage records the concepts and coefficients it trains with, and the
+// forgetting loss makes the forbidden concept's class prototypes less like it than the same
+// stage without it does.
+TEST_F(Audit, ForgettingMakesTheClassesPrototypesUnlikeTheForbiddenConcept) {
+  std::map<double, double> activation, first_loss;
+  for (const double forget : {0.0, 100.0}) {
+    const fs::path run_dir = copy_run("forget-" + std::to_string(static_cast<int>(forget)));
+    for (const int64_t j : {0, 1}) {
+      ConceptConfig c;
+      c.run = run_dir.string();
+      c.prototype = j;
+      run_concept(c);
+    }
+    TrainConfig t;
+    t.stage = "joint";
+    t.data = data();
+    t.run = run_dir.string();
+    t.epochs = 1;
+    t.batch_size = 10;
+    t.forget = forget;
+    t.restart_optimizer = true;
+    t.runtime.threads = 2;
+    run_train(t);
+    RunFolder run = RunFolder::open(run_dir);
+    const auto stage = *run.store().latest_stage();
+    const auto settings = train_settings_from_json(stage.config_json, stage.id);
+    EXPECT_EQ(settings.forget, forget);
+    EXPECT_EQ(settings.remember, 10);
+    EXPECT_EQ(settings.concepts, (std::vector<int64_t>{1, 2}));
+    first_loss[forget] = run.store().epochs(stage.id).at(0).train_loss;
+    activation[forget] = concept_activations(run_dir).sum().item<double>();
+  }
+  EXPECT_GT(first_loss[100.0], first_loss[0.0] + 1.0) << "the forgetting term is part of the loss";
+  EXPECT_LT(activation[100.0], 0.5 * activation[0.0]) << activation[100.0] << " vs " << activation[0.0];
+}
+
+// Projection keeps a prototype off patches like a forbidden concept of its class, and only
+// those: the other classes' prototypes go where they went before.
+TEST_F(Audit, ProjectionKeepsPrototypesOffForbiddenConcepts) {
+  const fs::path run_dir = copy_run("forbid-project");
+  std::vector<db::PrototypeRow> before;
+  {
+    RunFolder run = RunFolder::open(run_dir);
+    before = run.store().prototypes(*run.store().latest_projection());
+  }
+  ConceptConfig c;
+  c.run = run_dir.string();
+  c.prototype = 0;
+  run_concept(c);
+  ProjectConfig pc;
+  pc.data = data();
+  pc.run = run_dir.string();
+  pc.save_images = false;
+  pc.runtime.threads = 2;
+  const auto report = run_project(pc);
+  EXPECT_EQ(report.forbidden_concepts, 1);
+  const double threshold = std::log(2.0 / 1.0001);  // the log activation at squared distance 1
+  EXPECT_NEAR(report.forbid_threshold, threshold, 1e-6);
+  RunFolder run = RunFolder::open(run_dir);
+  const auto stage = *run.store().latest_stage();
+  EXPECT_EQ(nlohmann::json::parse(stage.config_json).at("forbidden_concepts"), nlohmann::json::array({1}));
+  const auto after = run.store().prototypes(stage.id);
+  ASSERT_EQ(after.size(), 4u);
+  EXPECT_TRUE(after[0].image_path != before[0].image_path || after[0].cell_h != before[0].cell_h ||
+              after[0].cell_w != before[0].cell_w);
+  for (size_t j = 1; j < 4; ++j) {
+    EXPECT_EQ(after[j].image_path, before[j].image_path) << j;
+    EXPECT_EQ(std::make_pair(after[j].cell_h, after[j].cell_w), std::make_pair(before[j].cell_h, before[j].cell_w)) << j;
+  }
+  // The new patch of prototype 0, under the model it was chosen with, is no more like a cell
+  // of the concept than the threshold allows; its old patch was.
+  auto net = load_latest_model(run, torch::kCPU);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto k = concept_inputs(run.store().concepts(), ModelInput{48}, net->receptive_field(48));
+  const auto latent = net->latent(k.images);
+  const auto region = concept_region(latent, net->latent(k.occluded), k.centred)[0];
+  const auto cells = latent[0].permute({1, 2, 0}).index({region});  // M×D
+  const auto most_like = [&](const db::PrototypeRow& row) {
+    const auto z = net->latent(load_image_tensor(fs::path(data()) / row.image_path, ModelInput{48}).unsqueeze(0))[0]
+                       .select(1, row.cell_h)
+                       .select(1, row.cell_w);
+    return net->similarity((cells - z.view({1, -1})).pow(2).sum(1)).max().item<double>();
+  };
+  EXPECT_LE(most_like(after[0]), threshold + 1e-6);
+  EXPECT_GT(most_like(before[0]), threshold);
 }
 
 // Fine annotation (IAIA-BL) in a joint stage: recorded with the stage, its term in the loss, the
