@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-asan bench bench-stages bench-audit bench-attribution bench-levers bench-distributed fuzz demo clean
+.PHONY: all deps configure build test test-asan bench bench-stages bench-audit bench-attribution bench-levers bench-concepts bench-distributed fuzz demo clean
 
 all: build
 
@@ -63,6 +63,11 @@ bench-attribution: build
 # before and after, on a planted-part set (docs/audit.md).
 bench-levers: build
 	/usr/bin/python3 tests/benchmarks/levers.py $(BUILD_DIR)
+
+# The confounder test's set on five seeds: test accuracy and prototypes whose evidence is the
+# mark, plain and after one cycle with forbid, remember or both (docs/audit.md).
+bench-concepts: build
+	$(BUILD_DIR)/tests/ppnet_integration_tests --gtest_also_run_disabled_tests --gtest_filter=Confounder.DISABLED_Levers
 
 # libFuzzer targets (clang, ASan, UBSan) for every parser of outside bytes, FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60

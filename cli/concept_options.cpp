@@ -19,7 +19,9 @@ int run_concept_command(Options& o, db::ConceptKind kind) {
       ("prototype", po::value(&prototype)->value_name("J"),
        "the patch prototype J of the latest projection was projected onto (its box in its source image)")
       ("image", po::value(&c.image)->value_name("FILE"), "an image file …")
-      ("box", po::value(&box)->value_name("x0,y0,x1,y1"), "… and the region of it, in its pixels (x1, y1 exclusive)")
+      ("box", po::value(&box)->value_name("x0,y0,x1,y1"),
+       "… and the region of it, in its pixels (x1, y1 exclusive); with --prototype, a region of its source image "
+       "(the part of its patch that shows the concept)")
       ("class", po::value(&c.class_name)->value_name("CLASS"),
        "the class whose prototypes it concerns: a name, an index, or all (default: the prototype's class; all for --image)")
       ("data", po::value(&c.data)->value_name("DATA"),
@@ -28,12 +30,14 @@ int run_concept_command(Options& o, db::ConceptKind kind) {
   o.add_json(c.json);
   if (!o.parse()) return 0;
   o.require({"run"});
-  const int ways = (o.given("prototype") ? 1 : 0) + (o.given("image") || o.given("box") ? 1 : 0) + (o.given("remove") ? 1 : 0);
-  if (ways != 1) throw o.error("give one of --prototype J, --image FILE --box x0,y0,x1,y1, or --remove ID");
+  const int ways = (o.given("prototype") ? 1 : 0) + (o.given("image") ? 1 : 0) + (o.given("remove") ? 1 : 0);
+  if (ways != 1) throw o.error("give one of --prototype J [--box x0,y0,x1,y1], --image FILE --box x0,y0,x1,y1, or --remove ID");
   if (o.given("prototype")) {
     o.at_least("prototype", prototype, 0);
     c.prototype = prototype;
+    if (o.given("box")) c.box = o.choice("box", box, pipeline::parse_box, "x0,y0,x1,y1 (four integers)");
   } else if (o.given("remove")) {
+    if (o.given("box")) throw o.error("--remove takes no --box");
     if (o.given("class") || o.given("data")) throw o.error("--remove takes no --class or --data");
     c.remove = remove;
   } else {

@@ -73,6 +73,9 @@ void add_options(Options& o, pipeline::TrainConfig& c, Names& n, bool& json) {
        "forbidden concepts ('ppnet forbid')")
       ("remember", po::value(&c.remember)->default_value(c.remember)->value_name("C"),
        "loss coefficient of ProtoPDebug's remembering loss: similarity to the remembered concepts is rewarded")
+      ("forbid-threshold", po::value<double>()->value_name("S"),
+       "the forgetting loss counts only similarity to a forbidden concept above S (default: the similarity at "
+       "squared distance 1, 0.693 with the log activation, as 'ppnet project'; 0: ProtoPDebug's whole similarity)")
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0)->value_name("N"),
        "also checkpoint every N batches (0: at epoch ends only)")
       ("restart-optimizer", po::bool_switch(&c.restart_optimizer),
@@ -112,6 +115,10 @@ void validate(const Options& o, pipeline::TrainConfig& c, const Names& n) {
   if (!(c.annotated_fraction > 0 && c.annotated_fraction <= 1)) throw o.error("--annotated-fraction must be in (0, 1]");
   if (!(c.forget >= 0 && c.forget <= 1e6)) throw o.error("--forget must be a number in [0, 1e6]");
   if (!(c.remember >= 0 && c.remember <= 1e6)) throw o.error("--remember must be a number in [0, 1e6]");
+  if (o.values().count("forbid-threshold")) {
+    c.forbid_threshold = o.values()["forbid-threshold"].as<double>();
+    if (!std::isfinite(*c.forbid_threshold)) throw o.error("--forbid-threshold must be a finite number");
+  }
   for (const auto& [opt, v] : {std::pair<const char*, int>{"batch-size", c.batch_size}, {"eval-batch-size", c.eval_batch_size},
                                {"img-size", c.img_size}, {"prototypes-per-class", c.prototypes_per_class},
                                {"prototype-dim", c.prototype_dim}, {"lr-step", c.lr_step}}) {

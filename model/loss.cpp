@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 namespace ppnet::model {
 
 torch::Tensor off_class_l1(const torch::Tensor& last_weight, const torch::Tensor& class_identity) {
@@ -73,11 +75,12 @@ torch::Tensor fine_annotation_loss(const torch::Tensor& similarity, const torch:
 }
 
 torch::Tensor concept_activation(const torch::Tensor& similarity, const torch::Tensor& region, const torch::Tensor& classes,
-                                 const torch::Tensor& class_identity) {
+                                 const torch::Tensor& class_identity, double above) {
   const int64_t B = similarity.size(0), P = similarity.size(1);
   const auto device = similarity.device();
   const auto off_region = region.to(device).to(torch::kBool).logical_not().view({B, 1, region.size(1), region.size(2)});
-  const auto peak = similarity.masked_fill(off_region, -INFINITY).amax({2, 3});  // B×P
+  auto peak = similarity.masked_fill(off_region, -INFINITY).amax({2, 3});  // B×P
+  if (std::isfinite(above)) peak = (peak - above).clamp_min(0);
   const auto k = classes.to(device).to(torch::kInt64);
   const auto identity = class_identity.to(device).to(similarity.scalar_type());
   // Each image's prototypes: its class's column of the identity, or every prototype for −1.

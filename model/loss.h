@@ -3,6 +3,8 @@
 
 #include <torch/types.h>
 
+#include <cmath>
+
 #include "model/names.h"
 
 namespace ppnet::model {
@@ -55,11 +57,12 @@ torch::Tensor fine_annotation_loss(const torch::Tensor& similarity, const torch:
 /// `similarity` B×P×H×W maps of the images, `region` B×H×W bools (the cells the concept covers;
 /// at least one per image), `classes` B int64 (the class whose prototypes a concept concerns,
 /// −1 for all), `class_identity` P×C. Per image i: Σ over the prototypes j of its class of
-/// max over its region of similarity_ij. B values, on the maps' device. The forgetting loss is
-/// the mean of these over forbidden concepts, the remembering loss minus the mean over
-/// remembered ones.
+/// max(0, max over its region of similarity_ij − `above`). B values, on the maps' device.
+/// With `above` −∞ (ProtoPDebug's) the mean over forbidden concepts is its forgetting loss and
+/// minus the mean over remembered ones its remembering loss; ppnet's forgetting counts only
+/// similarity above --forbid-threshold (docs/audit.md).
 torch::Tensor concept_activation(const torch::Tensor& similarity, const torch::Tensor& region, const torch::Tensor& classes,
-                                 const torch::Tensor& class_identity);
+                                 const torch::Tensor& class_identity, double above = -INFINITY);
 
 /// Σ coefficient × term (avg_separation is reported, not optimised).
 torch::Tensor total_loss(const LossTerms& terms, const LossCoefficients& coefficients);

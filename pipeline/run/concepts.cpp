@@ -52,6 +52,16 @@ std::string encode_lossless(const cv::Mat& image) {
   return std::string(png.begin(), png.end());
 }
 
+// --box inside the image it refers to.
+void check_box(const std::array<int64_t, 4>& b, const cv::Mat& image, const fs::path& file) {
+  if (0 <= b[0] && b[0] < b[2] && b[2] <= image.cols && 0 <= b[1] && b[1] < b[3] && b[3] <= image.rows) return;
+  const std::string text = std::to_string(b[0]) + "," + std::to_string(b[1]) + "," + std::to_string(b[2]) + "," +
+                           std::to_string(b[3]);
+  throw std::invalid_argument("--box " + text + ": expected 0 ≤ x0 < x1 ≤ " + std::to_string(image.cols) +
+                              " and 0 ≤ y0 < y1 ≤ " + std::to_string(image.rows) + " (" + file.string() + " is " +
+                              std::to_string(image.cols) + "×" + std::to_string(image.rows) + " pixels)");
+}
+
 // Where the concept comes from: the patch prototype J of the latest projection was projected
 // onto, in its source image under the data folder.
 db::ConceptRow from_prototype(const ConceptConfig& c, RunFolder& run) {
@@ -86,13 +96,16 @@ db::ConceptRow from_prototype(const ConceptConfig& c, RunFolder& run) {
   // The tighter of its receptive field and its high-activation box: a deep backbone's receptive
   // field is the whole image, and a sharply peaked map's 95th percentile can take in pixels far
   // from the patch (docs/audit.md).
+  // With --box, the user's region of that image instead (the part of the patch that shows the
+  // confounder).
   const auto area = [](const int64_t (&b)[4]) { return (b[2] - b[0]) * (b[3] - b[1]); };
   const auto& box = area(row->rf) < area(row->box) ? row->rf : row->box;
-  for (int k = 0; k < 4; ++k) concept_row.box[k] = box[k];
+  for (int k = 0; k < 4; ++k) concept_row.box[k] = c.box ? (*c.box)[static_cast<size_t>(k)] : box[k];
   concept_row.image_width = image.cols;
   concept_row.image_height = image.rows;
   const auto* b = concept_row.box;
   const cv::Rect r(static_cast<int>(b[0]), static_cast<int>(b[1]), static_cast<int>(b[2] - b[0]), static_cast<int>(b[3] - b[1]));
+  if (c.box) check_box(*c.box, image, data / row->image_path);
   if (r.width <= 0 || r.height <= 0 || r.x < 0 || r.y < 0 || r.x + r.width > image.cols || r.y + r.height > image.rows) {
     throw std::runtime_error("projection #" + std::to_string(*projection) + " recorded box " + box_text(concept_row.box) +
                              " for prototype " + std::to_string(row->prototype) + ", outside its " +
@@ -112,12 +125,7 @@ db::ConceptRow from_image(const ConceptConfig& c) {
   concept_row.image_width = image.cols;
   concept_row.image_height = image.rows;
   for (int k = 0; k < 4; ++k) concept_row.box[k] = b[static_cast<size_t>(k)];
-  if (!(0 <= b[0] && b[0] < b[2] && b[2] <= image.cols && 0 <= b[1] && b[1] < b[3] && b[3] <= image.rows)) {
-    throw std::invalid_argument("--box " + box_text(concept_row.box) + ": expected 0 ≤ x0 < x1 ≤ " +
-                                std::to_string(image.cols) + " and 0 ≤ y0 < y1 ≤ " + std::to_string(image.rows) +
-                                " (" + c.image + " is " + std::to_string(image.cols) + "×" +
-                                std::to_string(image.rows) + " pixels)");
-  }
+  check_box(b, image, c.image);
   concept_row.pixels = encode_lossless(image);
   return concept_row;
 }

@@ -20,7 +20,8 @@ namespace ppnet::pipeline {
 struct ConceptConfig {
   std::string run;
   db::ConceptKind kind = db::ConceptKind::kForbid;
-  // One of: a prototype of the latest projection (its recorded patch box in its source image) …
+  // One of: a prototype of the latest projection (the tighter of its cell's receptive field and
+  // its high-activation box in its source image, or `box` in that image) …
   std::optional<int64_t> prototype;
   // … or a box [x0, y0, x1, y1) of an image file …
   std::string image;

@@ -44,8 +44,9 @@ struct TrainSettings {
   double annotated_fraction = 1;
   model::FineAnnotationForm fine_annotation_form = model::FineAnnotationForm::kSerial;
   // ProtoPDebug's forgetting and remembering losses (model/loss.h, concept_activation) over the
-  // run's concepts when the stage began (their ids: a concept added later waits for the next stage).
-  double forget = 100, remember = 10;
+  // run's concepts when the stage began (their ids: a concept added later waits for the next
+  // stage); forgetting counts only similarity above forbid_threshold.
+  double forget = 100, remember = 10, forbid_threshold = 0;
   std::vector<int64_t> concepts;
   int checkpoint_every = 0;  // also checkpoint every N batches
   uint64_t seed = 1;
@@ -65,7 +66,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainSettings, epochs, lr_schedu
                                                 lr_backbone, lr_add_on, lr_prototypes, weight_decay, lr_step, lr_gamma,
                                                 lr_step_offset, cross_entropy, cluster, separation, l1,
                                                 fine_annotation, annotated_fraction, fine_annotation_form,
-                                                forget, remember, concepts, checkpoint_every, seed, threads, ranks, amp, channels_last,
+                                                forget, remember, forbid_threshold, concepts, checkpoint_every, seed, threads, ranks, amp, channels_last,
                                                 continue_optimizer, continue_stage, schedule_offset)
 
 /// Parses a stage's recorded settings; throws std::runtime_error "stage #ID's settings in

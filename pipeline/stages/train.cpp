@@ -258,6 +258,8 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
   p.model = run.model_config();
   auto settings = stage_settings(with_recipe_defaults(c, p.model.pretrained), ranks);
   for (const auto& k : run.store().concepts()) settings.concepts.push_back(k.id);
+  settings.forbid_threshold = c.forbid_threshold ? *c.forbid_threshold
+                                                 : model::similarity(torch::ones({1}), p.model.activation).item<double>();
   continue_previous_joint(c, run.store(), settings);
   const StageStart stage = resolve_stage(run, stage_kind(c), c.resume, nlohmann::json(settings).dump(),
                                          "'ppnet train --stage " + c.stage + " --resume'");
@@ -472,16 +474,17 @@ class StageTrainer {
     concepts_.images = concepts_.images.to(rt_.device);
     concepts_.occluded = concepts_.occluded.to(rt_.device);
     int64_t forbidden = concepts_.forbid.sum().item<int64_t>();
-    std::fprintf(stderr, "concepts: %lld forbidden (forget %g), %lld remembered (remember %g)\n",
-                 static_cast<long long>(forbidden), settings_.forget,
+    std::fprintf(stderr, "concepts: %lld forbidden (forget %g above similarity %g), %lld remembered (remember %g)\n",
+                 static_cast<long long>(forbidden), settings_.forget, settings_.forbid_threshold,
                  static_cast<long long>(concepts_.forbid.numel() - forbidden), settings_.remember);
   }
 
   // ProtoPDebug's losses on this batch's share of the concepts (all of them, or kConceptsPerBatch
-  // in turn): forget × the mean concept activation of the forbidden ones − remember × that of
-  // the remembered ones, on the cells the concept's pixels reach as the model is now. Computed
-  // with the model in eval mode, so that BatchNorm statistics are not learnt from the concepts'
-  // images; gradients reach the backbone as the training images' do.
+  // in turn): forget × the mean concept activation of the forbidden ones, counting similarity
+  // above the forbid threshold only, − remember × that of the remembered ones, on the cells the
+  // concept's pixels reach as the model is now. Computed with the model in eval mode, so that
+  // BatchNorm statistics are not learnt from the concepts' images; gradients reach the backbone
+  // as the training images' do.
   torch::Tensor concept_loss(int64_t batch) {
     constexpr int64_t kConceptsPerBatch = 32;
     const int64_t n = concepts_.forbid.numel(), take = std::min(n, kConceptsPerBatch);
@@ -497,11 +500,13 @@ class StageTrainer {
     }
     net.train();
     if (!joint_) net.backbone().eval();
-    const auto a = model::concept_activation(net.similarity(act.distances).to(torch::kFloat), region, k.classes,
-                                              net.prototype_class_identity());
-    const auto forbid = k.forbid.to(a.device()).to(a.scalar_type());
-    const auto mean_over = [&](const torch::Tensor& w) { return (a * w).sum() / w.sum().clamp_min(1); };
-    return settings_.forget * mean_over(forbid) - settings_.remember * mean_over(1 - forbid);
+    const auto sim = net.similarity(act.distances).to(torch::kFloat);
+    const auto& identity = net.prototype_class_identity();
+    const auto forbid = k.forbid.to(sim.device()).to(sim.scalar_type());
+    const auto mean_over = [&](const torch::Tensor& a, const torch::Tensor& w) { return (a * w).sum() / w.sum().clamp_min(1); };
+    const auto forgotten = model::concept_activation(sim, region, k.classes, identity, settings_.forbid_threshold);
+    const auto remembered = model::concept_activation(sim, region, k.classes, identity);
+    return settings_.forget * mean_over(forgotten, forbid) - settings_.remember * mean_over(remembered, 1 - forbid);
   }
 
   // One step on this rank's slice of batch `b`; returns whether any rank was asked to stop.

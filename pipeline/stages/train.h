@@ -51,8 +51,10 @@ struct TrainConfig {
   double annotated_fraction = 1;  // the share of source images whose masks it uses (seeded)
   model::FineAnnotationForm fine_annotation_form = model::FineAnnotationForm::kSerial;
   // ProtoPDebug's losses over the concepts marked with `ppnet forbid` / `ppnet remember` (its
-  // coefficients on CUB); they apply when the run has concepts.
+  // coefficients on CUB); they apply when the run has concepts. Forgetting counts only the
+  // similarity above forbid_threshold (empty: the similarity at squared distance 1, as `project`).
   double forget = 100, remember = 10;
+  std::optional<double> forbid_threshold;
   int checkpoint_every = 0;  // also checkpoint every N batches (0: only at epoch ends)
   double bucket_mb = 25;     // data-parallel: gradient bucket size, as DDP's bucket_cap_mb
   bool restart_optimizer = false;  // joint: fresh Adam state and schedule, not the previous joint stage's

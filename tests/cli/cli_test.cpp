@@ -103,7 +103,7 @@ TEST(Cli, UsageMistakesExitTwoWithAHint) {
                         Case{"explain --run r --dir d --out o --shard 0/99999999999", "--shard '0/99999999999'"},
                         Case{"info stray", "positional"},
                         Case{"info --run r --prototypes --concepts", "give --prototypes or --concepts, not both"},
-                        Case{"forbid --run r", "give one of --prototype J, --image FILE --box x0,y0,x1,y1, or --remove ID"},
+                        Case{"forbid --run r", "give one of --prototype J [--box x0,y0,x1,y1], --image FILE --box x0,y0,x1,y1, or --remove ID"},
                         Case{"forbid --run r --prototype 1 --remove 2", "give one of --prototype J"},
                         Case{"remember --run r --image i.png", "missing --box"},
                         Case{"forbid --run r --image i.png --box 1,2,3", "--box '1,2,3': expected x0,y0,x1,y1"},

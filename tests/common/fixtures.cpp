@@ -128,6 +128,44 @@ std::map<std::string, cv::Rect> make_planted_folder(const fs::path& root, int cl
   return parts;
 }
 
+ConfounderFolder make_confounder_folder(const fs::path& root, int per_class, double part_noise, unsigned seed) {
+  constexpr int kS = ConfounderFolder::kSize, kPart = 8;
+  const cv::Rect mark = ConfounderFolder::kMark;
+  // BGR: a reddish, greenish and bluish square; yellow, magenta and cyan marks.
+  static const cv::Scalar kSquare[] = {{70, 70, 190}, {70, 190, 70}, {190, 70, 70}};
+  static const cv::Scalar kMarkColour[] = {{0, 255, 255}, {255, 0, 255}, {255, 255, 0}};
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> where(0, kS - kPart), other(1, 2);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  cv::RNG noise(seed);  // not cv::randu's process-wide generator: the images depend on the seed alone
+  ConfounderFolder f;
+  for (const std::string split : {"train", "test"}) {
+    const int n = split == "train" ? per_class : per_class / 3;
+    for (int c = 0; c < 3; ++c) {
+      const fs::path dir = root / split / ("class" + std::to_string(c));
+      fs::create_directories(dir);
+      for (int k = 0; k < n; ++k) {
+        cv::Mat grey(kS, kS, CV_8UC1), img;
+        noise.fill(grey, cv::RNG::UNIFORM, 90, 131);
+        cv::cvtColor(grey, img, cv::COLOR_GRAY2BGR);
+        cv::Rect square;
+        do {
+          square = cv::Rect(where(rng), where(rng), kPart, kPart);
+        } while ((square & mark).area() > 0);
+        const bool train = split == "train";
+        const int colour = train && unit(rng) < part_noise ? (c + other(rng)) % 3 : c;
+        img(square).setTo(kSquare[colour]);
+        if (train) img(mark).setTo(kMarkColour[c]);
+        char name[32];
+        std::snprintf(name, sizeof name, "img%03d.png", k);
+        cv::imwrite((dir / name).string(), img);
+        if (train && colour == c) f.parts[split + "/class" + std::to_string(c) + "/" + name] = square;
+      }
+    }
+  }
+  return f;
+}
+
 PartsCubFixture make_parts_cub_fixture(const fs::path& root, int classes, int per_class, int size, int part,
                                        int margin, unsigned seed) {
   static const cv::Scalar kColours[] = {{0, 0, 255}, {0, 255, 0}, {255, 0, 0}, {0, 255, 255}, {255, 0, 255}};

@@ -60,6 +60,21 @@ void make_pattern_folder(const std::filesystem::path& root, int classes, int per
 std::map<std::string, cv::Rect> make_planted_folder(const std::filesystem::path& root, int classes, int per_class,
                                                     int size = 48, int part = 8, unsigned seed = 11);
 
+/// A folder with train/ and test/ trees of three classes in which the training images carry a
+/// shortcut the test images lack (the confounder test of docs/audit.md): 48×48 grey noise, an
+/// 8×8 square of the class's colour at a random place (in a `part_noise` share of the training
+/// images another class's colour), and, on training images only, a 10×10 mark of a colour of
+/// the class in the bottom-right corner (kMark). `per_class` training and a third as many test
+/// images per class. Returns each training image's square, keyed by its path relative to
+/// `root` (e.g. "train/class0/img000.png").
+struct ConfounderFolder {
+  static constexpr int kSize = 48;
+  static inline const cv::Rect kMark{38, 38, 10, 10};
+  std::map<std::string, cv::Rect> parts;  // training images whose square has their class's colour
+};
+ConfounderFolder make_confounder_folder(const std::filesystem::path& root, int per_class = 60, double part_noise = 0.2,
+                                        unsigned seed = 1);
+
 /// Every regular file below `root` (relative path → bytes), for byte-for-byte comparisons.
 std::map<std::string, std::string> snapshot(const std::filesystem::path& root);
 

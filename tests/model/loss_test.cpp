@@ -168,6 +168,21 @@ TEST(Loss, ConceptActivationMatchesTheFormulaValuesAndGradients) {
   }
   (a * torch::tensor(weights, torch::kFloat64)).sum().backward();
   EXPECT_TRUE(torch::equal(sim.grad(), expected_grad)) << sim.grad();
+
+  // Counting only similarity above a threshold: each peak less it, and nothing below it (no
+  // gradient either).
+  const auto hinged = concept_activation(sim.detach(), region, classes, identity, 0.5);
+  for (int64_t i = 0; i < B; ++i) {
+    double want = 0;
+    for (const int64_t j : counted[static_cast<size_t>(i)]) {
+      const auto peak = s[i][j].masked_fill(region[i].logical_not(), -1).max().item<double>();
+      want += std::max(0.0, peak - 0.5);
+    }
+    EXPECT_NEAR(hinged[i].item<double>(), want, 1e-12) << "concept " << i;
+  }
+  auto low = torch::full({B, P, H, W}, 0.25, torch::kFloat64).requires_grad_(true);
+  concept_activation(low, region, classes, identity, 0.5).sum().backward();
+  EXPECT_EQ(low.grad().abs().sum().item<double>(), 0.0);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -940,6 +941,18 @@ TEST_F(Audit, ConceptsRecordTheirImageAndRefuseWhatDoesNotFit) {
   bad.prototype.reset();
   bad.remove = remembered.concept_row.id;  // a remember concept is not removed by forbid
   refused(bad, "has no forbid concept #" + std::to_string(remembered.concept_row.id));
+  // --prototype J --box: a region of J's source image.
+  ConceptConfig region = c;
+  region.prototype = 1;
+  region.box = std::array<int64_t, 4>{2, 3, 12, 13};
+  const auto part_of_patch = run_concept(region).concept_row;
+  EXPECT_EQ(std::vector<int64_t>(part_of_patch.box, part_of_patch.box + 4), (std::vector<int64_t>{2, 3, 12, 13}));
+  EXPECT_EQ(part_of_patch.image_path, run.store().prototypes(*run.store().latest_projection()).at(1).image_path);
+  bad = region;
+  bad.box = std::array<int64_t, 4>{2, 3, 12, 60};
+  refused(bad, "--box 2,3,12,60: expected 0 ≤ x0 < x1 ≤ 48 and 0 ≤ y0 < y1 ≤ 48");
+  ASSERT_TRUE(run.store().remove_concept(part_of_patch.id, db::ConceptKind::kForbid));
+
   r.image.clear();
   r.box.reset();
   r.remove = remembered.concept_row.id;
@@ -1074,6 +1087,203 @@ TEST_F(Audit, ProjectionKeepsPrototypesOffForbiddenConcepts) {
   };
   EXPECT_LE(most_like(after[0]), threshold + 1e-6);
   EXPECT_GT(most_like(before[0]), threshold);
+}
+
+// The confounder test: three classes told apart by a coloured square, whose training images
+// also carry a mark of the class's colour in a corner that the test images lack
+// (fixtures.h). Trained plainly, the model takes the shortcut: prototypes whose evidence is the
+// mark, and test accuracy near chance. The user forbids the mark in those prototypes' patches
+// (`forbid --prototype J --box <the mark> --class all`), remembers the square in three images of
+// each class, and runs one more joint + project + last-layer cycle: no prototype's evidence is a
+// mark any more and test accuracy comes back. What each of the two does alone is measured by
+// `make bench-concepts` (docs/audit.md).
+class Confounder : public ::testing::Test {
+ protected:
+  struct Outcome {
+    double plain = 0, after = 0;  // test accuracy
+    size_t plain_on_marks = 0, after_on_marks = 0;
+  };
+
+  // Prepares seed's data and trains the plain model into `plain/` (once per seed), then, in a
+  // copy, marks concepts and runs the cycle.
+  Outcome run_scenario(unsigned seed, bool forbid, bool remember, double forget = 10) {
+    const fs::path root = dir_.path() / ("seed" + std::to_string(seed));
+    data_ = (root / "data").string();
+    run_ = (root / "plain").string();
+    if (!fs::exists(root / "plain")) {
+      folder_ = test::make_confounder_folder(root / "src", 60, 0.2, seed);
+      PrepareConfig p;
+      p.folder = (root / "src").string();
+      p.out = data_;
+      p.copies = 0;
+      p.threads = 2;
+      run_prepare(p);
+      train("warm", 4, 1e-4);
+      train("joint", 8, 1e-4);
+      plain_ = project_and_fit();
+    }
+    Outcome o;
+    o.plain = plain_;
+    const auto marked = on_a_mark();
+    o.plain_on_marks = marked.size();
+    const fs::path copy = root / ("run-" + std::to_string(forbid) + std::to_string(remember) + "-" +
+                                  std::to_string(static_cast<int>(forget)));
+    fs::remove_all(copy);
+    fs::copy(root / "plain", copy, fs::copy_options::recursive);
+    run_ = copy.string();
+    const cv::Rect mark = test::ConfounderFolder::kMark;
+    for (const int64_t j : forbid ? marked : std::vector<int64_t>()) {
+      ConceptConfig c;
+      c.run = run_;
+      c.prototype = j;
+      c.box = std::array<int64_t, 4>{mark.x, mark.y, mark.x + mark.width, mark.y + mark.height};
+      c.class_name = "all";  // a mark is no class's evidence
+      run_concept(c);
+    }
+    std::map<int, int> remembered;
+    for (const auto& [path, square] : remember ? folder_.parts : std::map<std::string, cv::Rect>()) {
+      const int cls = path[11] - '0';  // "train/classC/imgK.png", in order
+      if (remembered[cls]++ >= 3) continue;
+      ConceptConfig c;
+      c.run = run_;
+      c.kind = db::ConceptKind::kRemember;
+      c.image = data_ + "/push/" + path.substr(6);
+      c.box = std::array<int64_t, 4>{square.x, square.y, square.x + square.width, square.y + square.height};
+      c.class_name = "class" + std::to_string(cls);
+      run_concept(c);
+    }
+    forget_ = forget;
+    train("joint", 12, 1e-3, true);
+    o.after = project_and_fit();
+    o.after_on_marks = on_a_mark().size();
+    return o;
+  }
+
+  void train(const std::string& stage, int epochs, double lr_backbone, bool restart = false) {
+    TrainConfig c;
+    c.stage = stage;
+    c.data = data_;
+    c.run = run_;
+    c.arch = "small";
+    c.img_size = 48;
+    c.prototypes_per_class = 2;
+    c.prototype_dim = 32;
+    c.epochs = epochs;
+    c.lr_backbone = lr_backbone;
+    c.lr_schedule = lr_backbone < 1e-3 ? LrSchedule::kStep : LrSchedule::kCosine;
+    c.batch_size = 10;
+    c.forget = forget_;  // ProtoPDebug's 100 did worse here (docs/audit.md)
+    c.restart_optimizer = restart;
+    c.runtime.threads = 2;
+    run_train(c);
+  }
+
+  // Projection and the last layer; returns the test accuracy.
+  double project_and_fit() {
+    ProjectConfig pc;
+    pc.data = data_;
+    pc.run = run_;
+    pc.save_images = false;
+    pc.runtime.threads = 2;
+    run_project(pc);
+    LastLayerConfig lc;
+    lc.data = data_;
+    lc.run = run_;
+    lc.runtime.threads = 2;
+    run_last_layer(lc);
+    EvaluateConfig ec;
+    ec.run = run_;
+    ec.data = data_;
+    ec.runtime.threads = 2;
+    return run_evaluate(ec).accuracy;
+  }
+
+  // The prototypes whose evidence is the mark: on ten push images of their class, greying the
+  // mark out takes away more than half of their largest similarity.
+  std::vector<int64_t> on_a_mark() {
+    RunFolder run = RunFolder::open(run_);
+    auto net = load_latest_model(run, torch::kCPU);
+    net->eval();
+    torch::NoGradGuard no_grad;
+    const cv::Rect mark = test::ConfounderFolder::kMark;
+    std::vector<db::ConceptRow> images;  // the mark in images of each class, as concept inputs
+    for (int c = 0; c < 3; ++c) {
+      for (int i = 0; i < 10; ++i) {
+        char name[64];
+        std::snprintf(name, sizeof name, "push/class%d/img%03d.png", c, i);
+        db::ConceptRow k;
+        const cv::Mat image = read_image_file(fs::path(data_) / name);
+        std::vector<uchar> png;
+        cv::imencode(".png", image, png);
+        k.pixels.assign(png.begin(), png.end());
+        k.image_width = image.cols;
+        k.image_height = image.rows;
+        k.box[0] = mark.x;
+        k.box[1] = mark.y;
+        k.box[2] = mark.x + mark.width;
+        k.box[3] = mark.y + mark.height;
+        k.class_index = c;
+        images.push_back(k);
+      }
+    }
+    const auto in = concept_inputs(images, ModelInput{48}, net->receptive_field(48));
+    const auto peak = [&](const torch::Tensor& x) { return net->similarity(net->activations(x).distances).amax({2, 3}); };
+    const auto with = peak(in.images), without = peak(in.occluded);  // 30×P
+    std::vector<int64_t> out;
+    const auto classes = net->prototype_classes();
+    for (int64_t j = 0; j < net->num_prototypes(); ++j) {
+      const auto rows = in.classes.eq(classes[static_cast<size_t>(j)]);
+      const double a = with.index({rows, j}).mean().item<double>(), b = without.index({rows, j}).mean().item<double>();
+      if (b < 0.5 * a) out.push_back(j);
+    }
+    return out;
+  }
+
+  TempDir dir_;
+  std::string data_, run_;
+  test::ConfounderFolder folder_;
+  double plain_ = 0, forget_ = 10;
+};
+
+TEST_F(Confounder, ForbiddingTheMarkAndRememberingThePartRecoversTestAccuracy) {
+  // Three seeds' data: one toy trajectory can go either way (make bench-concepts shows five).
+  double plain = 0, after = 0;
+  size_t after_on_marks = 0;
+  for (const unsigned seed : {2u, 3u, 4u}) {
+    const Outcome o = run_scenario(seed, true, true);
+    std::fprintf(stderr, "confounder, seed %u: test accuracy %.3f plain (%zu prototypes on marks), %.3f after (%zu)\n", seed,
+                 o.plain, o.plain_on_marks, o.after, o.after_on_marks);
+    EXPECT_GE(o.plain_on_marks, 1u) << "seed " << seed << ": no prototype's evidence is a mark";
+    plain += o.plain / 3;
+    after += o.after / 3;
+    after_on_marks += o.after_on_marks;
+  }
+  EXPECT_LE(plain, 0.65) << "the plain models do not take the shortcut";
+  EXPECT_EQ(after_on_marks, 0u) << "a prototype's evidence is still a mark";
+  EXPECT_GE(after, 0.85);
+  EXPECT_GE(after - plain, 0.3);
+}
+
+// make bench-concepts: forbid, remember and both on five seeds' data (a table on stderr).
+// Disabled: a benchmark, not a test.
+TEST_F(Confounder, DISABLED_Levers) {
+  std::fprintf(stderr, "| seed | plain: test accuracy, prototypes on marks | forbid | remember | both | both, --forget 100 |\n"
+                       "|---|---|---|---|---|---|\n");
+  for (unsigned seed = 1; seed <= 5; ++seed) {
+    std::string row;
+    double plain = 0;
+    size_t plain_marks = 0;
+    for (const auto& [forbid, remember, forget] : {std::tuple{true, false, 10.0}, std::tuple{false, true, 10.0},
+                                                   std::tuple{true, true, 10.0}, std::tuple{true, true, 100.0}}) {
+      const Outcome o = run_scenario(seed, forbid, remember, forget);
+      plain = o.plain;
+      plain_marks = o.plain_on_marks;
+      char cell[64];
+      std::snprintf(cell, sizeof cell, " %.3f, %zu |", o.after, o.after_on_marks);
+      row += cell;
+    }
+    std::fprintf(stderr, "| %u | %.3f, %zu |%s\n", seed, plain, plain_marks, row.c_str());
+  }
 }
 
 // Fine annotation (IAIA-BL) in a joint stage: recorded with the stage, its term in the loss, the
