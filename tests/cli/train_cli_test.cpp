@@ -75,6 +75,46 @@ TEST_F(TrainCli, TrainsAndInfoShowsTheEpochs) {
   EXPECT_TRUE(contains(r.err, "missing --data")) << r.err;
 }
 
+// forbid / remember through the binary: what each writes, the exit codes of what it refuses,
+// and the next training picking the concepts up.
+TEST_F(TrainCli, ConceptsFromTheCommandLine) {
+  const std::string base = "--data " + dir_.file("data") + " --run " + dir_.file("run");
+  ASSERT_EQ(run_ppnet("train --stage joint " + base + " --arch small --img-size 28 --epochs 1 --batch-size 16 "
+                      "--prototype-dim 16 --prototypes-per-class 1 --threads 2").exit_code, 0);
+  const std::string run = " --run " + dir_.file("run");
+  auto r = run_ppnet("forbid" + run + " --prototype 0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "has no projection, so prototype 0 has no patch yet: run 'ppnet project' first")) << r.err;
+  ASSERT_EQ(run_ppnet("project " + base + " --threads 2 --no-images").exit_code, 0);
+
+  r = run_ppnet("forbid" + run + " --prototype 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto added = nlohmann::json::parse(r.out);
+  EXPECT_EQ(added.at("kind"), "forbid");
+  EXPECT_EQ(added.at("class_index"), 1);
+  EXPECT_EQ(added.at("count"), 1);
+  const fs::path image = a_test_image();
+  r = run_ppnet("remember" + run + " --image " + image.string() + " --box 0,0,8,8");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "remembered concept #2 (class all")) << r.out;
+  r = run_ppnet("forbid" + run + " --image " + image.string() + " --box 0,0,8,99");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--box 0,0,8,99: expected 0 ≤ x0 < x1 ≤ 28 and 0 ≤ y0 < y1 ≤ 28 (" + image.string())) << r.err;
+  r = run_ppnet("forbid" + run + " --remove 2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "has no forbid concept #2")) << r.err;
+  r = run_ppnet("info" + run + " --concepts --json");
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("concepts").size(), 2u);
+
+  r = run_ppnet("train --stage joint " + base + " --epochs 1 --batch-size 16 --threads 2 --forget 5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "concepts: 1 forbidden (forget 5 above similarity 0.693047), 1 remembered")) << r.err;
+  ASSERT_EQ(run_ppnet("remember" + run + " --remove 2").exit_code, 0);
+  r = run_ppnet("info" + run + " --concepts");
+  EXPECT_TRUE(contains(r.out, ": 1 concept(s)")) << r.out;
+}
+
 TEST_F(TrainCli, ProjectionKilledLeavesTheRunAsItWasAndARerunCompletes) {
   const std::string base = "--data " + dir_.file("data") + " --run " + dir_.file("run");
   ASSERT_EQ(run_ppnet("train --stage warm " + base + " --arch small --img-size 28 --epochs 1 --batch-size 16 --prototype-dim 16").exit_code, 0);
