@@ -210,9 +210,10 @@ struct ProjectionStage {
   std::string start_checkpoint;
 };
 
-std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolder& run) {
+std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolder& run,
+                                                const std::vector<db::ConceptRow>& concepts) {
   std::vector<int64_t> forbidden;
-  for (const auto& k : run.store().concepts()) {
+  for (const auto& k : concepts) {
     if (k.kind == db::ConceptKind::kForbid) forbidden.push_back(k.id);
   }
   db::RunStore& store = run.store();
@@ -320,7 +321,8 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   }
   ProjectResult report;
   report.run = c.run;
-  const auto stage = begin_projection(c, run);
+  const auto concepts = run.store().concepts();
+  const auto stage = begin_projection(c, run, concepts);
   if (!stage) {
     if (dist) hand_over_nothing(*dist, "project plan");
     report.projection = run.store().latest_stage()->id;
@@ -331,7 +333,7 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   load_checkpoint(run.absolute(stage->start_checkpoint), *net, rt.device, nullptr, nullptr);
   net->eval();
   torch::NoGradGuard no_grad;
-  const Forbidden forbidden = forbidden_cells(*net, run.store().concepts(), model_input(m), c.forbid_threshold, rt.device);
+  const Forbidden forbidden = forbidden_cells(*net, concepts, model_input(m), c.forbid_threshold, rt.device);
   if (dist) {
     hand_over(*dist, "project plan",
               {{"batch_size", c.batch_size}, {"push_region", push_region_name(c.push_region)}, {"forbidden", forbidden.to_json()}},
