@@ -9,6 +9,7 @@
 
 #include "base/atomic_file.h"
 #include "pipeline/render/report.h"
+#include "pipeline/run/concepts.h"
 #include "pipeline/render/html.h"
 #include "pipeline/render/mustache.h"
 #include "pipeline/render/pages.h"
@@ -328,9 +329,8 @@ PageData concepts_section(db::RunStore& store, const std::vector<std::string>& c
     PageData row;
     row.set("id", std::to_string(k.id));
     row.set("kind", db::to_string(k.kind));
-    row.set("class_name", k.class_index && *k.class_index >= 0 && static_cast<size_t>(*k.class_index) < class_names.size()
-                              ? class_names[static_cast<size_t>(*k.class_index)]
-                              : "all classes");
+    const std::string class_name = concept_class_name(k, class_names);
+    row.set("class_name", class_name == "all" ? "all classes" : class_name);
     row.set("origin", k.origin);
     row.set("created", k.created);
     const cv::Rect box(static_cast<int>(k.box[0]), static_cast<int>(k.box[1]), static_cast<int>(k.box[2] - k.box[0]),
@@ -353,9 +353,7 @@ ReportResult run_report(const ReportConfig& c) {
   if (!c.out.empty()) run.check_output(c.out);
   db::RunStore& store = run.store();
   const auto r = *store.run();
-  std::vector<std::string> class_names;
-  const json manifest = json::parse(r.data_manifest);
-  for (const auto& cls : manifest.at("classes")) class_names.push_back(cls.at("name").get<std::string>());
+  const std::vector<std::string> class_names = run.class_names();
   ReportResult out;
   out.path = c.out.empty() ? (run.dir() / "report.html").string() : c.out;
 

@@ -3,7 +3,6 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
@@ -15,18 +14,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string box_text(const int64_t (&b)[4]) {
+std::string box_text(const int64_t* b) {
   return std::to_string(b[0]) + "," + std::to_string(b[1]) + "," + std::to_string(b[2]) + "," + std::to_string(b[3]);
 }
 
-// The names of the run's classes, from the manifest it was created with.
-std::vector<std::string> class_names(db::RunStore& store) {
-  std::vector<std::string> names;
-  const auto manifest = nlohmann::json::parse(store.run()->data_manifest);
-  for (const auto& c : manifest.at("classes")) {
-    names.push_back(c.at("name").get<std::string>());
-  }
-  return names;
+// Whether box [x0, y0, x1, y1) is a non-empty region of `image`.
+bool inside(const int64_t* b, const cv::Mat& image) {
+  return 0 <= b[0] && b[0] < b[2] && b[2] <= image.cols && 0 <= b[1] && b[1] < b[3] && b[3] <= image.rows;
 }
 
 // --class: a name, an index or "all" (empty optional).
@@ -54,10 +48,8 @@ std::string encode_lossless(const cv::Mat& image) {
 
 // --box inside the image it refers to.
 void check_box(const std::array<int64_t, 4>& b, const cv::Mat& image, const fs::path& file) {
-  if (0 <= b[0] && b[0] < b[2] && b[2] <= image.cols && 0 <= b[1] && b[1] < b[3] && b[3] <= image.rows) return;
-  const std::string text = std::to_string(b[0]) + "," + std::to_string(b[1]) + "," + std::to_string(b[2]) + "," +
-                           std::to_string(b[3]);
-  throw std::invalid_argument("--box " + text + ": expected 0 ≤ x0 < x1 ≤ " + std::to_string(image.cols) +
+  if (inside(b.data(), image)) return;
+  throw std::invalid_argument("--box " + box_text(b.data()) + ": expected 0 ≤ x0 < x1 ≤ " + std::to_string(image.cols) +
                               " and 0 ≤ y0 < y1 ≤ " + std::to_string(image.rows) + " (" + file.string() + " is " +
                               std::to_string(image.cols) + "×" + std::to_string(image.rows) + " pixels)");
 }
@@ -103,10 +95,8 @@ db::ConceptRow from_prototype(const ConceptConfig& c, RunFolder& run) {
   for (int k = 0; k < 4; ++k) concept_row.box[k] = c.box ? (*c.box)[static_cast<size_t>(k)] : box[k];
   concept_row.image_width = image.cols;
   concept_row.image_height = image.rows;
-  const auto* b = concept_row.box;
-  const cv::Rect r(static_cast<int>(b[0]), static_cast<int>(b[1]), static_cast<int>(b[2] - b[0]), static_cast<int>(b[3] - b[1]));
   if (c.box) check_box(*c.box, image, data / row->image_path);
-  if (r.width <= 0 || r.height <= 0 || r.x < 0 || r.y < 0 || r.x + r.width > image.cols || r.y + r.height > image.rows) {
+  if (!inside(concept_row.box, image)) {
     throw std::runtime_error("projection #" + std::to_string(*projection) + " recorded box " + box_text(concept_row.box) +
                              " for prototype " + std::to_string(row->prototype) + ", outside its " +
                              std::to_string(image.cols) + "×" + std::to_string(image.rows) + " image: run.sqlite was edited");
@@ -132,6 +122,11 @@ db::ConceptRow from_image(const ConceptConfig& c) {
 
 }  // namespace
 
+std::string concept_class_name(const db::ConceptRow& concept_row, const std::vector<std::string>& class_names) {
+  const auto& k = concept_row.class_index;
+  return k && *k >= 0 && static_cast<size_t>(*k) < class_names.size() ? class_names[static_cast<size_t>(*k)] : "all";
+}
+
 std::array<int64_t, 4> parse_box(const std::string& text) {
   std::array<int64_t, 4> b{};
   std::istringstream in(text);
@@ -148,13 +143,10 @@ std::array<int64_t, 4> parse_box(const std::string& text) {
 ConceptResult run_concept(const ConceptConfig& c) {
   RunFolder run = RunFolder::open(c.run, Access::kWrite);
   db::RunStore& store = run.store();
-  const auto names = class_names(store);
+  const auto names = run.class_names();
   ConceptResult result;
   result.run = c.run;
   result.kind = c.kind;
-  const auto name_of_class = [&](const std::optional<int64_t>& k) {
-    return k && *k >= 0 && *k < static_cast<int64_t>(names.size()) ? names[static_cast<size_t>(*k)] : std::string("all");
-  };
   if (c.remove) {
     auto existing = store.concepts(std::vector<int64_t>{*c.remove});
     if (existing.empty() || existing[0].kind != c.kind || !store.remove_concept(*c.remove, c.kind)) {
@@ -172,7 +164,7 @@ ConceptResult run_concept(const ConceptConfig& c) {
     result.concept_row = row;
   }
   result.concept_row.pixels.clear();
-  result.class_name = name_of_class(result.concept_row.class_index);
+  result.class_name = concept_class_name(result.concept_row, names);
   for (const auto& k : store.concepts()) result.count += k.kind == c.kind ? 1 : 0;
   return result;
 }

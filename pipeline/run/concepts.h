@@ -46,6 +46,9 @@ struct ConceptResult {
 /// Adds or removes a concept; see ConceptConfig. Holds the run's lock while it writes.
 ConceptResult run_concept(const ConceptConfig& config);
 
+/// The name of the class a concept concerns (RunFolder::class_names), or "all".
+std::string concept_class_name(const db::ConceptRow& concept_row, const std::vector<std::string>& class_names);
+
 /// Parses "x0,y0,x1,y1" (integers); throws std::invalid_argument otherwise.
 std::array<int64_t, 4> parse_box(const std::string& text);
 

@@ -1,6 +1,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "pipeline/run/concepts.h"
 #include "pipeline/run/info.h"
 #include "pipeline/run/run_folder.h"
 
@@ -23,17 +24,14 @@ InfoResult run_info(const InfoConfig& c) {
   }
   info.data_path = r.data_path;
   if (c.concepts) {
-    const auto manifest = nlohmann::json::parse(r.data_manifest);
+    const auto names = run.class_names();
     info.listing_concepts = true;
     for (const auto& k : run.store().concepts()) {
       ConceptInfo ci;
       ci.id = k.id;
       ci.kind = db::to_string(k.kind);
       ci.class_index = k.class_index.value_or(-1);
-      const auto& classes = manifest.at("classes");
-      ci.class_name = k.class_index && *k.class_index >= 0 && static_cast<size_t>(*k.class_index) < classes.size()
-                          ? classes.at(static_cast<size_t>(*k.class_index)).at("name").get<std::string>()
-                          : "all";
+      ci.class_name = concept_class_name(k, names);
       ci.created = k.created;
       ci.origin = k.origin;
       ci.image_path = k.image_path;
@@ -46,12 +44,12 @@ InfoResult run_info(const InfoConfig& c) {
     const auto projection = run.store().latest_projection();
     if (!projection) throw std::runtime_error(c.run + ": no projection yet; run 'ppnet project' first");
     info.projection = *projection;
-    const auto manifest = nlohmann::json::parse(r.data_manifest);
+    const auto names = run.class_names();
     for (const auto& p : run.store().prototypes(*projection)) {
       PrototypeInfo pi;
       pi.prototype = p.prototype;
       pi.class_index = p.class_index;
-      pi.class_name = manifest.at("classes").at(static_cast<size_t>(p.class_index)).at("name").get<std::string>();
+      pi.class_name = names.at(static_cast<size_t>(p.class_index));
       pi.image_path = p.image_path;
       pi.image_id = p.image_id;
       pi.cell_h = p.cell_h;

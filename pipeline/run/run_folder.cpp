@@ -110,6 +110,15 @@ ModelConfig RunFolder::model_config() {
   return model_config_from_json(run->model_json);
 }
 
+std::vector<std::string> RunFolder::class_names() {
+  const auto run = store_->run();
+  if (!run) throw std::runtime_error(dir_.string() + ": holds no run yet");
+  std::vector<std::string> names;
+  const auto manifest = nlohmann::json::parse(run->data_manifest);
+  for (const auto& c : manifest.at("classes")) names.push_back(c.at("name").get<std::string>());
+  return names;
+}
+
 void RunFolder::check_data(const fs::path& data, const Manifest& manifest) {
   const auto run = store_->run();
   const auto then = nlohmann::json::parse(run->data_manifest);

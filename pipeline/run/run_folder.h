@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "db/run_store.h"
 #include "model/names.h"
@@ -49,6 +50,8 @@ class RunFolder {
   db::RunStore& store() { return *store_; }
   bool has_run();
   ModelConfig model_config();
+  /// The class names of the data the run was made from (its recorded manifest), by index.
+  std::vector<std::string> class_names();
 
   /// Throws std::runtime_error saying what differs when `data` is not the prepared data the
   /// run was created with (other classes, source or preparation options).

@@ -238,8 +238,7 @@ Context explain_context(const ExplainConfig& c, RunFolder& run) {
   for (const auto& row : store.prototypes(*projection)) ctx.sources[row.prototype] = row;
   const auto run_row = *store.run();
   ctx.data_dir = run_row.data_path;
-  const json manifest = json::parse(run_row.data_manifest);
-  for (const auto& cls : manifest.at("classes")) ctx.class_names.push_back(cls.at("name").get<std::string>());
+  ctx.class_names = run.class_names();
   return ctx;
 }
 
