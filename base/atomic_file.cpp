@@ -3,10 +3,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
+
+#include "base/interrupt.h"
 
 #include "base/crash_point.h"
 
@@ -14,19 +17,33 @@ namespace ppnet {
 
 namespace fs = std::filesystem;
 
+void create_folders(const fs::path& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) throw std::runtime_error(path.string() + ": cannot create the folder (" + ec.message() + ")");
+}
+
 void write_file_atomic(const fs::path& path, const void* data, size_t size) {
   static std::atomic<uint64_t> counter{0};
   std::error_code ec;
-  if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
+  if (path.has_parent_path()) create_folders(path.parent_path());
   const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp-" +
                                              std::to_string(::getpid()) + "-" +
                                              std::to_string(counter++));
+  // A full disk or quota goes away: the caller's work can be resumed once it has.
+  const auto fail = [&](const std::string& what, int error) {
+    const std::string message = path.string() + ": " + what + " (" + std::strerror(error) + ")";
+    if (error == ENOSPC || error == EDQUOT) throw Resumable(message);
+    throw std::runtime_error(message);
+  };
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw std::runtime_error(path.string() + ": cannot write (" + std::strerror(errno) + ")");
+  if (!f) fail("cannot write", errno);
   const bool ok = std::fwrite(data, 1, size, f) == size;
+  const int write_error = errno;
   if (std::fclose(f) != 0 || !ok) {
+    const int error = ok ? errno : write_error;
     fs::remove(tmp, ec);
-    throw std::runtime_error(path.string() + ": write failed (disk full?)");
+    fail("write failed", error);
   }
   fs::rename(tmp, path, ec);
   if (ec) {

@@ -6,6 +6,10 @@
 
 namespace ppnet {
 
+/// Creates folder `path` with its missing parents; throws std::runtime_error naming it and the
+/// reason ("Permission denied" under a read-only parent, "Not a directory", a full disk).
+void create_folders(const std::filesystem::path& path);
+
 /// Writes `bytes` to `path` through a temporary file in the same folder (".<name>.tmp-<tag>"),
 /// renamed over `path` once complete, so readers and resumed runs never see a partial file.
 /// Creates missing parent folders. Throws std::runtime_error naming the path.

@@ -28,6 +28,14 @@ class Interrupted : public std::runtime_error {
   int signal_;
 };
 
+/// Work that stopped for a cause outside it — a rank lost, a full disk — with all it committed
+/// intact: a stage that stops so stays as it was, for --resume once the cause is gone (any other
+/// failure marks the stage failed).
+class Resumable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// A loop's safe point: throws Interrupted(signal, message) when a stop was requested.
 void stop_if_requested(const char* message);
 

@@ -29,9 +29,11 @@ void make_run(const fs::path& data, const fs::path& dir, const std::string& arch
   auto run = pipeline::RunFolder::open_or_create(dir);
   pipeline::ModelConfig m{arch, img, static_cast<int>(manifest.classes.size()), per_class, 128, model::AddOnType::kRegular};
   model::ProtoPNet net(pipeline::to_model_options(m));
-  pipeline::save_checkpoint(run.absolute(run.checkpoint_name("init")), *net, nullptr, nullptr);
+  const std::string init = run.checkpoint_name("init");
+  const std::string sha256 = pipeline::save_checkpoint(run.absolute(init), *net, nullptr, nullptr);
   run.store().create_run({db::utc_now(), "bench", pipeline::model_config_json(m), data.string(),
-                          pipeline::manifest_to_json(manifest)});
+                          pipeline::manifest_to_json(manifest)},
+                         {init, sha256});
 }
 
 fs::path make_data(const test::TempDir& dir, const std::string& name, int classes, int per_class, int img, int threads) {

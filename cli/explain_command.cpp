@@ -50,8 +50,8 @@ int run(Options& o) {
   for (const auto& f : report.failed) std::cerr << "ppnet explain: failed: " << f << '\n';
   print_result(std::cout, report, c.json);
   if (report.failed.empty()) return 0;
-  std::cerr << "ppnet explain: " << report.failed.size() << " of " << report.images
-            << " images could not be explained; the rest are in " << c.out << '\n';
+  std::cerr << "ppnet explain: " << report.failed.size() << " could not be read or explained (above); the "
+            << report.explained + report.kept << " others are in " << c.out << '\n';
   return 1;
 }
 

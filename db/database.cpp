@@ -5,6 +5,8 @@
 #include "base/crash_point.h"
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <regex>
 #include <stdexcept>
 
@@ -17,6 +19,22 @@ namespace {
 
 // Called by SQLite after each commit to the WAL. Replaces the default hook, so it also does what
 // that one does: a passive checkpoint once the WAL holds 1000 pages (SQLite's default).
+// `path` for a file: URI (RFC 3986), as sqlite3_open_v2 reads it with SQLITE_OPEN_URI.
+std::string uri_escaped(const std::string& path) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 int after_commit(void*, sqlite3* db, const char* schema, int pages) {
   if (pages >= 1000) sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   const char* file = sqlite3_db_filename(db, schema);
@@ -108,14 +126,37 @@ void Transaction::commit() {
 
 void Database::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 
-Database::Database(const std::string& path, const Migrations& migrations, int32_t application_id) : path_(path) {
+Database::Database(const std::string& path, const Migrations& migrations, int32_t application_id, bool read_only)
+    : path_(path) {
   sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  int rc = 0;
+  if (!read_only) {
+    rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  } else {
+    // A WAL file's readers need its -shm file; without both, nothing uncheckpointed is left
+    // (a clean close checkpoints and removes them), and the file is read as it is.
+    std::error_code ec;
+    const bool wal = std::filesystem::exists(path + "-wal", ec) && std::filesystem::exists(path + "-shm", ec);
+    rc = sqlite3_open_v2(wal ? path.c_str() : ("file:" + uri_escaped(path) + "?immutable=1").c_str(), &raw,
+                         SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
+  }
   db_.reset(raw);
   if (rc != SQLITE_OK) fail(raw, "cannot open database " + path);
   try {
     sqlite3_busy_timeout(raw, 10000);
     check_ownership(migrations, application_id);  // before anything writes to the file
+    if (read_only) {
+      const int version = schema_version();
+      if (version != static_cast<int>(migrations.size())) {
+        throw std::runtime_error("schema version " + std::to_string(version) + " is not this ppnet's (" +
+                                 std::to_string(migrations.size()) + ") and the file is read-only: " +
+                                 (version > static_cast<int>(migrations.size())
+                                      ? std::string("use a newer ppnet")
+                                      : std::string("copy the run to a folder you can write, where ppnet brings it up to date")));
+      }
+      exec("PRAGMA foreign_keys=ON");
+      return;
+    }
     exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;");
     sqlite3_wal_hook(raw, after_commit, nullptr);
     const int version = schema_version();
@@ -338,6 +379,13 @@ CREATE TABLE concepts (
   pixels BLOB NOT NULL,
   CHECK (0 <= box_x0 AND box_x0 < box_x1 AND box_x1 <= image_width AND
          0 <= box_y0 AND box_y0 < box_y1 AND box_y1 <= image_height)) STRICT;
+)sql",
+      // 10: the SHA-256 of every file the run keeps (checkpoints, pictures) as it was written,
+      // checked when the file is read. Files written before have none and are read unchecked.
+      R"sql(
+CREATE TABLE files (
+  path TEXT PRIMARY KEY,
+  sha256 TEXT NOT NULL CHECK (length(sha256) = 64)) STRICT;
 )sql",
   };
   return kMigrations;

@@ -71,7 +71,11 @@ class Database {
   /// schema newer than `migrations`, or is another program's database: one with tables but no
   /// schema version, another application id, or (without an id, as files of ppnet 0.1) without
   /// the first table `migrations` creates. Nothing is written to a file it refuses.
-  Database(const std::string& path, const Migrations& migrations, int32_t application_id = 0);
+  ///
+  /// `read_only` (for a file in a folder that cannot be written): opens the file read-only —
+  /// through its -wal and -shm files when a writer left both, otherwise as SQLite's immutable
+  /// file — and migrates nothing: a schema older than `migrations` throws saying so.
+  Database(const std::string& path, const Migrations& migrations, int32_t application_id = 0, bool read_only = false);
 
   Statement prepare(const std::string& sql);
   /// Runs SQL without results (may hold several statements; used for schema changes).

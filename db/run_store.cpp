@@ -17,7 +17,8 @@ std::string utc_now() {
   return buf;
 }
 
-RunStore::RunStore(const std::string& path) : db_(path, run_migrations(), kRunApplicationId) {}
+RunStore::RunStore(const std::string& path, bool read_only)
+    : db_(path, run_migrations(), kRunApplicationId, read_only) {}
 
 std::optional<RunRow> RunStore::run() {
   auto s = db_.prepare("SELECT created, ppnet_version, model_json, data_path, data_manifest FROM run");
@@ -25,7 +26,32 @@ std::optional<RunRow> RunStore::run() {
   return RunRow{s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4)};
 }
 
-void RunStore::create_run(const RunRow& r) {
+namespace {
+// A file written without a known checksum forgets any earlier one of the same path.
+void record_file(Database& db, const FileRow& f) {
+  if (f.sha256.empty()) {
+    db.prepare("DELETE FROM files WHERE path = ?").bind(1, f.path).run();
+  } else {
+    db.prepare("INSERT OR REPLACE INTO files (path, sha256) VALUES (?, ?)").bind(1, f.path).bind(2, f.sha256).run();
+  }
+}
+}  // namespace
+
+std::string RunStore::file_sha256(const std::string& path) {
+  auto s = db_.prepare("SELECT sha256 FROM files WHERE path = ?");
+  s.bind(1, path);
+  return s.step() ? s.column_text(0) : std::string();
+}
+
+std::vector<FileRow> RunStore::files() {
+  auto s = db_.prepare("SELECT path, sha256 FROM files ORDER BY path");
+  std::vector<FileRow> out;
+  while (s.step()) out.push_back({s.column_text(0), s.column_text(1)});
+  return out;
+}
+
+void RunStore::create_run(const RunRow& r, const FileRow& init) {
+  Transaction tx(db_);
   db_.prepare("INSERT INTO run (id, created, ppnet_version, model_json, data_path, data_manifest) "
               "VALUES (1, ?, ?, ?, ?, ?)")
       .bind(1, r.created)
@@ -34,6 +60,8 @@ void RunStore::create_run(const RunRow& r) {
       .bind(4, r.data_path)
       .bind(5, r.data_manifest)
       .run();
+  record_file(db_, init);
+  tx.commit();
 }
 
 namespace {
@@ -99,10 +127,12 @@ StageRow stage_of(const Statement& s) {
   return {s.column_int(0),  parse_stage_kind(s.column_text(1)), parse_stage_status(s.column_text(2)), s.column_text(3),
           s.column_text(4), s.column_text(5),                     s.column_text(6)};
 }
-const char* const kCheckpointColumns = "SELECT id, stage_id, epoch, batch, path, final, created FROM checkpoints ";
+const char* const kCheckpointColumns =
+    "SELECT id, stage_id, epoch, batch, checkpoints.path, final, created, COALESCE(files.sha256, '') "
+    "FROM checkpoints LEFT JOIN files ON files.path = checkpoints.path ";
 CheckpointRow checkpoint_of(const Statement& s) {
-  return {s.column_int(0), s.column_int(1), s.column_int(2), s.column_int(3),
-          s.column_text(4), s.column_int(5) != 0, s.column_text(6)};
+  return {s.column_int(0),  s.column_int(1),       s.column_int(2),  s.column_int(3),
+          s.column_text(4), s.column_int(5) != 0, s.column_text(6), s.column_text(7)};
 }
 }  // namespace
 
@@ -153,8 +183,12 @@ void RunStore::add_checkpoint(const CheckpointRow& c, const std::vector<int64_t>
       .bind(5, int64_t{c.final ? 1 : 0})
       .bind(6, utc_now())
       .run();
+  record_file(db_, {c.path, c.sha256});
+  auto forget_file = db_.prepare(
+      "DELETE FROM files WHERE path = (SELECT path FROM checkpoints WHERE id = ?) AND path <> ?");
   auto forget = db_.prepare("DELETE FROM checkpoints WHERE id = ?");
   for (int64_t id : superseded) {
+    forget_file.bind(1, id).bind(2, c.path).run();
     forget.bind(1, id).run();
   }
   tx.commit();
@@ -218,7 +252,7 @@ void insert_prototypes(Database& db, int64_t stage_id, const std::vector<Prototy
 }  // namespace
 
 void RunStore::finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows,
-                                 const CheckpointRow& c) {
+                                 const CheckpointRow& c, const std::vector<FileRow>& pictures) {
   Transaction tx(db_);
   db_.prepare("DELETE FROM prototypes WHERE stage_id = ?").bind(1, stage_id).run();
   insert_prototypes(db_, stage_id, rows);
@@ -227,6 +261,8 @@ void RunStore::finish_projection(int64_t stage_id, const std::vector<PrototypeRo
       .bind(2, c.path)
       .bind(3, utc_now())
       .run();
+  record_file(db_, {c.path, c.sha256});
+  for (const auto& f : pictures) record_file(db_, f);
   db_.prepare("UPDATE stages SET status = 'done', finished = ? WHERE id = ?").bind(1, utc_now()).bind(2, stage_id).run();
   tx.commit();
 }
@@ -294,7 +330,7 @@ int64_t RunStore::next_stage_id() {
 }
 
 void RunStore::add_prune(const StageRow& stage, const std::vector<PrototypeRow>& kept,
-                         const std::vector<PrunedRow>& removed, const std::string& checkpoint) {
+                         const std::vector<PrunedRow>& removed, const FileRow& checkpoint) {
   Transaction tx(db_);
   const std::string now = utc_now();
   db_.prepare("INSERT INTO stages (id, kind, status, started, finished, config_json, start_checkpoint) "
@@ -312,9 +348,10 @@ void RunStore::add_prune(const StageRow& stage, const std::vector<PrototypeRow>&
   }
   db_.prepare("INSERT INTO checkpoints (stage_id, epoch, batch, path, final, created) VALUES (?, 0, 0, ?, 1, ?)")
       .bind(1, stage.id)
-      .bind(2, checkpoint)
+      .bind(2, checkpoint.path)
       .bind(3, now)
       .run();
+  record_file(db_, checkpoint);
   tx.commit();
 }
 

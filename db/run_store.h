@@ -68,6 +68,14 @@ struct CheckpointRow {
   std::string path;   // relative to the run folder
   bool final = false; // the stage's last checkpoint
   std::string created;
+  std::string sha256;  // of the file, recorded with the row (empty: written before ppnet recorded it)
+};
+
+/// A file the run keeps (a checkpoint, a picture) and the SHA-256 of its bytes as written, so
+/// that damage on disk is noticed when it is read (table `files`).
+struct FileRow {
+  std::string path;  // relative to the run folder
+  std::string sha256;
 };
 
 /// Where projection put one prototype: its source patch and the boxes around it, in pixels
@@ -152,10 +160,17 @@ struct ConceptRow {
 class RunStore {
  public:
   /// Opens or creates `path`, migrating the schema to the latest version.
-  explicit RunStore(const std::string& path);
+  /// `read_only`: see Database (a run folder that cannot be written, opened to be read).
+  explicit RunStore(const std::string& path, bool read_only = false);
 
   std::optional<RunRow> run();
-  void create_run(const RunRow& run);
+  /// Creates the run with the file its model starts from (checkpoints/init.pt).
+  void create_run(const RunRow& run, const FileRow& init);
+
+  /// The SHA-256 recorded for kept file `path` (relative to the run); empty when none is.
+  std::string file_sha256(const std::string& path);
+  /// Every file with a recorded checksum.
+  std::vector<FileRow> files();
 
   int64_t begin_stage(StageKind kind, const std::string& config_json,
                       const std::string& start_checkpoint);
@@ -163,8 +178,9 @@ class RunStore {
   std::vector<StageRow> stages();
   std::optional<StageRow> latest_stage();
 
-  /// Records a checkpoint and forgets `superseded` (earlier non-final checkpoints of the same
-  /// stage), in one transaction; with `epoch_row` the epoch's metrics go in the same one.
+  /// Records a checkpoint (and its file's checksum) and forgets `superseded` (earlier non-final
+  /// checkpoints of the same stage, and their files' checksums), in one transaction; with
+  /// `epoch_row` the epoch's metrics go in the same one.
   void add_checkpoint(const CheckpointRow& checkpoint, const std::vector<int64_t>& superseded,
                       const std::optional<EpochRow>& epoch_row);
   std::vector<CheckpointRow> checkpoints(int64_t stage_id);
@@ -173,9 +189,11 @@ class RunStore {
 
   std::vector<EpochRow> epochs(std::optional<int64_t> stage_id = std::nullopt);
 
-  /// Commits a projection: its prototype rows, its final checkpoint and the stage's "done",
-  /// all in one transaction (rows of an earlier attempt at the same stage are replaced).
-  void finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows, const CheckpointRow& checkpoint);
+  /// Commits a projection: its prototype rows, its final checkpoint, the checksums of that and of
+  /// its `pictures`, and the stage's "done", all in one transaction (rows of an earlier attempt at
+  /// the same stage are replaced).
+  void finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows, const CheckpointRow& checkpoint,
+                         const std::vector<FileRow>& pictures = {});
   std::vector<PrototypeRow> prototypes(int64_t stage_id);
   /// The stage id of the latest record of where the prototypes came from: the most recent
   /// finished projection or prune (a prune re-records the prototypes it keeps, renumbered).
@@ -186,7 +204,7 @@ class RunStore {
   /// Records a whole prune stage in one transaction: the stage (id `stage.id`, done), the kept
   /// prototypes' rows (with that stage id), the removed ones, and its final checkpoint.
   void add_prune(const StageRow& stage, const std::vector<PrototypeRow>& kept, const std::vector<PrunedRow>& removed,
-                 const std::string& checkpoint);
+                 const FileRow& checkpoint);
   std::vector<PrunedRow> pruned(int64_t stage_id);
 
   void add_evaluation(const EvaluationRow& row);

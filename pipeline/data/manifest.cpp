@@ -1,13 +1,16 @@
 #include "pipeline/data/manifest.h"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
 #include "base/atomic_file.h"
 #include "base/parse_number.h"
+#include "base/paths.h"
 
 namespace ppnet::pipeline {
 
@@ -31,6 +34,38 @@ std::string manifest_to_json(const Manifest& m) {
                       {"created_by", m.created_by}};
   return j.dump(1) + "\n";
 }
+
+namespace {
+
+// What later commands rely on: classes numbered 0…n−1 in order, distinct names and folders that
+// are plain names, and per split one count per class.
+void check_manifest(const Manifest& m) {
+  if (m.classes.empty()) throw std::runtime_error("no classes");
+  std::set<std::string> names, folders;
+  for (size_t i = 0; i < m.classes.size(); ++i) {
+    const ClassInfo& c = m.classes[i];
+    const std::string which = "classes[" + std::to_string(i) + "]";
+    if (c.index != static_cast<int>(i)) {
+      throw std::runtime_error(which + " has index " + std::to_string(c.index) + ", expected " + std::to_string(i));
+    }
+    if (c.name.empty() || !names.insert(c.name).second) {
+      throw std::runtime_error(which + ": name '" + c.name + "' is empty or repeated");
+    }
+    if (c.folder.empty() || c.folder == "." || c.folder == ".." || c.folder.find('/') != std::string::npos ||
+        !folders.insert(c.folder).second) {
+      throw std::runtime_error(which + ": folder '" + c.folder + "' is not a plain folder name of its own");
+    }
+  }
+  for (const auto& [split, counts] : m.counts) {
+    if (counts.size() != m.classes.size() ||
+        std::any_of(counts.begin(), counts.end(), [](int64_t n) { return n < 0; })) {
+      throw std::runtime_error("counts of split '" + split + "': expected " + std::to_string(m.classes.size()) +
+                               " numbers >= 0, one per class");
+    }
+  }
+}
+
+}  // namespace
 
 Manifest read_manifest(const fs::path& data) {
   const fs::path path = manifest_path(data);
@@ -56,6 +91,7 @@ Manifest read_manifest(const fs::path& data) {
     m.counts = j.at("counts").get<std::map<std::string, std::vector<int64_t>>>();
     m.failed = j.at("failed").get<std::vector<std::string>>();
     m.created_by = j.at("created_by").get<std::string>();
+    check_manifest(m);
     return m;
   } catch (const std::exception& e) {
     throw std::runtime_error(path.string() + ": " + e.what());
@@ -74,34 +110,50 @@ void write_list(const fs::path& data, const std::string& split, const std::vecto
 }
 
 std::vector<ListEntry> read_list(const fs::path& data, const std::string& split) {
-  const fs::path path = list_path(data, split);
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(path.string() + ": missing");
-  std::vector<ListEntry> out;
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto t1 = line.find('\t');
-    const auto t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
-    try {
-      if (t2 == std::string::npos) throw std::invalid_argument("tabs");
-      int64_t c = 0;
-      if (!parse_int(line.substr(t1 + 1, t2 - t1 - 1), &c) || c < 0 || c > std::numeric_limits<int>::max()) throw std::invalid_argument("class");
-      out.push_back({line.substr(0, t1), static_cast<int>(c), line.substr(t2 + 1)});
-    } catch (const std::exception&) {
-      throw std::runtime_error(path.string() + " line " + std::to_string(n) +
-                               ": expected '<path>\\t<class index>\\t<source id>'");
-    }
-  }
-  return out;
-}
-
-std::vector<ListEntry> read_split_list(const fs::path& data, const Manifest& manifest, const std::string& split) {
-  if (!manifest.counts.count(split)) {
+  const Manifest manifest = read_manifest(data);
+  const auto counted = manifest.counts.find(split);
+  if (counted == manifest.counts.end()) {
     throw std::runtime_error(data.string() + " has no " + split + " split" +
                              (split == "val" ? " (prepare it with --val-fraction)" : ""));
   }
-  return read_list(data, split);
+  const fs::path path = list_path(data, split);
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path.string() + ": missing");
+  const auto classes = static_cast<int64_t>(manifest.classes.size());
+  std::vector<ListEntry> out;
+  std::vector<int64_t> per_class(manifest.classes.size(), 0);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto where = [&] { return path.string() + " line " + std::to_string(n) + ": "; };
+    const auto t1 = line.find('\t');
+    const auto t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
+    int64_t c = 0;
+    if (t2 == std::string::npos || !parse_int(line.substr(t1 + 1, t2 - t1 - 1), &c)) {
+      throw std::runtime_error(where() + "expected '<path>\\t<class index>\\t<source id>'");
+    }
+    if (c < 0 || c >= classes) {
+      throw std::runtime_error(where() + "class index " + std::to_string(c) + " is not one of the " +
+                               std::to_string(classes) + " classes of " + manifest_path(data).string() + " (0 to " +
+                               std::to_string(classes - 1) + ")");
+    }
+    std::string image = line.substr(0, t1);
+    if (!stays_inside(image)) {
+      throw std::runtime_error(where() + "'" + image + "' is not a path inside " + data.string() +
+                               " (lists name images relative to the data folder, without '..')");
+    }
+    ++per_class[static_cast<size_t>(c)];
+    out.push_back({std::move(image), static_cast<int>(c), line.substr(t2 + 1)});
+  }
+  for (size_t c = 0; c < per_class.size(); ++c) {
+    if (per_class[c] != counted->second[c]) {
+      throw std::runtime_error(path.string() + " lists " + std::to_string(per_class[c]) + " images of class " +
+                               std::to_string(c) + " (" + manifest.classes[c].name + ") where " +
+                               manifest_path(data).string() + " counts " + std::to_string(counted->second[c]) +
+                               ": the folder was edited or mixes two preparations; prepare it again");
+    }
+  }
+  return out;
 }
 
 }  // namespace ppnet::pipeline

@@ -42,16 +42,19 @@ std::filesystem::path manifest_path(const std::filesystem::path& data);
 std::filesystem::path list_path(const std::filesystem::path& data, const std::string& split);
 
 std::string manifest_to_json(const Manifest& m);
-/// Throws std::runtime_error naming `path` and the field at fault.
+/// Throws std::runtime_error naming `path` and the field at fault, also when the classes are not
+/// numbered 0…n−1 with distinct names and plain folder names, or a split's counts are not one
+/// number >= 0 per class.
 Manifest read_manifest(const std::filesystem::path& data);
 void write_manifest(const std::filesystem::path& data, const Manifest& m);
 
 void write_list(const std::filesystem::path& data, const std::string& split,
                 const std::vector<ListEntry>& entries);
-/// Throws std::runtime_error naming the file and line when a line is malformed.
+/// The images of `split` as DATA/lists/<split>.tsv lists them, checked against DATA's manifest:
+/// throws std::runtime_error naming the file and line when a line is malformed, names a path
+/// that is not inside DATA (absolute, or with ".."), or a class index the manifest does not
+/// have; naming the class when the list's images per class are not the manifest's counts; and
+/// saying so when the manifest has no such split.
 std::vector<ListEntry> read_list(const std::filesystem::path& data, const std::string& split);
-/// read_list for a split the user chose: throws saying so when `manifest` has no such split.
-std::vector<ListEntry> read_split_list(const std::filesystem::path& data, const Manifest& manifest,
-                                       const std::string& split);
 
 }  // namespace ppnet::pipeline

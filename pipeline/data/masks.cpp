@@ -26,14 +26,15 @@ std::string without_extension(const fs::path& relative) {
 std::map<std::string, fs::path> index_masks(const fs::path& dir) {
   if (!fs::is_directory(dir)) throw std::runtime_error(dir.string() + ": the mask folder does not exist or is not a folder");
   std::map<std::string, fs::path> masks;
-  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
-    if (!it->is_regular_file() || !is_image_file(it->path()) || it->path().filename().string()[0] == '.') continue;
-    const auto [at, fresh] = masks.emplace(without_extension(fs::relative(it->path(), dir)), it->path());
+  std::vector<std::string> unreadable;
+  for (const auto& rel : find_images(dir, {}, &unreadable)) {
+    const auto [at, fresh] = masks.emplace(without_extension(rel), dir / rel);
     if (!fresh) {
-      throw std::runtime_error(it->path().string() + ": another mask (" + at->second.filename().string() +
+      throw std::runtime_error((dir / rel).string() + ": another mask (" + at->second.filename().string() +
                                ") belongs to the same image; keep one of them");
     }
   }
+  if (!unreadable.empty()) throw std::runtime_error("mask folder: " + unreadable.front());
   return masks;
 }
 

@@ -15,6 +15,7 @@
 #include "base/version.h"
 #include "pipeline/data/archive.h"
 #include "base/atomic_file.h"
+#include "base/paths.h"
 #include "pipeline/data/augment.h"
 #include "pipeline/data/prepare.h"
 #include "base/interrupt.h"
@@ -33,7 +34,7 @@ namespace fs = std::filesystem;
 nlohmann::json command_record(const PrepareConfig& c, const std::string& kind, const fs::path& source,
                               const MaskSource& masks) {
   nlohmann::json j = {{"source_kind", kind},
-                      {"source_path", fs::absolute(source).lexically_normal().string()},
+                      {"source_path", printable(fs::absolute(source).lexically_normal().string())},
                       {"copies", c.copies},
                       {"val_fraction", c.val_fraction},
                       {"size", c.size},
@@ -44,8 +45,8 @@ nlohmann::json command_record(const PrepareConfig& c, const std::string& kind, c
                       {"seed", c.seed}};
   if (kind == "folder") j["test_fraction"] = c.test_fraction;
   if (kind == "idx") j["class_names"] = c.class_names;
-  if (!c.parts.empty()) j["parts"] = fs::absolute(c.parts).lexically_normal().string();
-  if (!masks.dir.empty()) j["masks"] = fs::absolute(masks.dir).lexically_normal().string();
+  if (!c.parts.empty()) j["parts"] = printable(fs::absolute(c.parts).lexically_normal().string());
+  if (!masks.dir.empty()) j["masks"] = printable(fs::absolute(masks.dir).lexically_normal().string());
   if (masks.foreground_threshold >= 0) j["foreground_threshold"] = masks.foreground_threshold;
   return j;
 }
@@ -170,7 +171,7 @@ fs::path extracted_cub(const fs::path& archive, const fs::path& out) {
   const fs::path staging = out / ".source";
   if (!fs::exists(staging / ".complete")) {
     fs::remove_all(staging);
-    fs::create_directories(staging);
+    create_folders(staging);
     Progress progress("extract " + archive.filename().string(), fs::file_size(archive));
     uint64_t last = 0;
     extract_archive(archive.string(), staging.string(), [&](uint64_t at) {
@@ -327,7 +328,7 @@ Written write_outputs(const PrepareConfig& c, const std::string& kind, const Sou
           ++written;
         }
       } catch (const std::exception& e) {
-        w.failed_of[i] = e.what();
+        w.failed_of[i] = printable(e.what());
       }
     }
     progress.advance();
@@ -354,6 +355,7 @@ void write_lists_and_manifest(const PrepareConfig& c, const std::string& kind, c
   m.created_by = std::string("ppnet ") + kVersion;
   std::map<std::string, std::vector<ListEntry>> lists;
   for (const char* split : {"push", "train", "test", "val"}) m.counts[split].assign(set.classes.size(), 0);
+  m.failed = set.unreadable;  // what the folder walk could not read
   for (size_t i = 0; i < set.images.size(); ++i) {
     const SourceImage& img = set.images[i];
     if (!w.failed_of[i].empty()) {

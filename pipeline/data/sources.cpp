@@ -1,5 +1,7 @@
 #include "pipeline/data/sources.h"
 
+#include "base/paths.h"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -81,15 +83,82 @@ std::string output_ext(const fs::path& p) {
   return ext == ".jpg" || ext == ".jpeg" ? ".jpg" : ".png";
 }
 
-std::vector<fs::path> sorted_entries(const fs::path& dir, bool directories) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().filename().string().rfind('.', 0) == 0) continue;  // hidden
-    if (directories ? e.is_directory() : (e.is_regular_file() && is_image_file(e.path()))) out.push_back(e.path());
+// What a walk makes of `path`: its type with links followed, or (type none) why it has none.
+struct Found {
+  fs::file_type type = fs::file_type::none;
+  std::string problem;
+};
+Found look_at(const fs::path& path) {
+  std::error_code ec, link_ec;
+  const auto st = fs::status(path, ec);
+  if (!ec && st.type() != fs::file_type::not_found) return {st.type(), ""};
+  if (fs::is_symlink(fs::symlink_status(path, link_ec))) {
+    if (ec == std::errc::too_many_symbolic_link_levels) return {fs::file_type::none, "a loop of symbolic links"};
+    return {fs::file_type::none, "a symbolic link to " + fs::read_symlink(path, link_ec).string() + ", which " +
+                                     (ec ? ec.message() : std::string("does not exist"))};
   }
+  return {fs::file_type::none, ec ? ec.message() : std::string("vanished while the folder was read")};
+}
+
+// Whether an unreadable entry is worth a word: it might have been an image or a folder.
+bool might_matter(const fs::path& path) { return !path.has_extension() || is_image_file(path); }
+
+// The non-hidden entries of `dir`, sorted; when it cannot be listed, none, and why in `unreadable`.
+std::vector<fs::path> list_folder(const fs::path& dir, std::vector<std::string>* unreadable) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    if (it->path().filename().string().rfind('.', 0) != 0) out.push_back(it->path());
+  }
+  if (ec) unreadable->push_back(printable(dir.string()) + ": cannot be listed: " + ec.message());
   std::sort(out.begin(), out.end());
   return out;
 }
+
+// The class folders (`directories`) or image files of `dir`, sorted, hidden names left out.
+std::vector<fs::path> sorted_entries(const fs::path& dir, bool directories, std::vector<std::string>* unreadable) {
+  std::vector<fs::path> out;
+  for (const auto& path : list_folder(dir, unreadable)) {
+    const Found f = look_at(path);
+    if (!f.problem.empty()) {
+      if (might_matter(path)) unreadable->push_back(printable(path.string()) + ": " + f.problem);
+    } else if (directories ? f.type == fs::file_type::directory
+                           : f.type == fs::file_type::regular && is_image_file(path)) {
+      out.push_back(path);
+    }
+  }
+  return out;
+}
+
+void find_images_in(const fs::path& root, const fs::path& dir, const std::function<bool(const fs::path&)>& skip,
+                    std::set<fs::path>& walked, std::vector<std::string>& images, std::vector<std::string>* unreadable) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(dir, ec);
+  if (!ec && !walked.insert(real).second) return;  // reached again through a link
+  for (const auto& path : list_folder(dir, unreadable)) {
+    const Found f = look_at(path);
+    if (!f.problem.empty()) {
+      if (might_matter(path)) unreadable->push_back(printable(path.string()) + ": " + f.problem);
+    } else if (f.type == fs::file_type::directory) {
+      if (!skip || !skip(path)) find_images_in(root, path, skip, walked, images, unreadable);
+    } else if (f.type == fs::file_type::regular && is_image_file(path)) {
+      images.push_back(path.lexically_relative(root).generic_string());
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> find_images(const fs::path& dir, const std::function<bool(const fs::path&)>& skip,
+                                     std::vector<std::string>* unreadable) {
+  std::vector<std::string> images;
+  std::set<fs::path> walked;
+  find_images_in(dir, dir, skip, walked, images, unreadable);
+  std::sort(images.begin(), images.end());
+  return images;
+}
+
+namespace {
 
 uint64_t class_seed(uint64_t seed, const std::string& name) {
   uint64_t h = 1469598103934665603ull;
@@ -268,14 +337,15 @@ SourceSet read_folder(const fs::path& root, double test_fraction, uint64_t seed)
     trees = {{root, false}};
   }
   std::map<std::string, int> class_index;
-  for (const auto& dir : sorted_entries(trees[0].first, true)) {
+  for (const auto& dir : sorted_entries(trees[0].first, true, &set.unreadable)) {
     const std::string name = dir.filename().string();
     class_index[name] = static_cast<int>(set.classes.size());
-    set.classes.push_back({static_cast<int>(set.classes.size()), name, name});
+    // Names in a prepared folder are valid UTF-8: other bytes become "\xNN" (base/paths.h).
+    set.classes.push_back({static_cast<int>(set.classes.size()), printable(name), printable(name)});
   }
   if (set.classes.empty()) throw std::runtime_error(trees[0].first.string() + ": no class folders");
   for (const auto& [tree, is_test] : trees) {
-    for (const auto& dir : sorted_entries(tree, true)) {
+    for (const auto& dir : sorted_entries(tree, true, &set.unreadable)) {
       const std::string name = dir.filename().string();
       auto it = class_index.find(name);
       if (it == class_index.end()) {
@@ -284,13 +354,13 @@ SourceSet read_folder(const fs::path& root, double test_fraction, uint64_t seed)
       }
       std::vector<SourceImage> imgs;
       std::set<std::string> stems;
-      for (const auto& file : sorted_entries(dir, false)) {
+      for (const auto& file : sorted_entries(dir, false, &set.unreadable)) {
         SourceImage img;
-        img.id = fs::relative(file, root).generic_string();
+        img.id = printable(fs::relative(file, root).generic_string());
         img.class_index = it->second;
         img.is_test = is_test;
         img.file = file;
-        img.stem = file.stem().string();
+        img.stem = printable(file.stem().string());
         img.ext = output_ext(file);
         if (!stems.insert(img.stem).second) {
           throw std::runtime_error(file.string() + ": another image in " + dir.string() + " has the name '" +

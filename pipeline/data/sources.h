@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,7 @@ struct SourceSet {
   std::shared_ptr<const std::vector<uint8_t>> idx_pixels;  // rows × idx_height × idx_width
   int idx_height = 0, idx_width = 0;
   std::vector<std::string> part_names;  // empty without part annotations
+  std::vector<std::string> unreadable;  // "path: reason" of entries a folder walk could not read
 };
 
 /// `root` holds images.txt, image_class_labels.txt, train_test_split.txt, classes.txt,
@@ -68,6 +70,15 @@ cv::Rect cub_crop(const double box[4], int width, int height);
 
 /// True for the image extensions ppnet reads: jpg, jpeg, png, bmp, tif, tiff, webp (any case).
 bool is_image_file(const std::filesystem::path& path);
+
+/// Every image file under `dir` (is_image_file; paths relative to `dir` in generic form, sorted),
+/// in all its subfolders, symbolic links followed (a folder reached twice, as through a loop of
+/// links, is walked once); hidden names (".x") and the folders for which `skip(folder)` is true
+/// are left out. What cannot be read goes to `unreadable` as "path: reason" — a dangling link, a
+/// loop of links, a folder that cannot be listed — and the walk goes on.
+std::vector<std::string> find_images(const std::filesystem::path& dir,
+                                     const std::function<bool(const std::filesystem::path&)>& skip,
+                                     std::vector<std::string>* unreadable);
 
 /// A class name made safe as a folder name: characters other than letters, digits, '.', '-'
 /// and '_' become '_'.

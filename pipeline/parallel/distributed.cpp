@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "base/interrupt.h"
 #include "base/parse_number.h"
 
 #ifdef PPNET_WITH_GLOO
@@ -124,7 +125,7 @@ void Distributed::lost(const std::string& what, const std::exception& cause) {
   } catch (const std::exception&) {
     missing = "0 (it holds the rendezvous store)";
   }
-  throw std::runtime_error("distributed: rank " + std::to_string(rank_) + " lost contact with " +
+  throw Resumable("distributed: rank " + std::to_string(rank_) + " lost contact with " +
                            (missing.empty() ? std::string("another rank") : "rank " + missing) + " during " + what +
                            " (" + cause.what() + "); the run keeps what it last recorded: run the command again "
                            "(train and last-layer with --resume) to continue");
@@ -202,7 +203,7 @@ std::string Distributed::share(const std::string& key, const std::string& value)
   try {
     got = impl_->store->get(full);
   } catch (const std::exception& e) {
-    throw std::runtime_error("distributed: rank " + std::to_string(rank_) + " waited in vain for rank 0's " + key +
+    throw Resumable("distributed: rank " + std::to_string(rank_) + " waited in vain for rank 0's " + key +
                              " (" + e.what() + ")");
   }
   const std::string s(got.begin(), got.end());

@@ -252,7 +252,7 @@ PageData prototypes_section(RunFolder& run, int64_t projection, const std::vecto
       prototypes.push_back(proto);
     }
     PageData c;
-    c.set("name", class_names.at(static_cast<size_t>(cls)));
+    c.set("name", class_name_of(class_names, cls));
     c.set("prototypes", prototypes);
     classes.push_back(c);
   }
@@ -278,7 +278,7 @@ PageData nearest_patches_section(RunFolder& run, const db::AnalysisRow& analysis
     PageData proto;
     proto.set("index", std::to_string(j));
     const auto cls = class_of.find(j);
-    if (cls != class_of.end()) proto.set("class_name", class_names.at(static_cast<size_t>(cls->second)));
+    if (cls != class_of.end()) proto.set("class_name", class_name_of(class_names, cls->second));
     if (projection) {
       proto.set("projected",
                 thumbnail(run.dir() / "prototypes" / std::to_string(*projection) / (std::to_string(j) + "-patch.png"), 64));
@@ -295,7 +295,7 @@ PageData nearest_patches_section(RunFolder& run, const db::AnalysisRow& analysis
       n.set("other", cls != class_of.end() && r.class_index != cls->second);
       std::ostringstream similarity;
       similarity << std::setprecision(3) << r.similarity;
-      n.set("class_name", class_names.at(static_cast<size_t>(r.class_index)));
+      n.set("class_name", class_name_of(class_names, r.class_index));
       n.set("similarity", similarity.str());
       if (r.precision) {
         std::ostringstream precision;

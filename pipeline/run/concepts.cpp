@@ -6,6 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "base/paths.h"
 #include "pipeline/data/image_file.h"
 #include "pipeline/run/run_folder.h"
 
@@ -78,6 +79,10 @@ db::ConceptRow from_prototype(const ConceptConfig& c, RunFolder& run) {
   concept_row.origin = "prototype " + std::to_string(row->prototype) + " of projection #" + std::to_string(*projection);
   concept_row.image_path = row->image_path;
   concept_row.class_index = row->class_index;
+  if (!stays_inside(row->image_path)) {
+    throw std::runtime_error(c.run + "/run.sqlite: prototype " + std::to_string(row->prototype) + " names '" +
+                             row->image_path + "' as its source image, which is not a path inside the data folder");
+  }
   const cv::Mat image = read_image_file(data / row->image_path);
   if (image.cols != row->image_width || image.rows != row->image_height) {
     throw std::runtime_error((data / row->image_path).string() + " is " + std::to_string(image.cols) + "×" +
@@ -124,7 +129,7 @@ db::ConceptRow from_image(const ConceptConfig& c) {
 
 std::string concept_class_name(const db::ConceptRow& concept_row, const std::vector<std::string>& class_names) {
   const auto& k = concept_row.class_index;
-  return k && *k >= 0 && static_cast<size_t>(*k) < class_names.size() ? class_names[static_cast<size_t>(*k)] : "all";
+  return k ? class_name_of(class_names, *k) : "all";
 }
 
 std::array<int64_t, 4> parse_box(const std::string& text) {

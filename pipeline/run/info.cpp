@@ -49,7 +49,7 @@ InfoResult run_info(const InfoConfig& c) {
       PrototypeInfo pi;
       pi.prototype = p.prototype;
       pi.class_index = p.class_index;
-      pi.class_name = names.at(static_cast<size_t>(p.class_index));
+      pi.class_name = class_name_of(names, p.class_index);
       pi.image_path = p.image_path;
       pi.image_id = p.image_id;
       pi.cell_h = p.cell_h;

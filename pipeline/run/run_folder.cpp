@@ -1,11 +1,17 @@
 #include "pipeline/run/run_folder.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <stdexcept>
 
 #include "base/atomic_file.h"
+#include "base/paths.h"
+#include "base/sha256.h"
 
 namespace ppnet::pipeline {
 
@@ -24,6 +30,25 @@ std::string model_config_json(const ModelConfig& m) {
       .dump();
 }
 
+namespace {
+
+// Sizes no model of ppnet has: a database edited by hand, not a model to allocate.
+void check_model_config(const ModelConfig& m) {
+  const auto in = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi) {
+      throw std::runtime_error(std::string(name) + " " + std::to_string(v) + " is outside " + std::to_string(lo) +
+                               "…" + std::to_string(hi));
+    }
+  };
+  in("img_size", m.img_size, 1, 8192);
+  in("num_classes", m.num_classes, 1, 1000000);
+  in("prototypes_per_class", m.prototypes_per_class, 1, 10000);
+  in("prototype_dim", m.prototype_dim, 1, 65536);
+  in("prototypes in all", int64_t{m.num_classes} * m.prototypes_per_class, 1, 1000000);
+}
+
+}  // namespace
+
 ModelConfig model_config_from_json(const std::string& json) {
   try {
     const auto j = nlohmann::json::parse(json);
@@ -37,9 +62,10 @@ ModelConfig model_config_from_json(const std::string& json) {
     m.pretrained = j.value("pretrained", false);  // absent in runs made before 0.2
     m.activation = model::parse_activation(j.value("activation", std::string("log")));  // absent before --activation
     m.resize = parse_resize(j.value("resize", std::string("bilinear")));  // absent in runs made before 0.2
+    check_model_config(m);
     return m;
   } catch (const std::exception& e) {
-    throw std::runtime_error(std::string("model configuration in run.sqlite: ") + e.what());
+    throw std::runtime_error(std::string("model configuration: ") + e.what());
   }
 }
 
@@ -52,7 +78,10 @@ RunFolder RunFolder::open(const fs::path& dir, Access access) {
     throw std::runtime_error(dir.string() + ": no run here (no run.sqlite); 'ppnet train' creates one");
   }
   auto lock = access == Access::kWrite ? std::make_unique<RunLock>(dir) : nullptr;
-  RunFolder r(dir, std::move(lock), std::make_unique<db::RunStore>(db.string()));
+  // A reader of a folder it cannot write (made read-only, on a read-only medium) opens the
+  // database read-only: SQLite could not even create the files a WAL reader needs there.
+  const bool read_only = access == Access::kRead && (::access(dir.c_str(), W_OK) != 0 || ::access(db.c_str(), W_OK) != 0);
+  RunFolder r(dir, std::move(lock), std::make_unique<db::RunStore>(db.string(), read_only));
   if (!r.has_run()) throw std::runtime_error(db.string() + ": holds no run yet; 'ppnet train' creates one");
   if (access == Access::kWrite) r.remove_leftovers();
   return r;
@@ -64,7 +93,12 @@ RunFolder RunFolder::open_or_create(const fs::path& dir) {
   if (ec) throw std::runtime_error(dir.string() + ": cannot create the run folder: " + ec.message());
   auto lock = std::make_unique<RunLock>(dir);
   RunFolder r(dir, std::move(lock), std::make_unique<db::RunStore>((dir / "run.sqlite").string()));
-  if (r.has_run()) r.remove_leftovers();
+  if (r.has_run()) {
+    r.remove_leftovers();
+  } else if (!r.store().stages().empty()) {
+    throw std::runtime_error((dir / "run.sqlite").string() + " records stages but no run (its row in table run is "
+                             "gone): the database was edited; restore it from a copy, or use another --run");
+  }
   return r;
 }
 
@@ -77,6 +111,7 @@ size_t RunFolder::remove_leftovers() {
     referenced.insert(stage.start_checkpoint);
     for (const auto& ck : store_->checkpoints(stage.id)) referenced.insert(ck.path);
   }
+  for (const auto& f : store_->files()) referenced.insert(f.path);
   static const std::regex kOwnCheckpoint(R"((stage\d+-e\d+-b\d+|project\d+|prune\d+)\.pt)");
   std::error_code ec;
   std::vector<fs::path> doomed;
@@ -107,21 +142,56 @@ bool RunFolder::has_run() { return store_->run().has_value(); }
 ModelConfig RunFolder::model_config() {
   const auto run = store_->run();
   if (!run) throw std::runtime_error(dir_.string() + ": holds no run yet");
-  return model_config_from_json(run->model_json);
+  ModelConfig m;
+  try {
+    m = model_config_from_json(run->model_json);
+  } catch (const std::exception& e) {
+    throw std::runtime_error((dir_ / "run.sqlite").string() + ": " + e.what());
+  }
+  if (const auto classes = class_names().size(); static_cast<size_t>(m.num_classes) != classes) {
+    throw std::runtime_error((dir_ / "run.sqlite").string() + ": the model has " + std::to_string(m.num_classes) +
+                             " classes and the data recorded with the run " + std::to_string(classes) +
+                             ": the database was edited");
+  }
+  return m;
 }
 
+std::string class_name_of(const std::vector<std::string>& names, int64_t index) {
+  if (index >= 0 && static_cast<size_t>(index) < names.size()) return names[static_cast<size_t>(index)];
+  return "class " + std::to_string(index) + " (not one of the run's classes)";
+}
+
+namespace {
+
+// The data's manifest as recorded when the run in `dir` was created; throws naming run.sqlite
+// when it lacks what check_data() and class_names() read.
+nlohmann::json recorded_manifest(const fs::path& dir, db::RunStore& store) {
+  const auto run = store.run();
+  if (!run) throw std::runtime_error(dir.string() + ": holds no run yet");
+  try {
+    auto manifest = nlohmann::json::parse(run->data_manifest);
+    for (const char* key : {"classes", "source", "options", "counts"}) {
+      if (!manifest.is_object() || !manifest.contains(key)) throw std::runtime_error(std::string("no ") + key);
+    }
+    for (const auto& c : manifest.at("classes")) c.at("name").get<std::string>();
+    return manifest;
+  } catch (const std::exception& e) {
+    throw std::runtime_error((dir / "run.sqlite").string() + ": the data manifest recorded with the run: " + e.what());
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> RunFolder::class_names() {
-  const auto run = store_->run();
-  if (!run) throw std::runtime_error(dir_.string() + ": holds no run yet");
+  const auto manifest = recorded_manifest(dir_, *store_);
   std::vector<std::string> names;
-  const auto manifest = nlohmann::json::parse(run->data_manifest);
   for (const auto& c : manifest.at("classes")) names.push_back(c.at("name").get<std::string>());
   return names;
 }
 
 void RunFolder::check_data(const fs::path& data, const Manifest& manifest) {
   const auto run = store_->run();
-  const auto then = nlohmann::json::parse(run->data_manifest);
+  const auto then = recorded_manifest(dir_, *store_);
   const auto now = nlohmann::json::parse(manifest_to_json(manifest));
   for (const char* key : {"classes", "source", "options", "counts"}) {
     if (then.at(key) != now.at(key)) {
@@ -148,6 +218,42 @@ void RunFolder::check_output(const fs::path& output) const {
 }
 
 std::string RunFolder::checkpoint_name(const std::string& tag) const { return "checkpoints/" + tag + ".pt"; }
+
+std::string RunFolder::model_checkpoint() {
+  const auto latest = store_->latest_final_checkpoint();
+  return latest ? latest->path : checkpoint_name("init");
+}
+
+fs::path RunFolder::absolute(const std::string& relative) const {
+  if (!stays_inside(relative)) {
+    throw std::runtime_error((dir_ / "run.sqlite").string() + " names '" + relative +
+                             "' as one of the run's files, which is not a path inside " + dir_.string() +
+                             " (was the database edited?); ppnet reads and writes only inside the run folder");
+  }
+  return dir_ / relative;
+}
+
+std::string RunFolder::read_kept(const std::string& relative) {
+  const fs::path path = absolute(relative);
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    throw std::runtime_error(path.string() + ": " + (fs::exists(path, ec) ? "not a regular file" : "missing") +
+                             "; run " + dir_.string() + " records it as one of its files: restore it from a copy of the run");
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) throw std::runtime_error(path.string() + ": cannot be read");
+  const std::string recorded = store_->file_sha256(relative);
+  if (!recorded.empty()) {
+    const std::string actual = sha256_hex(bytes);
+    if (actual != recorded) {
+      throw std::runtime_error(path.string() + " is damaged: its SHA-256 is " + actual + ", not the " + recorded +
+                               " recorded when ppnet wrote it (" + std::to_string(bytes.size()) +
+                               " bytes now); restore it from a copy of the run, or train into a new --run");
+    }
+  }
+  return bytes;
+}
 
 RunWithData open_run_with_data(const fs::path& run_dir, const fs::path& data) {
   Manifest manifest = read_manifest(data);
@@ -180,11 +286,27 @@ StageStart resolve_stage(RunFolder& run, db::StageKind kind, bool resume, const 
     s.already_done = true;
     return s;
   }
-  const auto base = store.latest_final_checkpoint();
-  s.start_checkpoint = base ? base->path : run.checkpoint_name("init");
+  s.start_checkpoint = run.model_checkpoint();
+  run.absolute(s.start_checkpoint);  // throws, before the stage begins, when it is not inside the run
   s.settings_json = settings_json;
   s.stage_id = store.begin_stage(kind, settings_json, s.start_checkpoint);
   return s;
+}
+
+std::string mark_stage_failed(RunFolder& run, int64_t stage_id, const std::exception& error) {
+  std::string message = error.what();
+  // LibTorch's errors carry a C++ backtrace after their message: not for the user.
+  if (const auto trace = message.find("\nException raised from "); trace != std::string::npos) message.resize(trace);
+  const std::string stage = "stage #" + std::to_string(stage_id);
+  try {
+    for (const auto& row : run.store().stages()) {
+      if (row.id == stage_id && row.status == db::StageStatus::kFailed) return message;  // it said so already
+    }
+    run.store().set_stage_status(stage_id, db::StageStatus::kFailed);
+    return message + "\n" + stage + " is marked failed; the next command goes on from the run's last finished stage";
+  } catch (const std::exception& e) {
+    return message + "\n" + stage + " could not be marked failed either (" + e.what() + ")";
+  }
 }
 
 }  // namespace ppnet::pipeline

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/interrupt.h"
 #include "db/run_store.h"
 #include "model/names.h"
 #include "pipeline/data/resize.h"
@@ -33,6 +34,10 @@ struct ModelConfig {
 std::string model_config_json(const ModelConfig& m);
 /// Throws std::runtime_error naming the field when the JSON lacks one.
 ModelConfig model_config_from_json(const std::string& json);
+
+/// names[index]; for an index that is none of them (a database edited by hand), "class <index>
+/// (not one of the run's classes)" rather than a crash.
+std::string class_name_of(const std::vector<std::string>& names, int64_t index);
 
 /// kWrite: the command writes to the run and holds its lock (pipeline/run/run_lock.h) while the
 /// RunFolder lives; kRead: it only reads (info, report, explain), alongside a writer.
@@ -62,9 +67,19 @@ class RunFolder {
   /// anything under checkpoints/, prototypes/ or analysis/.
   void check_output(const std::filesystem::path& output) const;
 
+  /// The checkpoint of the model as the run's latest finished stage left it (its final
+  /// checkpoint), or as the run was created (checkpoints/init.pt); relative to the run folder.
+  std::string model_checkpoint();
   /// Path under checkpoints/ for a new checkpoint, relative to the run folder.
   std::string checkpoint_name(const std::string& tag) const;
-  std::filesystem::path absolute(const std::string& relative) const { return dir_ / relative; }
+  /// `relative`, a path the run's database names (a checkpoint, a pictures folder), under the run
+  /// folder. Throws std::runtime_error when it is not inside the folder (empty, absolute, or with
+  /// ".."): nothing outside RUN is read, written or removed because of what run.sqlite says.
+  std::filesystem::path absolute(const std::string& relative) const;
+  /// The bytes of kept file `relative` (see absolute()), checked against the SHA-256 recorded
+  /// when it was written: throws std::runtime_error naming the file and what to do when they
+  /// differ or it cannot be read. Files written before ppnet recorded checksums are not checked.
+  std::string read_kept(const std::string& relative);
 
  private:
   RunFolder(std::filesystem::path dir, std::unique_ptr<RunLock> lock, std::unique_ptr<db::RunStore> store);
@@ -101,5 +116,28 @@ struct StageStart {
 };
 StageStart resolve_stage(RunFolder& run, db::StageKind kind, bool resume, const std::string& settings_json,
                          const std::string& resume_hint);
+
+/// Marks stage `stage_id` of `run` failed, unless it already is, so that the next command goes
+/// on from the run's last finished stage; returns `error`'s message with what happened to the
+/// stage (also when the database could not be written).
+std::string mark_stage_failed(RunFolder& run, int64_t stage_id, const std::exception& error);
+
+/// The work of stage `stage_id` once it has begun: returns `body()`. When body throws anything
+/// but Interrupted or Resumable (which leave the stage to --resume), the stage is marked failed
+/// (mark_stage_failed) and the error, rethrown as std::runtime_error, says so: no failure leaves
+/// a stage running that nothing can resume. Without `run` (ranks other than 0) only body runs.
+template <class Body>
+auto within_stage(RunFolder* run, int64_t stage_id, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Resumable&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (!run) throw;
+    throw std::runtime_error(mark_stage_failed(*run, stage_id, e));
+  }
+}
 
 }  // namespace ppnet::pipeline

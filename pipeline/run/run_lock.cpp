@@ -31,6 +31,11 @@ std::string own_command_line() {
 RunLock::RunLock(const fs::path& run_dir) {
   const fs::path path = run_dir / ".lock";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+    throw std::runtime_error("run " + run_dir.string() + " cannot be written (" + std::strerror(errno) + " for " +
+                             path.filename().string() + "), and this command records its results in the run: make "
+                             "the folder writable, or copy it; info, report and explain read a read-only run");
+  }
   if (fd_ < 0) throw std::runtime_error(path.string() + ": cannot open the run's lock file: " + std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;

@@ -143,7 +143,7 @@ AnalyzeResult run_analyze(const AnalyzeConfig& c) {
   RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
   db::RunStore& store = run.store();
-  const auto list = read_split_list(data, opened.manifest, c.split);
+  const auto list = read_list(data, c.split);
   auto net = load_latest_model(run, rt.device);
   net->eval();
   InterruptScope interrupt_scope;
@@ -166,13 +166,12 @@ AnalyzeResult run_analyze(const AnalyzeConfig& c) {
     a.pictures = "analysis/" + std::to_string(a.id);
     pictures = run.absolute(a.pictures);
     fs::remove_all(pictures);
-    fs::create_directories(pictures);
+    create_folders(pictures);
   }
   const auto rows = describe(nearest, list, data, pictures, net->options().activation, located, masks);
 
   // 3. One transaction records it.
-  const auto final_checkpoint = store.latest_final_checkpoint();
-  a.checkpoint = final_checkpoint ? final_checkpoint->path : run.checkpoint_name("init");
+  a.checkpoint = run.model_checkpoint();
   a.projection = store.latest_projection();
   a.split = c.split;
   a.k = c.k;

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "base/atomic_file.h"
+#include "base/sha256.h"
 
 namespace ppnet::pipeline {
 
@@ -22,8 +23,8 @@ model::ProtoPNetOptions to_model_options(const ModelConfig& m) {
   return o;
 }
 
-void save_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::optim::Optimizer* optimizer,
-                     const TrainingPosition* position) {
+std::string save_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::optim::Optimizer* optimizer,
+                            const TrainingPosition* position) {
   torch::serialize::OutputArchive archive;
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
@@ -39,7 +40,9 @@ void save_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::o
   }
   std::ostringstream os;
   archive.save_to(os);
-  write_file_atomic(path, os.str());
+  const std::string bytes = os.str();
+  write_file_atomic(path, bytes);
+  return sha256_hex(bytes);
 }
 
 void save_stage_checkpoint(RunFolder& run, model::ProtoPNetImpl& model, torch::optim::Optimizer& optimizer,
@@ -48,7 +51,7 @@ void save_stage_checkpoint(RunFolder& run, model::ProtoPNetImpl& model, torch::o
   std::snprintf(tag, sizeof tag, "stage%lld-e%03lld-b%05lld", static_cast<long long>(position.stage_id),
                 static_cast<long long>(position.epoch), static_cast<long long>(position.batch));
   const std::string rel = run.checkpoint_name(tag);
-  save_checkpoint(run.absolute(rel), model, &optimizer, &position);
+  const std::string sha256 = save_checkpoint(run.absolute(rel), model, &optimizer, &position);
   std::vector<int64_t> old_ids;
   std::vector<std::string> old_paths;
   for (const auto& ck : run.store().checkpoints(position.stage_id)) {
@@ -57,20 +60,25 @@ void save_stage_checkpoint(RunFolder& run, model::ProtoPNetImpl& model, torch::o
       old_paths.push_back(ck.path);
     }
   }
-  run.store().add_checkpoint({0, position.stage_id, position.epoch, position.batch, rel, final, ""}, old_ids, epoch_row);
+  run.store().add_checkpoint({0, position.stage_id, position.epoch, position.batch, rel, final, "", sha256}, old_ids,
+                             epoch_row);
   for (const auto& p : old_paths) {
     std::error_code ec;
     fs::remove(run.absolute(p), ec);
   }
 }
 
-void load_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::Device device,
-                     torch::optim::Optimizer* optimizer, TrainingPosition* position) {
+namespace {
+
+// Loads a checkpoint's archive with `open(archive)`; `name` is the file, for errors.
+template <class Open>
+void load_archive(const std::string& name, Open open, model::ProtoPNetImpl& model, torch::Device device,
+                  torch::optim::Optimizer* optimizer, TrainingPosition* position) {
   try {
     // Every tensor straight onto `device`: the model's, and Adam's moments, which the optimizer
     // would otherwise keep on the CPU beside CUDA parameters when a run resumes there.
     torch::serialize::InputArchive archive;
-    archive.load_from(path.string(), device);
+    open(archive);
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     model.load(model_archive);
@@ -92,10 +100,27 @@ void load_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::D
       position->sums = EpochMetrics::from_vector({sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel()});
     }
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path.string() + ": not a checkpoint of this model (" + e.what_without_backtrace() + ")");
+    throw std::runtime_error(name + ": not a checkpoint of this model (" + e.what_without_backtrace() + ")");
   } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(path.string() + ": not a checkpoint of this model (" + e.what() + ")");
+    throw std::runtime_error(name + ": not a checkpoint of this model (" + e.what() + ")");
   }
+}
+
+}  // namespace
+
+void load_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::Device device,
+                     torch::optim::Optimizer* optimizer, TrainingPosition* position) {
+  load_archive(
+      path.string(), [&](torch::serialize::InputArchive& a) { a.load_from(path.string(), device); }, model, device,
+      optimizer, position);
+}
+
+void load_checkpoint(RunFolder& run, const std::string& relative, model::ProtoPNetImpl& model, torch::Device device,
+                     torch::optim::Optimizer* optimizer, TrainingPosition* position) {
+  std::istringstream bytes(run.read_kept(relative));
+  load_archive(
+      run.absolute(relative).string(), [&](torch::serialize::InputArchive& a) { a.load_from(bytes, device); }, model,
+      device, optimizer, position);
 }
 
 void load_optimizer_state(const fs::path& path, torch::optim::Optimizer& optimizer, torch::Device device) {
@@ -111,8 +136,7 @@ void load_optimizer_state(const fs::path& path, torch::optim::Optimizer& optimiz
 
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device) {
   model::ProtoPNet net(to_model_options(run.model_config()));
-  const auto latest = run.store().latest_final_checkpoint();
-  load_checkpoint(run.absolute(latest ? latest->path : run.checkpoint_name("init")), *net, device, nullptr, nullptr);
+  load_checkpoint(run, run.model_checkpoint(), *net, device, nullptr, nullptr);
   return net;
 }
 

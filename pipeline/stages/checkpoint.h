@@ -30,8 +30,9 @@ struct TrainingPosition {
   EpochMetrics sums;
 };
 
-/// Writes model (and optionally optimizer and position) atomically to `path`.
-void save_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model,
+/// Writes model (and optionally optimizer and position) atomically to `path`; returns the
+/// SHA-256 of the bytes written, for the run's record (db::FileRow).
+std::string save_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model,
                      torch::optim::Optimizer* optimizer, const TrainingPosition* position);
 /// Saves a training stage's checkpoint at `position` (model, optimizer, position) and registers
 /// it, with the epoch's metrics when given. The stage's earlier non-final checkpoints are forgotten
@@ -43,6 +44,10 @@ void save_stage_checkpoint(RunFolder& run, model::ProtoPNetImpl& model, torch::o
 /// Loads what save_checkpoint wrote into `model` (on `device`) and, when given, `optimizer` and
 /// `position`. Throws std::runtime_error naming the file when it does not fit.
 void load_checkpoint(const std::filesystem::path& path, model::ProtoPNetImpl& model, torch::Device device,
+                     torch::optim::Optimizer* optimizer, TrainingPosition* position);
+/// The same for checkpoint `relative` of `run`, its bytes first checked against the checksum the
+/// run recorded (RunFolder::read_kept).
+void load_checkpoint(RunFolder& run, const std::string& relative, model::ProtoPNetImpl& model, torch::Device device,
                      torch::optim::Optimizer* optimizer, TrainingPosition* position);
 /// Only the optimizer's state of the checkpoint at `path` (Adam's moments and step counts), onto
 /// `device`: a joint stage continuing the previous one's. Throws std::runtime_error naming the file.

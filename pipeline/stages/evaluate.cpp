@@ -389,7 +389,7 @@ EvaluateResult evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt,
   RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
   const ModelConfig& m = opened.model;
-  const auto final_checkpoint = run.store().latest_final_checkpoint();
+  const std::string checkpoint = run.model_checkpoint();
   auto net = load_latest_model(run, rt.device);
   net->eval();
   torch::NoGradGuard no_grad;
@@ -398,7 +398,7 @@ EvaluateResult evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt,
   }
 
   // The pass: with part metrics on this process alone, else shared with the other ranks.
-  const auto list = read_split_list(data, opened.manifest, c.split);
+  const auto list = read_list(data, c.split);
   std::optional<AuditPass> audit;
   if (wants_audit(c)) audit.emplace(c, data, list, *net, model_input(m), rt.device);
   if (dist && audit) hand_over_nothing(*dist, "evaluate plan");
@@ -409,7 +409,7 @@ EvaluateResult evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt,
   EvaluateResult r;
   r.run = c.run;
   r.split = c.split;
-  r.checkpoint = final_checkpoint ? final_checkpoint->path : run.checkpoint_name("init");
+  r.checkpoint = checkpoint;
   for (const auto& cls : opened.manifest.classes) r.class_names.push_back(cls.name);
   const std::string predictions = score_predictions(list, logits, m.num_classes, r);
   const auto w = net->last_layer()->weight.cpu();

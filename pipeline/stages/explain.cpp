@@ -19,6 +19,7 @@
 #include "pipeline/stages/attribution_maps.h"
 #include "pipeline/stages/image_data.h"
 #include "base/interrupt.h"
+#include "base/paths.h"
 #include "base/progress.h"
 #include "pipeline/render/heatmap.h"
 #include "pipeline/stages/checkpoint.h"
@@ -80,9 +81,10 @@ cv::Mat prototype_source_patch(const Context& ctx, int64_t p, json* source) {
   std::error_code ec;
   cv::Mat patch;
   if (fs::is_regular_file(saved, ec)) patch = cv::imread(saved.string(), cv::IMREAD_COLOR);
-  if (patch.empty()) {
+  if (patch.empty() && stays_inside(row.image_path)) {  // never a file outside DATA, whatever run.sqlite says
     const cv::Mat src = cv::imread((ctx.data_dir / row.image_path).string(), cv::IMREAD_COLOR);
-    if (!src.empty() && row.box[2] <= src.cols && row.box[3] <= src.rows) {
+    if (!src.empty() && 0 <= row.box[0] && row.box[0] < row.box[2] && row.box[2] <= src.cols && 0 <= row.box[1] &&
+        row.box[1] < row.box[3] && row.box[3] <= src.rows) {
       patch = src(cv::Rect(static_cast<int>(row.box[0]), static_cast<int>(row.box[1]),
                            static_cast<int>(row.box[2] - row.box[0]), static_cast<int>(row.box[3] - row.box[1])))
                   .clone();
@@ -149,7 +151,7 @@ ShownPrototype show_prototype(const Context& ctx, const cv::Mat& original, const
 json prediction_json(const Context& ctx, const std::string& rel, const torch::Tensor& logits) {
   const int64_t predicted = logits.argmax().item<int64_t>();
   json j;
-  j["image"] = rel;
+  j["image"] = printable(rel);  // the folder keeps the name's bytes; JSON and pages show them escaped
   j["predicted"] = {{"class_index", predicted}, {"class_name", ctx.class_names[static_cast<size_t>(predicted)]},
                     {"logit", logits[predicted].item<double>()}};
   const auto top_classes = std::get<1>(logits.topk(std::min<int64_t>(ctx.config.top_classes, logits.size(0))));
@@ -166,7 +168,7 @@ json prediction_json(const Context& ctx, const std::string& rel, const torch::Te
 // The image's page (its template is pipeline/render/templates/explanation.html.mustache).
 ExplanationPage explanation_page(const std::string& rel, const json& j) {
   ExplanationPage page;
-  page.image = rel;
+  page.image = printable(rel);
   for (size_t k = 0; k < static_cast<size_t>(std::count(rel.begin(), rel.end(), '/')) + 1; ++k) page.up += "../";
   page.predicted = j["predicted"]["class_name"].get<std::string>();
   page.logit = fmt(j["predicted"]["logit"].get<double>());
@@ -242,23 +244,15 @@ Context explain_context(const ExplainConfig& c, RunFolder& run) {
   return ctx;
 }
 
-// The images of --dir (relative paths, sorted) in this --shard. An --out inside --dir is left
-// out: its pictures are not images to explain (they would grow with every run).
-std::vector<std::string> images_of_shard(const ExplainConfig& c) {
+// The images of --dir (relative paths, sorted) in this --shard; what the walk could not read goes
+// to `unreadable` ("path: reason"). An --out inside --dir is left out: its pictures are not
+// images to explain (they would grow with every run).
+std::vector<std::string> images_of_shard(const ExplainConfig& c, std::vector<std::string>* unreadable) {
   if (!fs::is_directory(c.dir)) throw std::runtime_error(c.dir + ": not a folder");
-  std::vector<std::string> images;
-  const fs::path out_dir = fs::weakly_canonical(fs::absolute(c.out));
-  for (auto it = fs::recursive_directory_iterator(c.dir, fs::directory_options::skip_permission_denied);
-       it != fs::recursive_directory_iterator(); ++it) {
-    if (it->is_directory() && fs::weakly_canonical(it->path()) == out_dir) {
-      it.disable_recursion_pending();
-      continue;
-    }
-    if (it->is_regular_file() && is_image_file(it->path()) && it->path().filename().string()[0] != '.') {
-      images.push_back(fs::relative(it->path(), c.dir).generic_string());
-    }
-  }
-  std::sort(images.begin(), images.end());
+  std::error_code ec;
+  const fs::path out_dir = fs::weakly_canonical(fs::absolute(c.out), ec);
+  const auto images = find_images(
+      c.dir, [&](const fs::path& folder) { return fs::weakly_canonical(folder, ec) == out_dir; }, unreadable);
   std::vector<std::string> mine;
   for (size_t i = 0; i < images.size(); ++i) {
     if (static_cast<int>(i % static_cast<size_t>(c.shard_count)) == c.shard_index) mine.push_back(images[i]);
@@ -287,7 +281,7 @@ void claim_output(const ExplainConfig& c, const json& record) {
       }
     }
   }
-  fs::create_directories(out);
+  create_folders(out);
   write_file_atomic(marker, record.dump(1));
   remove_temporary_files(out);
 }
@@ -365,7 +359,7 @@ void explain_batches(const Context& ctx, model::ProtoPNetImpl& net, const std::v
           ++report.explained;
         } catch (const std::exception& e) {
           std::lock_guard<std::mutex> lock(report_mutex);
-          report.failed.push_back(e.what());
+          report.failed.push_back(printable(e.what()));
         }
         progress.advance();
       });
@@ -384,7 +378,7 @@ void write_gallery(const Context& ctx, const std::vector<std::string>& mine) {
     if (!in) continue;
     const json j = json::parse(in);
     jsonl << j.dump() << '\n';
-    gallery.cards.push_back({url_path(rel + "/index.html"), url_path(rel + "/input.png"), rel,
+    gallery.cards.push_back({url_path(rel + "/index.html"), url_path(rel + "/input.png"), printable(rel),
                              j["predicted"]["class_name"].get<std::string>()});
   }
   write_file_atomic(ctx.out / "explanations.jsonl", jsonl.str());
@@ -398,11 +392,12 @@ ExplainResult run_explain(const ExplainConfig& c) {
   const Runtime rt = start_runtime(c.runtime);
   RunFolder run = RunFolder::open(c.run);
   const Context ctx = explain_context(c, run);
-  const std::vector<std::string> mine = images_of_shard(c);
-  claim_output(c, {{"run", fs::absolute(c.run).lexically_normal().string()},
-                   {"dir", fs::absolute(c.dir).lexically_normal().string()},
+  std::vector<std::string> unreadable;
+  const std::vector<std::string> mine = images_of_shard(c, &unreadable);
+  claim_output(c, {{"run", printable(fs::absolute(c.run).lexically_normal().string())},
+                   {"dir", printable(fs::absolute(c.dir).lexically_normal().string())},
                    {"projection", ctx.projection},
-                   {"checkpoint", run.store().latest_final_checkpoint()->path},
+                   {"checkpoint", run.model_checkpoint()},
                    {"top_k", c.top_k},
                    {"top_classes", c.top_classes},
                    {"attribution", attribution_name(c.attribution.method)},
@@ -420,6 +415,7 @@ ExplainResult run_explain(const ExplainConfig& c) {
   InterruptScope interrupt_scope;
   explain_batches(ctx, *net, mine, plan, rt.device, report);
   stop_if_requested("interrupted; finished images are kept: run the same command again to resume");
+  report.failed.insert(report.failed.end(), unreadable.begin(), unreadable.end());
   std::sort(report.failed.begin(), report.failed.end());
   write_gallery(ctx, mine);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

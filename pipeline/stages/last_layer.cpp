@@ -299,9 +299,9 @@ LastLayerModel load_last_layer_model(RunFolder& run, const ModelConfig& m, const
                                                      torch::optim::AdamOptions(s.lr));
   l.pos.stage_id = stage.stage_id;
   if (latest) {
-    load_checkpoint(run.absolute(latest->path), *l.net, device, l.optimizer.get(), &l.pos);
+    load_checkpoint(run, latest->path, *l.net, device, l.optimizer.get(), &l.pos);
   } else {
-    load_checkpoint(run.absolute(stage.start_checkpoint), *l.net, device, nullptr, nullptr);
+    load_checkpoint(run, stage.start_checkpoint, *l.net, device, nullptr, nullptr);
   }
   l.net->eval();  // features frozen: BatchNorm uses its statistics, nothing else changes
   return l;
@@ -341,24 +341,12 @@ void solve(Fit& f, bool prox, bool already_solved, LastLayerResult& report) {
   report.solve_seconds = seconds_since(solve_start);
 }
 
-LastLayerResult solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, Distributed* dist, Clock::time_point start) {
+// Last-layer stage `stage` of the opened run, begun: the features, the solve, the stage's "done".
+LastLayerResult fit_stage(const LastLayerConfig& c, const Runtime& rt, Distributed* dist, RunWithData& opened,
+                          const StageStart& stage, LastLayerResult report, Clock::time_point start) {
   const fs::path data(c.data);
-  RunWithData opened = open_run_with_data(c.run, data);
   RunFolder& run = opened.run;
   db::RunStore& store = run.store();
-  const LastLayerSettings requested{c.solver, c.epochs, c.batch_size,     c.eval_batch_size, c.lr,
-                                    c.l1,     c.max_iterations, c.tolerance, c.recompute,       c.runtime.seed};
-  const StageStart stage = resolve_stage(run, db::StageKind::kLastLayer, c.resume, nlohmann::json(requested).dump(),
-                                         "'ppnet last-layer --resume'");
-  LastLayerResult report;
-  report.run = c.run;
-  report.stage_id = stage.stage_id;
-  report.resumed = stage.resumed;
-  if (stage.already_done) {
-    if (dist) hand_over_nothing(*dist, "last-layer plan");
-    report.already_done = true;
-    return report;
-  }
   const LastLayerSettings s = last_layer_settings_from_json(stage.settings_json, stage.stage_id);
   report.solver = solver_name(s.solver);
   const bool prox = s.solver == Solver::kProx;
@@ -386,6 +374,26 @@ LastLayerResult solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
       model::off_class_sparsity(weight, l.net->prototype_class_identity(), std::numeric_limits<float>::min()).item<double>();
   report.seconds = seconds_since(start);
   return report;
+}
+
+LastLayerResult solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, Distributed* dist, Clock::time_point start) {
+  const fs::path data(c.data);
+  RunWithData opened = open_run_with_data(c.run, data);
+  RunFolder& run = opened.run;
+  const LastLayerSettings requested{c.solver, c.epochs, c.batch_size,     c.eval_batch_size, c.lr,
+                                    c.l1,     c.max_iterations, c.tolerance, c.recompute,       c.runtime.seed};
+  const StageStart stage = resolve_stage(run, db::StageKind::kLastLayer, c.resume, nlohmann::json(requested).dump(),
+                                         "'ppnet last-layer --resume'");
+  LastLayerResult report;
+  report.run = c.run;
+  report.stage_id = stage.stage_id;
+  report.resumed = stage.resumed;
+  if (stage.already_done) {
+    if (dist) hand_over_nothing(*dist, "last-layer plan");
+    report.already_done = true;
+    return report;
+  }
+  return within_stage(&run, stage.stage_id, [&] { return fit_stage(c, rt, dist, opened, stage, report, start); });
 }
 
 }  // namespace

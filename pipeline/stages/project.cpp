@@ -228,9 +228,9 @@ std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolde
     }
     return ProjectionStage{latest->id, latest->start_checkpoint};
   }
-  const auto base = store.latest_final_checkpoint();
   ProjectionStage s;
-  s.start_checkpoint = base ? base->path : run.checkpoint_name("init");
+  s.start_checkpoint = run.model_checkpoint();
+  run.absolute(s.start_checkpoint);  // throws, before the stage begins, when it is not inside the run
   nlohmann::json config{{"batch_size", c.batch_size},
                         {"push_region", push_region_name(c.push_region)},
                         {"forbidden_concepts", forbidden}};
@@ -310,27 +310,15 @@ std::vector<db::PrototypeRow> record_prototypes(model::ProtoPNetImpl& net, const
   return rows;
 }
 
-ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Distributed* dist, Clock::time_point start) {
+// Projection stage `stage` of `run`, begun: the search, the records and pictures, the commit.
+ProjectResult project_stage(const ProjectConfig& c, const Runtime& rt, Distributed* dist, RunFolder& run,
+                            const ModelConfig& m, const std::vector<db::ConceptRow>& concepts,
+                            const ProjectionStage& stage, Clock::time_point start) {
   const fs::path data(c.data);
-  RunWithData opened = open_run_with_data(c.run, data);
-  RunFolder& run = opened.run;
-  const ModelConfig& m = opened.model;
-  if (c.push_region == PushRegion::kObject && !has_masks(data)) {
-    throw std::runtime_error(c.data + " has no object masks (masks/), which --push-region object needs: prepare the "
-                             "data with --masks DIR, --cub beside CUB's segmentations/, or --foreground-threshold T");
-  }
   ProjectResult report;
   report.run = c.run;
-  const auto concepts = run.store().concepts();
-  const auto stage = begin_projection(c, run, concepts);
-  if (!stage) {
-    if (dist) hand_over_nothing(*dist, "project plan");
-    report.projection = run.store().latest_stage()->id;
-    report.already_done = true;
-    return report;
-  }
   model::ProtoPNet net(to_model_options(m));
-  load_checkpoint(run.absolute(stage->start_checkpoint), *net, rt.device, nullptr, nullptr);
+  load_checkpoint(run, stage.start_checkpoint, *net, rt.device, nullptr, nullptr);
   net->eval();
   torch::NoGradGuard no_grad;
   const Forbidden forbidden = forbidden_cells(*net, concepts, model_input(m), c.forbid_threshold, rt.device);
@@ -354,15 +342,15 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   protos.copy_(torch::where(nearest.key.ne(kNone).view({P, 1, 1, 1}), nearest.z.view({P, D, 1, 1}), protos));
 
   // 2. Records and pictures.
-  const auto rows = record_prototypes(*net, nearest, push, data, m.img_size, stage->id,
-                                      run.dir() / "prototypes" / std::to_string(stage->id), c.save_images);
+  const auto rows = record_prototypes(*net, nearest, push, data, m.img_size, stage.id,
+                                      run.dir() / "prototypes" / std::to_string(stage.id), c.save_images);
 
   // 3. The projected model and its records become visible together.
-  const std::string rel = run.checkpoint_name("project" + std::to_string(stage->id));
-  save_checkpoint(run.absolute(rel), *net, nullptr, nullptr);
-  run.store().finish_projection(stage->id, rows, {0, stage->id, 0, 0, rel, true, ""});
+  const std::string rel = run.checkpoint_name("project" + std::to_string(stage.id));
+  const std::string sha256 = save_checkpoint(run.absolute(rel), *net, nullptr, nullptr);
+  run.store().finish_projection(stage.id, rows, {0, stage.id, 0, 0, rel, true, "", sha256});
 
-  report.projection = stage->id;
+  report.projection = stage.id;
   report.forbidden_concepts = forbidden.concepts;
   report.forbid_threshold = forbidden.threshold;
   report.prototypes = P;
@@ -374,6 +362,28 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
   report.images_per_second = static_cast<double>(push.size()) / std::max(search_seconds, 1e-9);
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return report;
+}
+
+ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Distributed* dist, Clock::time_point start) {
+  const fs::path data(c.data);
+  RunWithData opened = open_run_with_data(c.run, data);
+  RunFolder& run = opened.run;
+  const ModelConfig& m = opened.model;
+  if (c.push_region == PushRegion::kObject && !has_masks(data)) {
+    throw std::runtime_error(c.data + " has no object masks (masks/), which --push-region object needs: prepare the "
+                             "data with --masks DIR, --cub beside CUB's segmentations/, or --foreground-threshold T");
+  }
+  ProjectResult report;
+  report.run = c.run;
+  const auto concepts = run.store().concepts();
+  const auto stage = begin_projection(c, run, concepts);
+  if (!stage) {
+    if (dist) hand_over_nothing(*dist, "project plan");
+    report.projection = run.store().latest_stage()->id;
+    report.already_done = true;
+    return report;
+  }
+  return within_stage(&run, stage->id, [&] { return project_stage(c, rt, dist, run, m, concepts, *stage, start); });
 }
 
 }  // namespace

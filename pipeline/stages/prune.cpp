@@ -6,6 +6,8 @@
 #include <tuple>
 
 #include "pipeline/stages/prune.h"
+
+#include "base/atomic_file.h"
 #include "base/interrupt.h"
 #include "pipeline/stages/nearest_search.h"
 #include "pipeline/stages/checkpoint.h"
@@ -126,8 +128,7 @@ int64_t commit_prune(const PruneConfig& c, RunFolder& run, model::ProtoPNetImpl&
   db::StageRow stage;
   stage.id = store.next_stage_id();
   stage.started = db::utc_now();
-  const auto base = store.latest_final_checkpoint();
-  stage.start_checkpoint = base ? base->path : run.checkpoint_name("init");
+  stage.start_checkpoint = run.model_checkpoint();
   stage.config_json = nlohmann::json{{"k", c.k},
                                      {"threshold", c.threshold},
                                      {"duplicates", c.duplicates},
@@ -135,11 +136,11 @@ int64_t commit_prune(const PruneConfig& c, RunFolder& run, model::ProtoPNetImpl&
                                      {"kept", plan.keep}}
                           .dump();
   const std::string checkpoint = run.checkpoint_name("prune" + std::to_string(stage.id));
-  save_checkpoint(run.absolute(checkpoint), net, nullptr, nullptr);
+  const std::string sha256 = save_checkpoint(run.absolute(checkpoint), net, nullptr, nullptr);
   const fs::path from_pics = run.dir() / "prototypes" / std::to_string(projection);
   const fs::path to_pics = run.dir() / "prototypes" / std::to_string(stage.id);
   fs::remove_all(to_pics);
-  fs::create_directories(to_pics);
+  create_folders(to_pics);
   std::map<int64_t, const db::PrototypeRow*> row_of;
   for (const auto& r : rows) row_of[r.prototype] = &r;
   std::vector<db::PrototypeRow> kept_rows;
@@ -159,7 +160,7 @@ int64_t commit_prune(const PruneConfig& c, RunFolder& run, model::ProtoPNetImpl&
   }
   std::vector<db::PrunedRow> removed_rows;
   for (const auto& p : report.removed) removed_rows.push_back({p.prototype, p.class_index, p.reason, p.detail});
-  store.add_prune(stage, kept_rows, removed_rows, checkpoint);
+  store.add_prune(stage, kept_rows, removed_rows, {checkpoint, sha256});
   return stage.id;
 }
 

@@ -247,9 +247,11 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
     model::ProtoPNet net(to_model_options(m));
     net->receptive_field(m.img_size);  // throws when the image is too small for the backbone
     if (!c.weights.empty()) load_backbone_weights(net->backbone(), c.weights);
-    save_checkpoint(run.absolute(run.checkpoint_name("init")), *net, nullptr, nullptr);
+    const std::string init = run.checkpoint_name("init");
+    const std::string sha256 = save_checkpoint(run.absolute(init), *net, nullptr, nullptr);
     run.store().create_run({db::utc_now(), std::string("ppnet ") + kVersion, model_config_json(m),
-                            fs::absolute(data).lexically_normal().string(), manifest_to_json(manifest)});
+                            fs::absolute(data).lexically_normal().string(), manifest_to_json(manifest)},
+                           {init, sha256});
     p.created_run = true;
   } else {
     refuse_model_changes(c, run.model_config(), run.dir());
@@ -266,10 +268,15 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
   p.stage_id = stage.stage_id;
   p.resumed = stage.resumed;
   p.already_done = stage.already_done;
-  p.settings = train_settings_from_json(stage.settings_json, stage.stage_id);
-  const auto existing = run.store().checkpoints(stage.stage_id);
-  p.with_state = !existing.empty();
-  p.checkpoint = p.with_state ? existing.back().path : stage.start_checkpoint;
+  if (p.already_done) return p;
+  within_stage(&run, stage.stage_id, [&] {  // what the database says of the stage, checked
+    p.settings = train_settings_from_json(stage.settings_json, stage.stage_id);
+    const auto existing = run.store().checkpoints(stage.stage_id);
+    p.with_state = !existing.empty();
+    p.checkpoint = p.with_state ? existing.back().path : stage.start_checkpoint;
+    run.absolute(p.checkpoint);  // throws when it names a path outside the run
+    if (!p.settings.continue_optimizer.empty()) run.absolute(p.settings.continue_optimizer);
+  });
   return p;
 }
 
@@ -384,11 +391,16 @@ class StageTrainer {
   // stage continues the previous joint stage's Adam state (moments and steps) when planned so.
   void load_start() {
     pos_.stage_id = plan_.stage_id;
+    // Rank 0 checks the file against the run's record; the plan's paths are inside the run.
     const fs::path run_dir(c_.run);
+    const auto load = [&](torch::optim::Optimizer* optimizer, TrainingPosition* position) {
+      if (run_) return load_checkpoint(*run_, plan_.checkpoint, *model_.net, rt_.device, optimizer, position);
+      load_checkpoint(run_dir / plan_.checkpoint, *model_.net, rt_.device, optimizer, position);
+    };
     if (plan_.with_state) {
-      load_checkpoint(run_dir / plan_.checkpoint, *model_.net, rt_.device, model_.optimizer.get(), &pos_);
+      load(model_.optimizer.get(), &pos_);
     } else {
-      load_checkpoint(run_dir / plan_.checkpoint, *model_.net, rt_.device, nullptr, nullptr);
+      load(nullptr, nullptr);
       if (!settings_.continue_optimizer.empty()) {
         load_optimizer_state(run_dir / settings_.continue_optimizer, *model_.optimizer, rt_.device);
         // The archive brings its groups' options too: this stage's settings win (the learning
@@ -674,11 +686,13 @@ TrainResult run_train(const TrainConfig& c) {
   if (plan.already_done) return report;
   if (run) note_rank_change(plan, report.ranks);
 
-  StageTrainer trainer(c, rt, plan, manifest, dist.get(), run ? &*run : nullptr);
-  while (!trainer.done()) report.epochs.push_back(trainer.epoch());
-  trainer.finish();
-  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return report;
+  return within_stage(run ? &*run : nullptr, plan.stage_id, [&] {
+    StageTrainer trainer(c, rt, plan, manifest, dist.get(), run ? &*run : nullptr);
+    while (!trainer.done()) report.epochs.push_back(trainer.epoch());
+    trainer.finish();
+    report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return report;
+  });
 }
 
 }  // namespace ppnet::pipeline

@@ -180,7 +180,12 @@ void move_prototypes_to_background(const fs::path& run_dir, const std::string& d
       net->prototype_vectors()[j].copy_(z[0].select(1, best_h).select(1, best_w).view({-1, 1, 1}));
     }
   }
-  save_checkpoint(run.absolute(run.store().latest_final_checkpoint()->path), *net, nullptr, nullptr);
+  // The projection's checkpoint rewritten, with its new checksum (the run is a projected one).
+  const int64_t projection = *run.store().latest_projection();
+  const auto checkpoint = run.store().latest_final_checkpoint()->path;
+  const std::string sha256 = save_checkpoint(run.absolute(checkpoint), *net, nullptr, nullptr);
+  run.store().finish_projection(projection, run.store().prototypes(projection),
+                                {0, projection, 0, 0, checkpoint, true, "", sha256});
 }
 
 TEST_F(Audit, PrototypesOnBackgroundScoreLow) {
@@ -287,13 +292,13 @@ void plant_prototype(const fs::path& run_dir, int64_t cls, int64_t copy_of) {
   }
   const int64_t projection = *run.store().latest_projection();
   const auto checkpoint = run.store().latest_final_checkpoint()->path;
-  save_checkpoint(run.absolute(checkpoint), *net, nullptr, nullptr);
+  const std::string sha256 = save_checkpoint(run.absolute(checkpoint), *net, nullptr, nullptr);
   auto rows = run.store().prototypes(projection);
   auto extra = rows[static_cast<size_t>(copy_of)];
   extra.prototype = 4;
   extra.class_index = cls;
   rows.push_back(extra);
-  run.store().finish_projection(projection, rows, {0, projection, 0, 0, checkpoint, true, ""});
+  run.store().finish_projection(projection, rows, {0, projection, 0, 0, checkpoint, true, "", sha256});
 }
 
 torch::Tensor test_logits(RunFolder& run, const std::string& data) {

@@ -62,9 +62,9 @@ TEST(RunFolder, AWriterRemovesWhatNoCommitRecords) {
   const auto root = dir.path();
   {
     auto run = RunFolder::open_or_create(root);
-    run.store().create_run({"2026-01-01T00:00:00Z", "ppnet test", "{}", "/data", "{}"});
+    run.store().create_run({"2026-01-01T00:00:00Z", "ppnet test", "{}", "/data", "{}"}, {});
     const int64_t warm = run.store().begin_stage(db::StageKind::kWarm, "{}", "checkpoints/init.pt");
-    run.store().add_checkpoint({0, warm, 1, 0, "checkpoints/stage1-e001-b00000.pt", true, ""}, {}, std::nullopt);
+    run.store().add_checkpoint({0, warm, 1, 0, "checkpoints/stage1-e001-b00000.pt", true, "", ""}, {}, std::nullopt);
     run.store().set_stage_status(warm, db::StageStatus::kDone);
   }
   namespace fs = std::filesystem;

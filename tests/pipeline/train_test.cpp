@@ -328,18 +328,24 @@ TEST(RunStore, AVersionOneDatabaseMigratesToTheLatest) {
   db::RunStore store(path);
   EXPECT_EQ(store.database().schema_version(), static_cast<int>(db::run_migrations().size()));
   EXPECT_FALSE(store.run().has_value());
-  store.create_run({"t", "v", "{}", "/d", "{}"});
+  store.create_run({"t", "v", "{}", "/d", "{}"}, {});
   const int64_t s = store.begin_stage(db::StageKind::kWarm, "{}", "checkpoints/init.pt");
-  store.add_checkpoint({0, s, 1, 0, "checkpoints/a.pt", false, ""}, {}, std::nullopt);
+  const std::string sha_a(64, 'a'), sha_b(64, 'b');
+  store.add_checkpoint({0, s, 1, 0, "checkpoints/a.pt", false, "", sha_a}, {}, std::nullopt);
   const auto a = store.checkpoints(s);
-  store.add_checkpoint({0, s, 2, 0, "checkpoints/b.pt", true, ""}, {a[0].id}, std::nullopt);
+  EXPECT_EQ(store.file_sha256("checkpoints/a.pt"), sha_a);
+  store.add_checkpoint({0, s, 2, 0, "checkpoints/b.pt", true, "", sha_b}, {a[0].id}, std::nullopt);
   const auto b = store.checkpoints(s);
   ASSERT_EQ(b.size(), 1u);
   EXPECT_EQ(b[0].path, "checkpoints/b.pt");
+  EXPECT_EQ(b[0].sha256, sha_b);  // the checksum comes back with the row
+  EXPECT_EQ(store.file_sha256("checkpoints/a.pt"), "");  // forgotten with the superseded checkpoint
+  EXPECT_THROW(store.add_checkpoint({0, s, 3, 0, "checkpoints/c.pt", false, "", "short"}, {}, std::nullopt),
+               std::runtime_error);  // a checksum is 64 hex digits
   const auto final = store.latest_final_checkpoint();
   ASSERT_TRUE(final.has_value());
   EXPECT_EQ(final->path, "checkpoints/b.pt");
-  EXPECT_THROW(store.create_run({"t", "v", "{}", "/d", "{}"}), std::runtime_error);  // one run per database
+  EXPECT_THROW(store.create_run({"t", "v", "{}", "/d", "{}"}, {}), std::runtime_error);  // one run per database
 }
 
 }  // namespace
