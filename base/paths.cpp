@@ -1,5 +1,6 @@
 #include "base/paths.h"
 
+#include <cctype>
 #include <cstdint>
 
 namespace ppnet {
@@ -29,6 +30,21 @@ size_t utf8_length(const std::string& s, size_t i) {
 }
 
 }  // namespace
+
+std::string url_path(const std::string& path) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const unsigned char c : path) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
 
 std::string printable(const std::string& bytes) {
   static const char kHex[] = "0123456789abcdef";

@@ -18,6 +18,11 @@ inline bool stays_inside(const std::string& path) {
          std::none_of(p.begin(), p.end(), [](const std::filesystem::path& part) { return part == ".."; });
 }
 
+/// A path as a URL path (RFC 3986): every byte but letters, digits, '-', '_', '.', '~' and '/'
+/// percent-encoded, so names with spaces or any bytes link to the file they name (pages' links,
+/// SQLite's file: URIs).
+std::string url_path(const std::string& path);
+
 /// `bytes` (a file name, a message holding one) as valid UTF-8 for JSON, HTML and terminals:
 /// valid UTF-8 passes unchanged, every other byte becomes the four characters "\xNN". File names
 /// on disk are bytes; this is only how they are shown.

@@ -4,6 +4,10 @@
 
 namespace ppnet::cli {
 
+// Text from run.sqlite or a user's files that is not valid UTF-8 (edited by hand: ppnet writes
+// names escaped) is shown with U+FFFD rather than failing the whole output.
+constexpr auto kInvalidUtf8 = nlohmann::json::error_handler_t::replace;
+
 void print_result(std::ostream& out, const pipeline::WeightsResult& r, bool json) {
   if (json) {
     nlohmann::json j = {{"arch", r.arch},
@@ -17,7 +21,7 @@ void print_result(std::ostream& out, const pipeline::WeightsResult& r, bool json
                         {"features", {r.out_channels, r.grid, r.grid}},
                         {"receptive_field", r.receptive_field},
                         {"threads", r.threads}};
-    out << j.dump(2) << '\n';
+    out << j.dump(2, ' ', false, kInvalidUtf8) << '\n';
     return;
   }
   out << r.file << ": " << r.format << ", fits " << r.arch << '\n'
@@ -48,7 +52,7 @@ void print_result(std::ostream& out, const pipeline::PrepareResult& r, bool json
                         {"up_to_date", r.up_to_date},
                         {"seconds", r.seconds},
                         {"threads", r.threads}};
-    out << j.dump(2) << '\n';
+    out << j.dump(2, ' ', false, kInvalidUtf8) << '\n';
     return;
   }
   out << r.out << ": " << r.classes << " classes";
@@ -89,7 +93,7 @@ void print_result(std::ostream& out, const pipeline::TrainResult& r, bool json) 
                           {"stage_id", r.stage_id}, {"created_run", r.created_run},
                           {"resumed", r.resumed},   {"already_done", r.already_done},
                           {"epochs", epochs},       {"seconds", r.seconds}}
-                .dump(2)
+                .dump(2, ' ', false, kInvalidUtf8)
         << '\n';
     return;
   }
@@ -128,7 +132,7 @@ void print_concepts(std::ostream& out, const pipeline::InfoResult& r, bool json)
                    {"class_name", k.class_name}, {"created", k.created}, {"origin", k.origin},
                    {"image", k.image_path}, {"box", k.box}});
     }
-    out << nlohmann::json{{"run", r.run}, {"concepts", a}}.dump(2) << '\n';
+    out << nlohmann::json{{"run", r.run}, {"concepts", a}}.dump(2, ' ', false, kInvalidUtf8) << '\n';
     return;
   }
   out << r.run << ": " << r.concepts.size() << " concept(s)\n";
@@ -151,7 +155,7 @@ void print_result(std::ostream& out, const pipeline::InfoResult& r, bool json) {
   if (r.listing_concepts) return print_concepts(out, r, json);
   if (!r.prototypes.empty() || r.projection > 0) {
     if (json) {
-      out << nlohmann::json{{"run", r.run}, {"projection", r.projection}, {"prototypes", prototypes_json(r)}}.dump(2)
+      out << nlohmann::json{{"run", r.run}, {"projection", r.projection}, {"prototypes", prototypes_json(r)}}.dump(2, ' ', false, kInvalidUtf8)
           << '\n';
       return;
     }
@@ -194,7 +198,7 @@ void print_result(std::ostream& out, const pipeline::InfoResult& r, bool json) {
                           {"data", r.data_path},
                           {"stages", stages},
                           {"epochs", epochs}}
-                .dump(2)
+                .dump(2, ' ', false, kInvalidUtf8)
         << '\n';
     return;
   }
@@ -233,7 +237,7 @@ void print_result(std::ostream& out, const pipeline::ProjectResult& r, bool json
                           {"images_per_second", r.images_per_second},
                           {"seconds", r.seconds},
                           {"already_done", r.already_done}}
-                .dump(2)
+                .dump(2, ' ', false, kInvalidUtf8)
         << '\n';
     return;
   }
@@ -276,7 +280,7 @@ void print_result(std::ostream& out, const pipeline::LastLayerResult& r, bool js
                           {"off_class_sparsity", r.off_class_sparsity},
                           {"cache_seconds", r.cache_seconds},
                           {"seconds", r.seconds}}
-                .dump(2)
+                .dump(2, ' ', false, kInvalidUtf8)
         << '\n';
     return;
   }
@@ -318,7 +322,7 @@ void print_result(std::ostream& out, const pipeline::EvaluateResult& r, bool jso
                           {"images_per_second", r.images_per_second},
                           {"seconds", r.seconds}};
     if (!r.metrics.empty()) j["metrics"] = nlohmann::json::parse(pipeline::metrics_json(r));
-    out << j.dump(2) << '\n';
+    out << j.dump(2, ' ', false, kInvalidUtf8) << '\n';
     return;
   }
   char line[256];
@@ -393,7 +397,7 @@ void print_result(std::ostream& out, const pipeline::ExplainResult& r, bool json
                           {"explained", r.explained}, {"kept", r.kept},
                           {"failed", r.failed},     {"images_per_second", r.images_per_second},
                           {"seconds", r.seconds}}
-                .dump(2)
+                .dump(2, ' ', false, kInvalidUtf8)
         << '\n';
     return;
   }
@@ -436,7 +440,7 @@ void print_result(std::ostream& out, const pipeline::AnalyzeResult& r, bool json
                           {"prototypes", protos},
                           {"images_per_second", r.images_per_second},
                           {"seconds", r.seconds}}
-                .dump(2)
+                .dump(2, ' ', false, kInvalidUtf8)
         << '\n';
     return;
   }
@@ -482,7 +486,7 @@ void print_result(std::ostream& out, const pipeline::PruneResult& r, bool json) 
                           {"classes_left_without_prototypes", r.classes_left_without_prototypes},
                           {"images_per_second", r.images_per_second},
                           {"seconds", r.seconds}}
-                .dump(2)
+                .dump(2, ' ', false, kInvalidUtf8)
         << '\n';
     return;
   }
@@ -505,7 +509,7 @@ void print_result(std::ostream& out, const pipeline::ConceptResult& r, bool json
                           {"class_name", r.class_name}, {"origin", k.origin},
                           {"image", k.image_path}, {"box", box},
                           {"count", r.count}}
-               .dump(2)
+               .dump(2, ' ', false, kInvalidUtf8)
         << '\n';
     return;
   }

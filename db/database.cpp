@@ -3,9 +3,9 @@
 #include <sqlite3.h>
 
 #include "base/crash_point.h"
+#include "base/paths.h"
 
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <regex>
 #include <stdexcept>
@@ -19,22 +19,6 @@ namespace {
 
 // Called by SQLite after each commit to the WAL. Replaces the default hook, so it also does what
 // that one does: a passive checkpoint once the WAL holds 1000 pages (SQLite's default).
-// `path` for a file: URI (RFC 3986), as sqlite3_open_v2 reads it with SQLITE_OPEN_URI.
-std::string uri_escaped(const std::string& path) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const unsigned char c : path) {
-    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 int after_commit(void*, sqlite3* db, const char* schema, int pages) {
   if (pages >= 1000) sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   const char* file = sqlite3_db_filename(db, schema);
@@ -137,7 +121,7 @@ Database::Database(const std::string& path, const Migrations& migrations, int32_
     // (a clean close checkpoints and removes them), and the file is read as it is.
     std::error_code ec;
     const bool wal = std::filesystem::exists(path + "-wal", ec) && std::filesystem::exists(path + "-shm", ec);
-    rc = sqlite3_open_v2(wal ? path.c_str() : ("file:" + uri_escaped(path) + "?immutable=1").c_str(), &raw,
+    rc = sqlite3_open_v2(wal ? path.c_str() : ("file:" + url_path(path) + "?immutable=1").c_str(), &raw,
                          SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
   }
   db_.reset(raw);

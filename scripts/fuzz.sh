@@ -8,7 +8,7 @@ set -eu
 build=$1
 seconds=$2
 shift 2
-targets=${*:-safetensors torch_save idx cub data_files image archive}
+targets=${*:-safetensors torch_save idx cub data_files image archive run_db}
 status=0
 printf '%-12s %12s %10s %8s %s\n' target executions exec/s crashes corpus
 for t in $targets; do

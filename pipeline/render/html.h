@@ -8,8 +8,4 @@ namespace ppnet::pipeline {
 /// `text` with &, <, > and " escaped, for element content and attribute values.
 std::string html_escape(const std::string& text);
 
-/// A relative path as a URL: every byte but unreserved characters and '/' percent-encoded,
-/// so names with spaces or non-ASCII characters link to the file they name.
-std::string url_path(const std::string& path);
-
 }  // namespace ppnet::pipeline

@@ -9,6 +9,8 @@
 
 #include "base/atomic_file.h"
 #include "pipeline/render/report.h"
+
+#include "base/paths.h"
 #include "pipeline/run/concepts.h"
 #include "pipeline/render/html.h"
 #include "pipeline/render/mustache.h"
@@ -153,9 +155,11 @@ PageData training_section(const std::vector<db::StageRow>& stages, const std::ve
   return section;
 }
 
-// The latest evaluation, with its confusion matrix up to 50 classes.
+// The latest evaluation, with its confusion matrix up to 50 classes. Its details are read
+// through a mutable json (a missing key reads as null) and throw json::exception when they are
+// not what ppnet writes (run.sqlite edited): run_report() then leaves the section out.
 PageData evaluation_section(const db::EvaluationRow& e, const std::vector<std::string>& class_names) {
-  const json d = json::parse(e.details_json);
+  json d = json::parse(e.details_json);
   PageData ev;
   ev.set("split", e.split);
   ev.set("images", std::to_string(e.images));
@@ -170,7 +174,7 @@ PageData evaluation_section(const db::EvaluationRow& e, const std::vector<std::s
   PageData columns = page_list();
   for (const auto& n : class_names) columns.push_back(PageData(n));
   PageData rows = page_list();
-  const auto confusion = d["confusion"];
+  auto confusion = d["confusion"];
   for (size_t i = 0; i < class_names.size(); ++i) {
     int64_t total = 0;
     for (const auto& v : confusion[i]) total += v.get<int64_t>();
@@ -199,9 +203,9 @@ PageData evaluation_section(const db::EvaluationRow& e, const std::vector<std::s
 PageData metrics_section(const std::vector<db::EvaluationRow>& evals) {
   PageData rows = page_list();
   for (auto it = evals.rbegin(); it != evals.rend(); ++it) {
-    const json d = json::parse(it->details_json);
-    if (!d.contains("metrics")) continue;
-    const json& m = d["metrics"];
+    json d = json::parse(it->details_json, nullptr, false);  // discarded (not an object) when unreadable
+    if (!d.is_object() || !d.contains("metrics") || !d["metrics"].is_object()) continue;
+    json& m = d["metrics"];
     PageData values = page_list();
     // background: the share of prototypes whose own patch lies off the object (lower is better).
     const auto value_of = [&](const std::string& n) -> double {
@@ -365,8 +369,17 @@ ReportResult run_report(const ReportConfig& c) {
   page.set("version", r.ppnet_version);
   page.set("training", training_section(store.stages(), store.epochs()));
   const auto evals = store.evaluations();
-  if (!evals.empty()) page.set("evaluation", evaluation_section(evals.back(), class_names));
-  const PageData metrics = metrics_section(evals);
+  try {
+    if (!evals.empty()) page.set("evaluation", evaluation_section(evals.back(), class_names));
+  } catch (const json::exception&) {
+    // An evaluation record that is not what ppnet writes (run.sqlite edited): left out.
+  }
+  PageData metrics = page_list();
+  try {
+    metrics = metrics_section(evals);
+  } catch (const json::exception&) {
+    // As above.
+  }
   if (!metrics.is_empty_list()) {
     PageData section;
     section.set("rows", metrics);

@@ -376,10 +376,12 @@ void write_gallery(const Context& ctx, const std::vector<std::string>& mine) {
   for (const auto& rel : mine) {
     std::ifstream in(ctx.out / rel / "explanation.json");
     if (!in) continue;
-    const json j = json::parse(in);
+    const json j = json::parse(in, nullptr, false);  // discarded when edited into something else
+    if (!j.is_object()) continue;
+    const json predicted = j.value("predicted", json::object());
     jsonl << j.dump() << '\n';
     gallery.cards.push_back({url_path(rel + "/index.html"), url_path(rel + "/input.png"), printable(rel),
-                             j["predicted"]["class_name"].get<std::string>()});
+                             predicted.is_object() ? predicted.value("class_name", std::string()) : std::string()});
   }
   write_file_atomic(ctx.out / "explanations.jsonl", jsonl.str());
   write_file_atomic(ctx.out / "index.html", render_gallery_page(gallery));

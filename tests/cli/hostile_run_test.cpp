@@ -246,6 +246,12 @@ class HostileRun : public ::testing::TestWithParam<size_t> {
   static void TearDownTestSuite() { delete dir_; }
   void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << "suite set-up failed: " << setup_error_; }
 
+  // The finished run and its data, into `w`/run and `w`/data.
+  static void copy_fixture(const fs::path& w) {
+    fs::copy(dir_->path() / "run", w / "run", fs::copy_options::recursive);
+    fs::copy(dir_->path() / "data", w / "data", fs::copy_options::recursive);
+  }
+
   // Every command, on the run and data of one test.
   std::vector<std::pair<std::string, std::string>> commands(const fs::path& w) const {
     const std::string r = " --run " + q(w / "run"), d = " --data " + q(w / "data"), t = " --threads 2";
@@ -282,8 +288,7 @@ TEST_P(HostileRun, EveryCommandFailsCleanlyOrWorks) {
   const Mutation m = mutations()[GetParam()];
   test::TempDir scratch;
   const fs::path w = scratch.path();
-  fs::copy(dir_->path() / "run", w / "run", fs::copy_options::recursive);
-  fs::copy(dir_->path() / "data", w / "data", fs::copy_options::recursive);
+  copy_fixture(w);
   fs::create_directories(w / "outside");
   fs::copy_file(w / "run/checkpoints/init.pt", w / "outside/victim.pt");
   const std::string list = test::read_file((w / "data/lists/test.tsv").string());
@@ -342,8 +347,7 @@ class DamagedRun : public HostileRun {};
 TEST_F(DamagedRun, ADamagedCheckpointOfAnUnfinishedStageDoesNotBrickTheRun) {
   test::TempDir scratch;
   const fs::path w = scratch.path();
-  fs::copy(dir_->path() / "run", w / "run", fs::copy_options::recursive);
-  fs::copy(dir_->path() / "data", w / "data", fs::copy_options::recursive);
+  copy_fixture(w);
   ASSERT_EQ(sql(w / "run", "UPDATE stages SET status = 'interrupted' WHERE id = 4; UPDATE checkpoints SET final = 0 WHERE stage_id = 4"), "");
   fs::resize_file(w / "run" / kLastCheckpoint, 1000);
   const std::string dr = " --data " + q(w / "data") + " --run " + q(w / "run") + " --threads 2";
@@ -425,8 +429,7 @@ class ReadOnlyRun : public HostileRun {};
 TEST_F(ReadOnlyRun, InfoReportAndExplainReadItAndWritersSayWhyTheyCannot) {
   test::TempDir scratch;
   const fs::path w = scratch.path();
-  fs::copy(dir_->path() / "run", w / "run", fs::copy_options::recursive);
-  fs::copy(dir_->path() / "data", w / "data", fs::copy_options::recursive);
+  copy_fixture(w);
   fs::create_directories(w / "out");
   const std::string everyone = "chmod -R a+rX " + q(w) + " && chmod 0777 " + q(w / "out") + " && chmod -R a-w " + q(w / "run");
   ASSERT_EQ(std::system(everyone.c_str()), 0);
