@@ -364,7 +364,7 @@ CREATE TABLE concepts (
   CHECK (0 <= box_x0 AND box_x0 < box_x1 AND box_x1 <= image_width AND
          0 <= box_y0 AND box_y0 < box_y1 AND box_y1 <= image_height)) STRICT;
 )sql",
-      // 10: the SHA-256 of every file the run keeps (checkpoints, pictures) as it was written,
+      // 10: the SHA-256 of every file the run keeps (its checkpoints) as it was written,
       // checked when the file is read. Files written before have none and are read unchecked.
       R"sql(
 CREATE TABLE files (

@@ -252,7 +252,7 @@ void insert_prototypes(Database& db, int64_t stage_id, const std::vector<Prototy
 }  // namespace
 
 void RunStore::finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows,
-                                 const CheckpointRow& c, const std::vector<FileRow>& pictures) {
+                                 const CheckpointRow& c) {
   Transaction tx(db_);
   db_.prepare("DELETE FROM prototypes WHERE stage_id = ?").bind(1, stage_id).run();
   insert_prototypes(db_, stage_id, rows);
@@ -262,7 +262,6 @@ void RunStore::finish_projection(int64_t stage_id, const std::vector<PrototypeRo
       .bind(3, utc_now())
       .run();
   record_file(db_, {c.path, c.sha256});
-  for (const auto& f : pictures) record_file(db_, f);
   db_.prepare("UPDATE stages SET status = 'done', finished = ? WHERE id = ?").bind(1, utc_now()).bind(2, stage_id).run();
   tx.commit();
 }

@@ -71,8 +71,8 @@ struct CheckpointRow {
   std::string sha256;  // of the file, recorded with the row (empty: written before ppnet recorded it)
 };
 
-/// A file the run keeps (a checkpoint, a picture) and the SHA-256 of its bytes as written, so
-/// that damage on disk is noticed when it is read (table `files`).
+/// A file the run keeps (a checkpoint) and the SHA-256 of its bytes as written, so that damage
+/// on disk is noticed when it is read (table `files`).
 struct FileRow {
   std::string path;  // relative to the run folder
   std::string sha256;
@@ -189,11 +189,10 @@ class RunStore {
 
   std::vector<EpochRow> epochs(std::optional<int64_t> stage_id = std::nullopt);
 
-  /// Commits a projection: its prototype rows, its final checkpoint, the checksums of that and of
-  /// its `pictures`, and the stage's "done", all in one transaction (rows of an earlier attempt at
-  /// the same stage are replaced).
-  void finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows, const CheckpointRow& checkpoint,
-                         const std::vector<FileRow>& pictures = {});
+  /// Commits a projection: its prototype rows, its final checkpoint (with its checksum) and the
+  /// stage's "done", all in one transaction (rows of an earlier attempt at the same stage are
+  /// replaced).
+  void finish_projection(int64_t stage_id, const std::vector<PrototypeRow>& rows, const CheckpointRow& checkpoint);
   std::vector<PrototypeRow> prototypes(int64_t stage_id);
   /// The stage id of the latest record of where the prototypes came from: the most recent
   /// finished projection or prune (a prune re-records the prototypes it keeps, renumbered).

@@ -123,15 +123,33 @@ void load_checkpoint(RunFolder& run, const std::string& relative, model::ProtoPN
       device, optimizer, position);
 }
 
-void load_optimizer_state(const fs::path& path, torch::optim::Optimizer& optimizer, torch::Device device) {
+namespace {
+
+template <class Open>
+void load_optimizer_archive(const std::string& name, Open open, torch::optim::Optimizer& optimizer) {
   try {
     torch::serialize::InputArchive archive, opt_archive;
-    archive.load_from(path.string(), device);
+    open(archive);
     archive.read("optimizer", opt_archive);
     optimizer.load(opt_archive);
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path.string() + ": no optimizer state of this model (" + e.what_without_backtrace() + ")");
+    throw std::runtime_error(name + ": no optimizer state of this model (" + e.what_without_backtrace() + ")");
   }
+}
+
+}  // namespace
+
+void load_optimizer_state(const fs::path& path, torch::optim::Optimizer& optimizer, torch::Device device) {
+  load_optimizer_archive(
+      path.string(), [&](torch::serialize::InputArchive& a) { a.load_from(path.string(), device); }, optimizer);
+}
+
+void load_optimizer_state(RunFolder& run, const std::string& relative, torch::optim::Optimizer& optimizer,
+                          torch::Device device) {
+  std::istringstream bytes(run.read_kept(relative));
+  load_optimizer_archive(
+      run.absolute(relative).string(), [&](torch::serialize::InputArchive& a) { a.load_from(bytes, device); },
+      optimizer);
 }
 
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device) {

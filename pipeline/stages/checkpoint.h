@@ -52,6 +52,9 @@ void load_checkpoint(RunFolder& run, const std::string& relative, model::ProtoPN
 /// Only the optimizer's state of the checkpoint at `path` (Adam's moments and step counts), onto
 /// `device`: a joint stage continuing the previous one's. Throws std::runtime_error naming the file.
 void load_optimizer_state(const std::filesystem::path& path, torch::optim::Optimizer& optimizer, torch::Device device);
+/// The same for checkpoint `relative` of `run`, checked against its recorded checksum first.
+void load_optimizer_state(RunFolder& run, const std::string& relative, torch::optim::Optimizer& optimizer,
+                          torch::Device device);
 
 /// The model as the run's latest finished stage left it (or as created), on `device`.
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device);

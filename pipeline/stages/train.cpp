@@ -402,7 +402,11 @@ class StageTrainer {
     } else {
       load(nullptr, nullptr);
       if (!settings_.continue_optimizer.empty()) {
-        load_optimizer_state(run_dir / settings_.continue_optimizer, *model_.optimizer, rt_.device);
+        if (run_) {
+          load_optimizer_state(*run_, settings_.continue_optimizer, *model_.optimizer, rt_.device);
+        } else {
+          load_optimizer_state(run_dir / settings_.continue_optimizer, *model_.optimizer, rt_.device);
+        }
         // The archive brings its groups' options too: this stage's settings win (the learning
         // rates are set at every batch anyway).
         const double wd = settings_.weight_decay;
