@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <stdexcept>
@@ -241,8 +240,10 @@ std::string RunFolder::read_kept(const std::string& relative) {
                              "; run " + dir_.string() + " records it as one of its files: restore it from a copy of the run");
   }
   std::ifstream in(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) throw std::runtime_error(path.string() + ": cannot be read");
+  std::string bytes(static_cast<size_t>(fs::file_size(path, ec)), '\0');  // read in one go: checkpoints are large
+  if (ec || !in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
+    throw std::runtime_error(path.string() + ": cannot be read" + (ec ? " (" + ec.message() + ")" : std::string()));
+  }
   const std::string recorded = store_->file_sha256(relative);
   if (!recorded.empty()) {
     const std::string actual = sha256_hex(bytes);

@@ -117,10 +117,11 @@ void load_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, torch::D
 
 void load_checkpoint(RunFolder& run, const std::string& relative, model::ProtoPNetImpl& model, torch::Device device,
                      torch::optim::Optimizer* optimizer, TrainingPosition* position) {
-  std::istringstream bytes(run.read_kept(relative));
+  const std::string bytes = run.read_kept(relative);  // loaded from memory as they are: no second copy
   load_archive(
-      run.absolute(relative).string(), [&](torch::serialize::InputArchive& a) { a.load_from(bytes, device); }, model,
-      device, optimizer, position);
+      run.absolute(relative).string(),
+      [&](torch::serialize::InputArchive& a) { a.load_from(bytes.data(), bytes.size(), device); }, model, device,
+      optimizer, position);
 }
 
 namespace {
@@ -146,10 +147,10 @@ void load_optimizer_state(const fs::path& path, torch::optim::Optimizer& optimiz
 
 void load_optimizer_state(RunFolder& run, const std::string& relative, torch::optim::Optimizer& optimizer,
                           torch::Device device) {
-  std::istringstream bytes(run.read_kept(relative));
+  const std::string bytes = run.read_kept(relative);
   load_optimizer_archive(
-      run.absolute(relative).string(), [&](torch::serialize::InputArchive& a) { a.load_from(bytes, device); },
-      optimizer);
+      run.absolute(relative).string(),
+      [&](torch::serialize::InputArchive& a) { a.load_from(bytes.data(), bytes.size(), device); }, optimizer);
 }
 
 model::ProtoPNet load_latest_model(RunFolder& run, torch::Device device) {
