@@ -13,7 +13,7 @@ namespace ppnet::cli {
 // Each defined in its cli/<name>_command.cpp.
 extern const Command kPrepareCommand, kTrainCommand, kProjectCommand, kLastLayerCommand, kAnalyzeCommand,
     kPruneCommand, kForbidCommand, kRememberCommand, kExplainCommand, kEvaluateCommand, kInfoCommand, kReportCommand,
-    kWeightsCommand;
+    kWeightsCommand, kImportCommand, kExportCommand;
 
 namespace {
 
@@ -23,7 +23,7 @@ const std::vector<const Command*>& commands() {
       &kPrepareCommand, &kTrainCommand,    &kProjectCommand, &kLastLayerCommand,
       &kAnalyzeCommand, &kPruneCommand,    &kForbidCommand,  &kRememberCommand,
       &kExplainCommand, &kEvaluateCommand, &kInfoCommand,    &kReportCommand,
-      &kWeightsCommand,
+      &kWeightsCommand, &kImportCommand,  &kExportCommand,
   };
   return kCommands;
 }

@@ -50,22 +50,46 @@ std::vector<FileRow> RunStore::files() {
   return out;
 }
 
-void RunStore::create_run(const RunRow& r, const FileRow& init) {
-  Transaction tx(db_);
-  db_.prepare("INSERT INTO run (id, created, ppnet_version, model_json, data_path, data_manifest) "
-              "VALUES (1, ?, ?, ?, ?, ?)")
+namespace {
+void insert_run(Database& db, const RunRow& r) {
+  db.prepare("INSERT INTO run (id, created, ppnet_version, model_json, data_path, data_manifest) VALUES (1, ?, ?, ?, ?, ?)")
       .bind(1, r.created)
       .bind(2, r.ppnet_version)
       .bind(3, r.model_json)
       .bind(4, r.data_path)
       .bind(5, r.data_manifest)
       .run();
+}
+}  // namespace
+
+void RunStore::create_run(const RunRow& r, const FileRow& init) {
+  Transaction tx(db_);
+  insert_run(db_, r);
   record_file(db_, init);
   tx.commit();
 }
 
+int64_t RunStore::create_imported_run(const RunRow& r, const StageRow& stage, const FileRow& checkpoint) {
+  Transaction tx(db_);
+  insert_run(db_, r);
+  const std::string now = utc_now();
+  db_.prepare("INSERT INTO stages (id, kind, status, started, finished, config_json, start_checkpoint) "
+              "VALUES (1, 'import', 'done', ?, ?, ?, '')")
+      .bind(1, stage.started.empty() ? now : stage.started)
+      .bind(2, now)
+      .bind(3, stage.config_json)
+      .run();
+  db_.prepare("INSERT INTO checkpoints (stage_id, epoch, batch, path, final, created) VALUES (1, 0, 0, ?, 1, ?)")
+      .bind(1, checkpoint.path)
+      .bind(2, now)
+      .run();
+  record_file(db_, checkpoint);
+  tx.commit();
+  return 1;
+}
+
 namespace {
-constexpr const char* kKindNames[] = {"warm", "joint", "project", "last_layer", "prune"};
+constexpr const char* kKindNames[] = {"warm", "joint", "project", "last_layer", "prune", "import"};
 constexpr const char* kStatusNames[] = {"running", "interrupted", "done", "failed"};
 
 template <class Enum, size_t N>

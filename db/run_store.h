@@ -19,8 +19,8 @@ struct RunRow {
 };
 
 /// What a stage of a run does; stored as its name ("warm", "joint", "project", "last_layer",
-/// "prune").
-enum class StageKind { kWarm, kJoint, kProject, kLastLayer, kPrune };
+/// "prune", "import": a model made elsewhere, the first stage of a run `ppnet import` creates).
+enum class StageKind { kWarm, kJoint, kProject, kLastLayer, kPrune, kImport };
 /// Where a stage stands; stored as its name ("running", "interrupted", "done", "failed": diverged).
 enum class StageStatus { kRunning, kInterrupted, kDone, kFailed };
 
@@ -166,6 +166,10 @@ class RunStore {
   std::optional<RunRow> run();
   /// Creates the run with the file its model starts from (checkpoints/init.pt).
   void create_run(const RunRow& run, const FileRow& init);
+  /// Creates the run from a model made elsewhere, in one transaction: the run, its first stage
+  /// (kind import, done, `stage.config_json` saying what was imported) and that stage's final
+  /// checkpoint. Returns the stage's id.
+  int64_t create_imported_run(const RunRow& run, const StageRow& stage, const FileRow& checkpoint);
 
   /// The SHA-256 recorded for kept file `path` (relative to the run); empty when none is.
   std::string file_sha256(const std::string& path);

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -130,6 +131,36 @@ model::TensorMap read_safetensors(const std::string& path) {
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
+}
+
+std::string safetensors_bytes(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  static const std::map<torch::Dtype, const char*> kNames = {
+      {torch::kFloat64, "F64"}, {torch::kFloat32, "F32"}, {torch::kFloat16, "F16"}, {torch::kBFloat16, "BF16"},
+      {torch::kInt64, "I64"},   {torch::kInt32, "I32"},   {torch::kInt16, "I16"},   {torch::kInt8, "I8"},
+      {torch::kUInt8, "U8"},    {torch::kBool, "BOOL"}};
+  nlohmann::ordered_json header;
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<torch::Tensor> data;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    auto it = kNames.find(t.scalar_type());
+    if (it == kNames.end()) throw std::invalid_argument("tensor '" + name + "': its dtype has no safetensors name");
+    const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    const uint64_t n = static_cast<uint64_t>(c.numel()) * c.element_size();
+    header[name] = {{"dtype", it->second}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + n}}};
+    offset += n;
+    data.push_back(c);
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
+  std::string out(8, '\0');
+  const uint64_t length = h.size();
+  std::memcpy(out.data(), &length, 8);
+  out += h;
+  out.reserve(out.size() + offset);
+  for (const auto& c : data) out.append(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()) * c.element_size());
+  return out;
 }
 
 }  // namespace ppnet::pipeline

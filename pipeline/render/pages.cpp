@@ -49,7 +49,7 @@ std::string render_gallery_page(const GalleryPage& page) {
   }
   PageData d;
   d.set("run", page.run);
-  d.set("projection", std::to_string(page.projection));
+  if (page.projection > 0) d.set("projection", std::to_string(page.projection));
   d.set("cards", cards);
   d.set("count", std::to_string(page.cards.size()));
   return render_page(templates::k_gallery, d);

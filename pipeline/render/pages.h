@@ -30,7 +30,7 @@ struct ExplanationPage {
 /// The gallery of a batch of explanations (OUT/index.html).
 struct GalleryPage {
   std::string run;
-  int64_t projection = 0;
+  int64_t projection = 0;  // 0: an imported model's prototypes, not projected by ppnet
   struct Card {
     std::string href, image;  // URLs relative to the gallery
     std::string name, predicted;

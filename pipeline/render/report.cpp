@@ -337,9 +337,13 @@ PageData concepts_section(db::RunStore& store, const std::vector<std::string>& c
     row.set("class_name", class_name == "all" ? "all classes" : class_name);
     row.set("origin", k.origin);
     row.set("created", k.created);
-    const cv::Rect box(static_cast<int>(k.box[0]), static_cast<int>(k.box[1]), static_cast<int>(k.box[2] - k.box[0]),
-                       static_cast<int>(k.box[3] - k.box[1]));
-    if (!image.empty() && (box & cv::Rect(0, 0, image.cols, image.rows)) == box) {
+    // The box as recorded, pictured only when it lies inside the image (a database edited by
+    // hand can hold any integers: compared before any arithmetic on them).
+    const bool inside = !image.empty() && 0 <= k.box[0] && k.box[0] < k.box[2] && k.box[2] <= image.cols && 0 <= k.box[1] &&
+                        k.box[1] < k.box[3] && k.box[3] <= image.rows;
+    if (inside) {
+      const cv::Rect box(static_cast<int>(k.box[0]), static_cast<int>(k.box[1]), static_cast<int>(k.box[2] - k.box[0]),
+                         static_cast<int>(k.box[3] - k.box[1]));
       row.set("patch", thumbnail_of(image(box).clone(), 64));
       cv::Mat boxed = image.clone();
       cv::rectangle(boxed, box, cv::Scalar(0, 0, 255), std::max(1, std::max(image.cols, image.rows) / 100));

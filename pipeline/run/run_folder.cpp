@@ -192,6 +192,20 @@ void RunFolder::check_data(const fs::path& data, const Manifest& manifest) {
   const auto run = store_->run();
   const auto then = recorded_manifest(dir_, *store_);
   const auto now = nlohmann::json::parse(manifest_to_json(manifest));
+  if (then.at("source").value("kind", "") == kNoData) {  // imported without data: its classes only
+    const bool named = then.at("options").value("class_names", "") == "given";
+    bool same = then.at("classes").size() == manifest.classes.size();
+    for (size_t k = 0; same && named && k < manifest.classes.size(); ++k) {
+      same = then.at("classes")[k].value("name", "") == manifest.classes[k].name;
+    }
+    if (!same) {
+      throw std::runtime_error("run " + dir_.string() + " was imported with " + std::to_string(then.at("classes").size()) +
+                               " classes" + (named ? " named by --class-names" : "") + "; the classes of " + data.string() +
+                               " differ (" + std::to_string(manifest.classes.size()) + ": " +
+                               (manifest.classes.empty() ? std::string() : manifest.classes[0].name) + ", …)");
+    }
+    return;
+  }
   for (const char* key : {"classes", "source", "options", "counts"}) {
     if (then.at(key) != now.at(key)) {
       throw std::runtime_error("run " + dir_.string() + " was created with the data in " + run->data_path +

@@ -19,6 +19,10 @@
 
 namespace ppnet::pipeline {
 
+/// The source kind recorded for a run imported without a data folder (`ppnet import` without
+/// --data): its manifest holds only the classes.
+inline constexpr const char* kNoData = "none";
+
 struct ModelConfig {
   std::string arch = "vgg19";
   int img_size = 224;
@@ -59,7 +63,9 @@ class RunFolder {
   std::vector<std::string> class_names();
 
   /// Throws std::runtime_error saying what differs when `data` is not the prepared data the
-  /// run was created with (other classes, source or preparation options).
+  /// run was created with (other classes, source or preparation options). A run imported
+  /// without data (its recorded source kind kNoData) takes any data with as many classes, of
+  /// the same names when the import was given them.
   void check_data(const std::filesystem::path& data, const Manifest& manifest);
 
   /// Throws std::runtime_error when `output` (an output option's file, symbolic links followed)

@@ -68,6 +68,12 @@ ConceptInputs concept_inputs(const std::vector<db::ConceptRow>& concepts, const 
   std::vector<uint8_t> forbid;
   for (const auto& k : concepts) {
     cv::Mat image = image_of(k);
+    if (!(0 <= k.box[0] && k.box[0] < k.box[2] && k.box[2] <= image.cols && 0 <= k.box[1] && k.box[1] < k.box[3] &&
+          k.box[3] <= image.rows)) {
+      throw std::runtime_error("concept #" + std::to_string(k.id) + " in run.sqlite: its box is not inside its " +
+                               std::to_string(image.cols) + "×" + std::to_string(image.rows) +
+                               " image (edited by hand?): remove it with --remove " + std::to_string(k.id));
+    }
     images.push_back(image_tensor(image, input));
     image(cv::Rect(static_cast<int>(k.box[0]), static_cast<int>(k.box[1]), static_cast<int>(k.box[2] - k.box[0]),
                    static_cast<int>(k.box[3] - k.box[1])))

@@ -225,19 +225,29 @@ Context explain_context(const ExplainConfig& c, RunFolder& run) {
   ctx.run_dir = run.dir();
   ctx.input = model_input(m);
   ctx.activation = m.activation;
+  // Where the prototypes were last placed: a projection (with its source patches), or an
+  // import (projected where the model was trained; shown without sources until `ppnet project`).
   const auto projection = store.latest_projection();
-  if (!projection) {
+  std::optional<db::StageRow> placed;
+  for (const auto& s : store.stages()) {
+    const bool places = s.kind == db::StageKind::kImport || (projection && s.id == *projection);
+    if (places && s.status == db::StageStatus::kDone) placed = s;
+  }
+  if (!placed) {
     throw std::runtime_error("run " + c.run + " has not been projected, so its prototypes have no source patches; run "
                              "'ppnet project --data DATA --run " + c.run + "' first");
   }
+  const std::string what = std::string(placed->kind == db::StageKind::kImport ? "import" : "projection") + " #" + std::to_string(placed->id);
   for (const auto& s : store.stages()) {
-    if (s.id > *projection && s.status == db::StageStatus::kDone && s.trains()) {
-      throw std::runtime_error(std::string("stage ") + db::to_string(s.kind) + " #" + std::to_string(s.id) + " changed the prototypes after projection #" +
-                               std::to_string(*projection) + "; run 'ppnet project' (and 'ppnet last-layer') again");
+    if (s.id > placed->id && s.status == db::StageStatus::kDone && s.trains()) {
+      throw std::runtime_error(std::string("stage ") + db::to_string(s.kind) + " #" + std::to_string(s.id) +
+                               " changed the prototypes after " + what + "; run 'ppnet project' (and 'ppnet last-layer') again");
     }
   }
-  ctx.projection = *projection;
-  for (const auto& row : store.prototypes(*projection)) ctx.sources[row.prototype] = row;
+  if (placed->kind != db::StageKind::kImport) {
+    ctx.projection = placed->id;
+    for (const auto& row : store.prototypes(placed->id)) ctx.sources[row.prototype] = row;
+  }
   const auto run_row = *store.run();
   ctx.data_dir = run_row.data_path;
   ctx.class_names = run.class_names();

@@ -19,7 +19,7 @@ TEST(Cli, HelpListsEveryCommand) {
   const auto r = run_ppnet("--help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* c : {"prepare", "train", "project", "last-layer", "analyze", "prune", "forbid", "remember", "explain",
-                        "evaluate", "info", "report", "weights"}) {
+                        "evaluate", "info", "report", "weights", "import", "export"}) {
     EXPECT_TRUE(contains(r.out, std::string("  ") + c + " ")) << c;
   }
   EXPECT_EQ(run_ppnet("help").out, r.out);
@@ -54,6 +54,8 @@ TEST(Cli, EveryCommandHasHelpWithTheAgreedOptions) {
       {"info", {"--run", "--prototypes", "--concepts", "--json"}},
       {"report", {"--run", "--out"}},
       {"weights", {"--arch", "--weights", "--json", "--threads"}},
+      {"import", {"--reference", "--run", "--data", "--class-names", "--arch", "--img-size", "--activation", "--json"}},
+      {"export", {"--run", "--out", "--format", "--names", "--json"}},
   };
   for (const auto& [cmd, options] : expected) {
     const auto r = run_ppnet(cmd + " --help");

@@ -163,6 +163,7 @@ struct Stage {
   Args run, resume;
   int points;
   bool records = false;
+  std::string db = "run/run.sqlite";  // the database it writes, under w()
 };
 
 class FaultInjection : public ::testing::TestWithParam<int> {
@@ -193,6 +194,9 @@ class FaultInjection : public ::testing::TestWithParam<int> {
                                at("pred.csv"), "--confusion-csv", at("conf.csv")}, data_run);
     const Args prune = cat({"prune", "--threads", "2", "--k", "6", "--threshold", "6", "--duplicates"}, data_run);
     const Args report = {"report", "--run", at("run")};
+    // The pruned model out to a state dict (and its JSON), then into a run of its own.
+    const Args export_model = {"export", "--run", at("run"), "--out", at("model.pth"), "--format", "pth"};
+    const Args import_model = {"import", "--reference", at("model.pth"), "--run", at("imported"), "--threads", "2"};
     return {{"prepare", prepare, prepare, 6},
             {"warm", warm, cat(warm, {"--resume"}), 5},
             {"joint", joint, cat(joint, {"--resume"}), 5},
@@ -202,7 +206,9 @@ class FaultInjection : public ::testing::TestWithParam<int> {
             {"analyze", analyze, analyze, 4, true},
             {"evaluate", evaluate, evaluate, 3, true},
             {"prune", prune, prune, 2, true},
-            {"report", report, report, 1, true}};
+            {"report", report, report, 1, true},
+            {"export", export_model, export_model, 2},
+            {"import", import_model, import_model, 12, true, "imported/run.sqlite"}};
   }
 
   int run(const Args& args, const std::string& log_name) {
@@ -234,7 +240,7 @@ TEST_P(FaultInjection, KilledAfterADurableWriteAndResumedEndsAsAnUninterruptedRu
   const auto points = read_lines(points_log);
   ASSERT_GE(points.size(), static_cast<size_t>(stage.points)) << stage.name;
   const auto want_files = files_of(w());
-  const auto want_db = read_db(w() / "run" / "run.sqlite");
+  const auto want_db = read_db(w() / stage.db);
   copy_tree(w(), expected);
 
   // Kill points spread over the command: the first durable write, the last, and between.
@@ -250,7 +256,7 @@ TEST_P(FaultInjection, KilledAfterADurableWriteAndResumedEndsAsAnUninterruptedRu
       test::ScopedEnv env("PPNET_CRASH_AFTER", std::to_string(k));
       ASSERT_EQ(run(stage.run, "cut.log"), 128 + SIGKILL) << where << ": " << log("cut.log");
     }
-    const auto cut_db = read_db(w() / "run" / "run.sqlite");
+    const auto cut_db = read_db(w() / stage.db);
     EXPECT_TRUE(cut_db.integrity.empty() || cut_db.integrity == "ok") << where << ": " << cut_db.integrity;
 
     const bool finished = stage.records && k == points.size();
@@ -258,7 +264,7 @@ TEST_P(FaultInjection, KilledAfterADurableWriteAndResumedEndsAsAnUninterruptedRu
       ASSERT_EQ(run(stage.resume, "resume.log"), 0) << where << ": " << log("resume.log");
     }
     const auto got_files = files_of(w());
-    const auto got_db = read_db(w() / "run" / "run.sqlite");
+    const auto got_db = read_db(w() / stage.db);
     EXPECT_TRUE(got_db.integrity.empty() || got_db.integrity == "ok") << where << ": " << got_db.integrity;
     std::vector<std::string> differ;
     for (const auto& row : want_db.rows) {
@@ -282,12 +288,12 @@ TEST_P(FaultInjection, KilledAfterADurableWriteAndResumedEndsAsAnUninterruptedRu
 }
 
 std::string stage_name(const ::testing::TestParamInfo<int>& info) {
-  static const char* const kNames[] = {"prepare", "warm",    "joint",    "project", "last_layer",
-                                       "explain", "analyze", "evaluate", "prune",   "report"};
+  static const char* const kNames[] = {"prepare", "warm",     "joint", "project", "last_layer", "explain",
+                                       "analyze", "evaluate", "prune", "report",  "export",     "import"};
   return kNames[info.param];
 }
 
-INSTANTIATE_TEST_SUITE_P(Stages, FaultInjection, ::testing::Range(0, 10), stage_name);
+INSTANTIATE_TEST_SUITE_P(Stages, FaultInjection, ::testing::Range(0, 12), stage_name);
 
 }  // namespace
 }  // namespace ppnet

@@ -202,16 +202,16 @@ TEST(RunStore, StageKindsAndStatusesReadBackAndUnknownNamesAreRefused) {
   const std::string path = dir.file("run.sqlite");
   RunStore store(path);
   const StageKind kinds[] = {StageKind::kWarm, StageKind::kJoint, StageKind::kProject, StageKind::kLastLayer,
-                             StageKind::kPrune};
+                             StageKind::kPrune, StageKind::kImport};
   const StageStatus statuses[] = {StageStatus::kRunning, StageStatus::kInterrupted, StageStatus::kDone,
-                                  StageStatus::kFailed, StageStatus::kDone};
-  for (size_t i = 0; i < 5; ++i) {
+                                  StageStatus::kFailed, StageStatus::kDone, StageStatus::kDone};
+  for (size_t i = 0; i < 6; ++i) {
     const int64_t id = store.begin_stage(kinds[i], "{}", "checkpoints/init.pt");
     store.set_stage_status(id, statuses[i]);
   }
   const auto stages = store.stages();
-  ASSERT_EQ(stages.size(), 5u);
-  for (size_t i = 0; i < 5; ++i) {
+  ASSERT_EQ(stages.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
     EXPECT_EQ(stages[i].kind, kinds[i]);
     EXPECT_EQ(stages[i].status, statuses[i]);
     EXPECT_EQ(parse_stage_kind(to_string(kinds[i])), kinds[i]);

@@ -28,7 +28,7 @@ NO_TORCH = {"base", "db", "pipeline/data", "pipeline/run", "pipeline/render"}
 # cli/ may include only the headers that declare commands (and the runtime options), never the
 # LibTorch-heavy ones.
 CLI_HEADERS = re.compile(r"pipeline/(data/prepare|data/resize|run/info|run/concepts|render/report|formats/weights|runtime/runtime_config|"
-                         r"runtime/build_info|stages/(train|project|last_layer|evaluate|analyze|prune|explain|"
+                         r"runtime/build_info|stages/(train|project|last_layer|evaluate|analyze|prune|explain|import_model|export_model|"
                          r"epoch_summary|stage_names|part_metrics|attribution))\.h$")
 TORCH = re.compile(r"#include <(torch|ATen|c10|caffe2)/")
 PROJECT = re.compile(r'#include "([^"]+)"')

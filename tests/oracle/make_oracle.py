@@ -8,7 +8,7 @@ For vgg16, resnet34, resnet50 and densenet121 (seeded random weights, BatchNorm 
 randomised so they matter): the weights in both file formats, in the variants the importer must
 accept, and the cut backbone's output on a fixed input. For the ProtoPNet head (regular and
 bottleneck add-on layers): parameters, inputs and every output of the formulas in
-docs/design.md §2. Plus files the importer must refuse.
+docs/design.md §2. Plus a legacy-format file and one the importer must refuse.
 """
 import collections
 import hashlib
@@ -217,8 +217,9 @@ last_layer_case("reference_l1", 1e-4)
 last_layer_case("sparse", 6e-3)
 
 
-# ---------------------------------------------------------------- files to refuse
-torch.save({"w": torch.zeros(2)}, os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)
+# ---------------------------------------------------------------- the legacy format; a file to refuse
+torch.save({"w": torch.arange(6.0).reshape(2, 3)[:, 1:], "n": torch.tensor([1, 2])}, os.path.join(OUT, "legacy.pth"),
+           _use_new_zipfile_serialization=False)
 torch.save(collections.Counter(a=1), os.path.join(OUT, "counter.pth"))
 
 with open(STAMP, "w") as f:
