@@ -122,7 +122,7 @@ const torch::Tensor& tensor(const model::TensorMap& state, const std::string& na
 // from the backbone's channels to D; "bottleneck" halves the channels pair by pair.
 model::AddOnType add_on_type(const model::TensorMap& state, int64_t dim) {
   std::map<int, torch::Tensor> convs;
-  static const std::regex kConv(R"(add_on_layers\.(\d+)\.weight)");
+  static const std::regex kConv(R"(add_on_layers\.(\d{1,6})\.weight)");
   for (const auto& [k, v] : state) {
     std::smatch m;
     if (std::regex_match(k, m, kConv)) convs[std::stoi(m[1])] = v;
@@ -158,7 +158,11 @@ void read_whole_model(const PyValue& root, ReferenceModel& m) {
   }
   collect(root, "", 0, m.state);
   const PyValue& state = *root.state;
-  m.img_size = static_cast<int>(attribute(state, "img_size", Kind::kInt).i);
+  const int64_t img_size = attribute(state, "img_size", Kind::kInt).i;
+  if (img_size < 8 || img_size > 4096) {
+    throw std::runtime_error("its img_size is " + std::to_string(img_size) + ", not an image size ppnet takes (8 to 4096 px)");
+  }
+  m.img_size = static_cast<int>(img_size);
   const PyValue* activation = state.get("prototype_activation_function");
   if (!activation || activation->kind != Kind::kString) {
     throw std::runtime_error("its prototype activation function is " + kind_name(activation) +
@@ -231,9 +235,10 @@ void read_description(const std::string& path, ReferenceModel& m, ReferenceHints
 }  // namespace
 
 std::string infer_arch(const model::TensorMap& state) {
-  static const std::regex kVgg(R"(features\.features\.(\d+)\.weight)");
-  static const std::regex kResNet(R"(features\.layer(\d)\.(\d+)\.conv(\d)\.weight)");
-  static const std::regex kDense(R"(features\.features\.denseblock(\d)\.denselayer(\d+)\.conv1\.weight)");
+  // Indices of at most 6 digits: any name is input, and std::stoi throws beyond int.
+  static const std::regex kVgg(R"(features\.features\.(\d{1,6})\.weight)");
+  static const std::regex kResNet(R"(features\.layer(\d)\.(\d{1,6})\.conv(\d)\.weight)");
+  static const std::regex kDense(R"(features\.features\.denseblock(\d)\.denselayer(\d{1,6})\.conv1\.weight)");
   int vgg_convs = 0;
   bool batch_norm = false, bottleneck = false;
   std::map<int, std::set<int>> blocks;  // layer or dense block → its blocks or layers
@@ -258,7 +263,8 @@ std::string infer_arch(const model::TensorMap& state) {
     auto conv0 = state.find("features.features.conv0.weight");
     const bool wide = conv0 != state.end() && conv0->second.size(0) == 96;
     if (counts == V{6, 12, 24, 16} && !wide) return "densenet121";
-    if (counts == V{6, 12, 36, 24}) return wide ? "densenet161" : "densenet169";
+    if (counts == V{6, 12, 36, 24} && wide) return "densenet161";
+    if (counts == V{6, 12, 32, 32} && !wide) return "densenet169";
     if (counts == V{6, 12, 48, 32} && !wide) return "densenet201";
     return "";
   }
@@ -329,6 +335,9 @@ ReferenceModel read_reference_model(const std::string& path, const ReferenceHint
     }
     if (hints.img_size > 0) m.img_size = hints.img_size;
     if (m.img_size <= 0) throw std::runtime_error("a state dict does not say the image size: give --img-size");
+    if (m.img_size < 8 || m.img_size > 4096) {
+      throw std::runtime_error("its image size " + std::to_string(m.img_size) + " is not one ppnet takes (8 to 4096 px)");
+    }
     if (!hints.activation.empty()) {
       const model::Activation a = activation_named(hints.activation);
       if (whole && a != m.options.activation) throw std::runtime_error("the model's activation is not --activation " + hints.activation);

@@ -205,7 +205,7 @@ class Unpickler {
 
  private:
   Py make(PyValue::Kind kind) {
-    if (values_.size() == kMaxValues) fail(pos_, "more than " + std::to_string(kMaxValues) + " values: not a state dict");
+    if (values_.size() >= kMaxValues) fail(pos_, "more than " + std::to_string(kMaxValues) + " values: not a saved model");
     values_.emplace_back();
     values_.back().kind = kind;
     return &values_.back();
@@ -431,10 +431,13 @@ Py tensor_value(Arena& arena, torch::Tensor t) {
 }
 
 std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error("cannot open file");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw std::runtime_error("cannot read file");
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw std::runtime_error("cannot read file");
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  if (!in.read(bytes.data(), size)) throw std::runtime_error("cannot read file");
   return bytes;
 }
 

@@ -2,6 +2,10 @@
 
 #include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "model/backbone.h"
+#include "pipeline/formats/reference_model.h"
 
 #include <string>
 
@@ -55,6 +59,39 @@ TEST(TorchPickle, DeepNestingIsRefusedWithoutCrashing) {
   nested += ".";
   msg = error_of(write_pth(dir, "ok-depth.pth", nested));
   EXPECT_NE(msg.find("holds no tensors"), std::string::npos) << msg;
+}
+
+// What ppnet writes for Python (`ppnet export --format pth`) it reads back as written: dtypes,
+// shapes, a non-contiguous view (written contiguous), an empty tensor, 64-bit sizes.
+TEST(TorchPickle, WrittenStateDictsReadBack) {
+  test::TempDir dir;
+  const auto view = torch::arange(12, torch::kFloat32).reshape({3, 4}).t();
+  const std::vector<std::pair<std::string, torch::Tensor>> tensors = {
+      {"a.weight", torch::randn({2, 3, 1, 1})}, {"b.num_batches_tracked", torch::tensor(int64_t{1} << 40)},
+      {"c.mask", torch::tensor({true, false})}, {"d.view", view}, {"e.empty", torch::zeros({0, 5})},
+      {"f.double", torch::rand({3}, torch::kFloat64)}};
+  test::write_file(dir.file("sd.pth"), torch_save_bytes(tensors));
+  const auto back = read_torch_save(dir.file("sd.pth"));
+  ASSERT_EQ(back.size(), tensors.size());
+  for (const auto& [name, t] : tensors) {
+    ASSERT_EQ(back.count(name), 1u) << name;
+    EXPECT_EQ(back.at(name).scalar_type(), t.scalar_type()) << name;
+    EXPECT_TRUE(torch::equal(back.at(name), t)) << name;
+  }
+}
+
+// Every architecture ppnet builds is recognised from its tensors' names and shapes, as a state
+// dict of the reference (or ppnet's export) names them.
+TEST(ReferenceModel, RecognisesEveryArchitectureFromItsTensors) {
+  torch::NoGradGuard no_grad;
+  for (const auto& arch : model::backbone_names()) {
+    auto backbone = model::make_backbone(arch);
+    model::TensorMap state;
+    for (const auto& p : backbone->named_parameters()) state["features." + p.key()] = p.value();
+    for (const auto& b : backbone->named_buffers()) state["features." + b.key()] = b.value();
+    EXPECT_EQ(infer_arch(state), arch) << state.begin()->first;
+  }
+  EXPECT_EQ(infer_arch({{"features.features.0.weight", torch::zeros({4, 3, 3, 3})}}), "");
 }
 
 }  // namespace
