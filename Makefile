@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test test-asan bench bench-stages bench-audit bench-attribution bench-levers bench-concepts bench-distributed fuzz demo clean
+.PHONY: all deps configure build install package test test-asan bench bench-stages bench-audit bench-attribution bench-levers bench-concepts bench-distributed fuzz demo clean
 
 all: build
 
@@ -18,6 +18,15 @@ configure: $(BUILD_DIR)/build.ninja
 
 build: deps configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# The binary, man pages, shell completion, Makefile.data and docs under PREFIX (bin/, share/).
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# build/ppnet_<version>_<arch>.deb (CPack; Depends from dpkg-shlibdeps): apt-get install ./build/ppnet_*.deb
+package: build
+	cd $(BUILD_DIR) && cpack -G DEB
 
 # A skipped test fails the run too (scripts/run-tests.sh).
 test: build

@@ -1,5 +1,7 @@
 #include "base/progress.h"
 
+#include "base/log.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -31,6 +33,7 @@ void Progress::finish() {
 }
 
 void Progress::print(bool final) {
+  if (!log::progress_shown()) return;
   const uint64_t done = done_.load();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double rate = secs > 0 ? static_cast<double>(done) / secs : 0.0;

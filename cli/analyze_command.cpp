@@ -16,7 +16,7 @@ int run(Options& o) {
   o.add()
       ("run", po::value(&c.run)->value_name("RUN"), "run folder")
       ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
-      ("split", po::value(&c.split)->default_value(c.split)->value_name("SPLIT"), "push, test, val or train")
+      ("split", po::value(&c.split)->default_value(c.split)->value_name("push|test|val|train"), "push, test, val or train")
       ("k", po::value(&c.k)->default_value(c.k)->value_name("K"), "nearest patches per prototype (one per image)")
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "batch size")
       ("no-images", po::bool_switch(&no_images), "record the patches without writing their PNGs");
@@ -39,6 +39,7 @@ int run(Options& o) {
 
 extern const Command kAnalyzeCommand = {
     "analyze", "each prototype's nearest patches over a split, recorded with pictures",
-    "ppnet analyze --run RUN --data DATA [--k 5] [--split push|test|val|train] [--json] [options]", false, &run};
+    "ppnet analyze --run RUN --data DATA [--k 5] [--split push|test|val|train] [--json] [options]",
+    "ppnet analyze --run runs/cub --data data/cub --k 5\nppnet analyze --run runs/cub --data data/cub --split test --json > nearest.json", false, &run};
 
 }  // namespace ppnet::cli

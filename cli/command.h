@@ -1,8 +1,9 @@
 #pragma once
-// One subcommand of ppnet: its entry (name, summary, synopsis, which ranks run it, and the
-// function that states its options, validates them and runs it), and the Options helper that
-// every command's function uses for what they share: --help, --config files, --json and the
-// runtime options (--threads, --device, --seed, --keep-denormals, --amp, --channels-last).
+// One subcommand of ppnet: its entry (name, summary, synopsis, examples, which ranks run it, and
+// the function that states its options, validates them and runs it), and the Options helper
+// that every command's function uses for what they share: --help, --config files, --quiet,
+// --verbose, --log-json, --json and the runtime options (--threads, --device, --seed,
+// --keep-denormals, --amp, --channels-last).
 // A new command is one file, cli/<name>_command.cpp, defining its entry
 // (`extern const Command kNameCommand = {…};`), plus its name in dispatch.cpp's list; CMake picks
 // the file up by its name.
@@ -26,6 +27,8 @@ struct Command {
   const char* name;
   const char* summary;
   const char* synopsis;
+  /// Shell lines showing it at work, one per line (the man page's EXAMPLES).
+  const char* examples;
   /// Under torchrun: true when every rank runs it (data-parallel), false when rank 0 alone does.
   bool data_parallel;
   /// Adds the command's options to `o`, parses and validates them, runs the command and prints
@@ -33,17 +36,37 @@ struct Command {
   int (*run)(Options& o);
 };
 
+/// Every command, in the order `ppnet --help` lists them (dispatch.cpp).
+const std::vector<const Command*>& commands();
+
+/// A rank other than 0 of a torchrun launch (WORLD_SIZE > 1, RANK ≠ 0).
+bool secondary_rank();
+
+/// A command's options as the parser holds them: its own, then the general ones (--help,
+/// --config, --quiet, --verbose, --log-json).
+using OptionTable = std::vector<boost::shared_ptr<boost::program_options::option_description>>;
+
 /// One command line being parsed for one command.
 class Options {
  public:
   Options(const Command& command, std::vector<std::string> args)
       : command_(command), args_(std::move(args)) {}
+  /// Options that describe instead of parsing: parse() fills `table` and returns false, so the
+  /// command's function returns without doing anything.
+  Options(const Command& command, OptionTable& table) : command_(command), described_(&table) {}
 
-  /// Adds to the command's table: o.add()("name", po::value(&x), "help")...
+  /// Adds to the command's table: o.add()("name", po::value(&x)->value_name("N"), "help")...
+  /// The value name tells the shell completion and the man pages what the value is (see
+  /// cli/describe.h): FILE, PATH, OUT or LIST a file; RUN, DATA, DIR or IMGS a folder; ARCH a
+  /// backbone name; "a|b|c" one of those words.
   boost::program_options::options_description_easy_init add() { return table_.add_options(); }
   /// --threads, --device, --seed, --keep-denormals; with `model` also --amp and --channels-last.
   /// parse() checks them.
   void add_runtime(pipeline::RuntimeConfig& rt, bool model = true);
+  /// The first argument that is no option is the value of option --`name` (`ppnet completion
+  /// bash`); without this call such an argument is an error.
+  void positional(const char* name) { positional_ = name; }
+  const std::string& positional_name() const { return positional_; }
   /// --json: machine-readable report on stdout.
   void add_json(bool& json);
   /// --attribution upsample|saliency|smoothgrad, --samples N and the smoothgrad noise as
@@ -88,6 +111,8 @@ class Options {
   boost::program_options::variables_map vm_;
   pipeline::RuntimeConfig* runtime_ = nullptr;
   std::string amp_ = "off";  // --amp as given, parsed into runtime_->amp
+  OptionTable* described_ = nullptr;
+  std::string positional_;
 };
 
 }  // namespace ppnet::cli

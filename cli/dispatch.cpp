@@ -13,9 +13,7 @@ namespace ppnet::cli {
 // Each defined in its cli/<name>_command.cpp.
 extern const Command kPrepareCommand, kTrainCommand, kProjectCommand, kLastLayerCommand, kAnalyzeCommand,
     kPruneCommand, kForbidCommand, kRememberCommand, kExplainCommand, kEvaluateCommand, kInfoCommand, kReportCommand,
-    kWeightsCommand, kImportCommand, kExportCommand;
-
-namespace {
+    kWeightsCommand, kImportCommand, kExportCommand, kCompletionCommand;
 
 // In the order `ppnet --help` lists them.
 const std::vector<const Command*>& commands() {
@@ -23,10 +21,18 @@ const std::vector<const Command*>& commands() {
       &kPrepareCommand, &kTrainCommand,    &kProjectCommand, &kLastLayerCommand,
       &kAnalyzeCommand, &kPruneCommand,    &kForbidCommand,  &kRememberCommand,
       &kExplainCommand, &kEvaluateCommand, &kInfoCommand,    &kReportCommand,
-      &kWeightsCommand, &kImportCommand,  &kExportCommand,
+      &kWeightsCommand, &kImportCommand,  &kExportCommand,   &kCompletionCommand,
   };
   return kCommands;
 }
+
+bool secondary_rank() {
+  const char* world = std::getenv("WORLD_SIZE");
+  const char* rank = std::getenv("RANK");
+  return world && rank && std::atoi(world) > 1 && std::string(rank) != "0";
+}
+
+namespace {
 
 void print_usage(std::ostream& out) {
   out << "ppnet " << kVersion
@@ -43,8 +49,9 @@ void print_usage(std::ostream& out) {
          "  -h, --help     show this help\n"
          "  -V, --version  show the version and the LibTorch it runs on\n\n"
          "Every command takes --config FILE (name = value lines with the same option names;\n"
-         "the command line wins). Exit status: 0 success, 1 failure, 2 usage error,\n"
-         "130/143 interrupted after saving a resumable state.\n";
+         "the command line wins), --quiet or --verbose, and --log-json FILE (one JSON object\n"
+         "per event). Exit status: 0 success, 1 failure, 2 usage error, 130/143 interrupted\n"
+         "after saving a resumable state. Manual: man ppnet; completion: ppnet completion bash.\n";
 }
 
 const Command& command_named(const std::string& name) {
@@ -52,13 +59,6 @@ const Command& command_named(const std::string& name) {
     if (name == c->name) return *c;
   }
   throw UsageError("unknown command '" + name + "'", "");
-}
-
-// A rank other than 0 of a torchrun launch (WORLD_SIZE > 1, RANK ≠ 0).
-bool secondary_rank() {
-  const char* world = std::getenv("WORLD_SIZE");
-  const char* rank = std::getenv("RANK");
-  return world && rank && std::atoi(world) > 1 && std::string(rank) != "0";
 }
 
 int run_command(const std::string& name, const std::vector<std::string>& args) {

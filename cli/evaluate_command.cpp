@@ -36,7 +36,7 @@ void add_options(Options& o, pipeline::EvaluateConfig& c, std::string& metrics) 
   o.add()
       ("run", po::value(&c.run)->value_name("RUN"), "run folder")
       ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
-      ("split", po::value(&c.split)->default_value(c.split)->value_name("SPLIT"), "test, val or train")
+      ("split", po::value(&c.split)->default_value(c.split)->value_name("test|val|train"), "test, val or train")
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "batch size")
       ("confusion-csv", po::value(&c.confusion_csv)->value_name("FILE"), "also write the confusion matrix as CSV")
       ("predictions-csv", po::value(&c.predictions_csv)->value_name("FILE"),
@@ -91,6 +91,7 @@ int run(Options& o) {
 
 extern const Command kEvaluateCommand = {
     "evaluate", "accuracy and loss terms of a run on a data split",
-    "ppnet evaluate --run RUN --data DATA [--split test|val|train] [--json] [options]", true, &run};
+    "ppnet evaluate --run RUN --data DATA [--split test|val|train] [--json] [options]",
+    "ppnet evaluate --run runs/cub --data data/cub --split test\nppnet evaluate --run runs/cub --data data/cub --predictions-csv predictions.csv --confusion-csv confusion.csv", true, &run};
 
 }  // namespace ppnet::cli

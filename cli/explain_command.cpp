@@ -59,6 +59,7 @@ int run(Options& o) {
 
 extern const Command kExplainCommand = {
     "explain", "explain every image of a folder: heatmaps, JSON, an HTML gallery",
-    "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]", false, &run};
+    "ppnet explain --run RUN --dir IMGS --out OUT [--top-k N] [options]",
+    "ppnet explain --run runs/cub --dir photos/ --out explained/\nppnet explain --run runs/cub --dir photos/ --out explained/ --top-k 5 --attribution smoothgrad", false, &run};
 
 }  // namespace ppnet::cli

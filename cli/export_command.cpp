@@ -1,8 +1,8 @@
 // ppnet export: a run's latest model as a state dict Python reads, and a JSON saying what it is.
 #include <iostream>
-#include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/print_result.h"
 #include "pipeline/stages/export_model.h"
 
 namespace ppnet::cli {
@@ -10,37 +10,14 @@ namespace {
 
 namespace po = boost::program_options;
 
-void print(std::ostream& out, const pipeline::ExportResult& r, bool json) {
-  if (json) {
-    out << nlohmann::json{{"run", r.run},
-                          {"out", r.out},
-                          {"description", r.description},
-                          {"format", r.format},
-                          {"names", r.names},
-                          {"checkpoint", r.checkpoint},
-                          {"stage_id", r.stage_id},
-                          {"tensors", r.tensors},
-                          {"bytes", r.bytes},
-                          {"sha256", r.sha256},
-                          {"seconds", r.seconds}}
-               .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
-        << '\n';
-    return;
-  }
-  out << r.out << ": " << r.tensors << " tensors (" << r.bytes << " bytes, " << r.format << ", " << r.names
-      << " names) of " << r.run << "/" << r.checkpoint << " in " << r.seconds << " s\n"
-      << "  " << r.description << ": architecture, image size, prototypes, classes, normalisation, projection\n"
-      << "  sha256 " << r.sha256 << '\n';
-}
-
 int run(Options& o) {
   pipeline::ExportConfig c;
   o.add()
       ("run", po::value(&c.run)->value_name("RUN"), "run folder")
       ("out", po::value(&c.out)->value_name("FILE"), "the state dict to write; the JSON beside it takes its name with .json")
-      ("format", po::value(&c.format)->default_value(c.format)->value_name("F"),
+      ("format", po::value(&c.format)->default_value(c.format)->value_name("safetensors|pth"),
        "safetensors, or pth (a zip-format torch.save of an OrderedDict, which torch.load reads)")
-      ("names", po::value(&c.names)->default_value(c.names)->value_name("N"),
+      ("names", po::value(&c.names)->default_value(c.names)->value_name("reference|ppnet"),
        "reference (the reference implementation's state_dict names) or ppnet");
   o.add_json(c.json);
   o.add_runtime(c.runtime, false);
@@ -48,7 +25,7 @@ int run(Options& o) {
   o.require({"run", "out"});
   if (c.format != "safetensors" && c.format != "pth") throw o.error("--format '" + c.format + "': expected safetensors or pth");
   if (c.names != "reference" && c.names != "ppnet") throw o.error("--names '" + c.names + "': expected reference or ppnet");
-  print(std::cout, pipeline::run_export(c), c.json);
+  print_result(std::cout, pipeline::run_export(c), c.json);
   return 0;
 }
 
@@ -56,6 +33,7 @@ int run(Options& o) {
 
 extern const Command kExportCommand = {
     "export", "write a run's model as a state dict for Python (safetensors or torch.save) with a JSON describing it",
-    "ppnet export --run RUN --out FILE [--format safetensors|pth] [--names reference|ppnet] [options]", false, &run};
+    "ppnet export --run RUN --out FILE [--format safetensors|pth] [--names reference|ppnet] [options]",
+    "ppnet export --run runs/cub --out cub.safetensors\nppnet export --run runs/cub --out cub.pth --format pth", false, &run};
 
 }  // namespace ppnet::cli

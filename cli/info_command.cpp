@@ -27,6 +27,7 @@ int run(Options& o) {
 }  // namespace
 
 extern const Command kInfoCommand = {"info", "stages, epochs and metrics recorded in a run",
-                              "ppnet info --run RUN [--prototypes | --concepts] [--json]", false, &run};
+                              "ppnet info --run RUN [--prototypes | --concepts] [--json]",
+    "ppnet info --run runs/cub\nppnet info --run runs/cub --prototypes --json", false, &run};
 
 }  // namespace ppnet::cli

@@ -14,7 +14,7 @@ void add_options(Options& o, pipeline::LastLayerConfig& c, std::string& solver, 
   o.add()
       ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
       ("run", po::value(&c.run)->value_name("RUN"), "run folder")
-      ("solver", po::value(&solver)->default_value(solver)->value_name("NAME"),
+      ("solver", po::value(&solver)->default_value(solver)->value_name("prox|adam"),
        "prox: full-batch proximal gradient (FISTA) to the convex optimum; adam: the reference's epochs")
       ("l1", po::value(&c.l1)->default_value(c.l1)->value_name("C"), "coefficient of the off-class L1")
       ("max-iterations", po::value(&c.max_iterations)->default_value(c.max_iterations)->value_name("N"),
@@ -64,6 +64,7 @@ int run(Options& o) {
 
 extern const Command kLastLayerCommand = {
     "last-layer", "optimise the last layer with the features frozen",
-    "ppnet last-layer --data DATA --run RUN [--solver prox|adam] [options]", true, &run};
+    "ppnet last-layer --data DATA --run RUN [--solver prox|adam] [options]",
+    "ppnet last-layer --data data/cub --run runs/cub\nppnet last-layer --data data/cub --run runs/cub --solver adam --epochs 20", true, &run};
 
 }  // namespace ppnet::cli

@@ -5,8 +5,9 @@
 #include <new>
 #include <regex>
 
-#include "cli/dispatch.h"
 #include "base/interrupt.h"
+#include "base/log.h"
+#include "cli/dispatch.h"
 
 namespace {
 
@@ -17,27 +18,32 @@ std::string readable(const std::string& what) {
   return std::regex_replace(what, kJsonTag, "");
 }
 
+// The message goes to stderr and, with --log-json, into an "error" (or "interrupted") event;
+// returns `code`.
+int fail(const std::string& message, int code, const char* event = "error") {
+  std::cerr << message << '\n';
+  ppnet::log::event(event, {{"message", message}, {"exit_code", code}});
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    return ppnet::cli::run(args);
+    const int code = ppnet::cli::run(args);
+    ppnet::log::event("finished", {{"exit_code", code}});
+    return code;
   } catch (const ppnet::cli::UsageError& e) {
     const std::string cmd = e.command().empty() ? "ppnet" : "ppnet " + e.command();
-    std::cerr << cmd << ": " << e.what() << "\nTry '" << cmd << " --help'.\n";
-    return 2;
+    return fail(cmd + ": " + e.what() + "\nTry '" + cmd + " --help'.", 2);
   } catch (const ppnet::Interrupted& e) {
-    std::cerr << "ppnet: " << e.what() << '\n';
-    return 128 + e.signal();
+    return fail(std::string("ppnet: ") + e.what(), 128 + e.signal(), "interrupted");
   } catch (const c10::Error& e) {  // LibTorch's own: its message without the C++ backtrace
-    std::cerr << "ppnet: error: " << e.what_without_backtrace() << '\n';
-    return 1;
+    return fail(std::string("ppnet: error: ") + e.what_without_backtrace(), 1);
   } catch (const std::bad_alloc&) {
-    std::cerr << "ppnet: error: out of memory\n";
-    return 1;
+    return fail("ppnet: error: out of memory", 1);
   } catch (const std::exception& e) {
-    std::cerr << "ppnet: error: " << readable(e.what()) << '\n';
-    return 1;
+    return fail("ppnet: error: " + readable(e.what()), 1);
   }
 }

@@ -4,6 +4,8 @@
 #include <iostream>
 #include <regex>
 
+#include "base/log.h"
+
 namespace ppnet::cli {
 
 namespace po = boost::program_options;
@@ -33,7 +35,7 @@ int config_line_of(const std::string& path, std::string name) {
 void Options::add_runtime(pipeline::RuntimeConfig& rt, bool model) {
   runtime_ = &rt;
   if (model) {
-    add()("amp", po::value<std::string>(&amp_)->default_value("off")->value_name("P"),
+    add()("amp", po::value<std::string>(&amp_)->default_value("off")->value_name("off|bf16|fp16"),
           "mixed precision of the backbone and add-on layers: off, bf16, or fp16 (CUDA, with a "
           "dynamic loss scale when training); the prototype layer stays float32")
         ("channels-last", po::bool_switch(&rt.channels_last), "run the convolutions in channels-last (NHWC) layout");
@@ -51,7 +53,8 @@ void Options::add_runtime(pipeline::RuntimeConfig& rt, bool model) {
 void Options::add_attribution(pipeline::AttributionSettings& s, const char* noise_option) {
   attribution_ = &s;
   noise_option_ = noise_option;
-  add()("attribution", po::value<std::string>(&attribution_method_)->default_value("upsample")->value_name("M"),
+  add()("attribution",
+        po::value<std::string>(&attribution_method_)->default_value("upsample")->value_name("upsample|saliency|smoothgrad"),
         "where a prototype looks: upsample (the reference's: the similarity map upsampled bicubically), "
         "saliency (|gradient of its max similarity| per input pixel) or smoothgrad (saliency averaged "
         "over noisy copies); the box is the map's top 5 %")
@@ -88,17 +91,28 @@ void check_runtime(const Options& o, pipeline::RuntimeConfig& rt, const std::str
 }  // namespace
 
 bool Options::parse() {
-  bool help = false;
-  std::string config;
+  bool help = false, quiet = false, verbose = false;
+  std::string config, log_json;
   po::options_description general("General");
   general.add_options()("help,h", po::bool_switch(&help), "show this help")(
       "config", po::value<std::string>(&config)->value_name("FILE"),
-      "read options from FILE (name = value lines; the command line wins)");
+      "read options from FILE (name = value lines; the command line wins)")(
+      "quiet,q", po::bool_switch(&quiet), "errors only on stderr: no progress, no notes")(
+      "verbose,v", po::bool_switch(&verbose), "also details on stderr: the runtime, every file saved")(
+      "log-json", po::value<std::string>(&log_json)->value_name("FILE"),
+      "append one JSON object per event to FILE: started, stage, epoch, checkpoint, finished or error, each "
+      "with its time");
   po::options_description all;
   all.add(table_).add(general);
+  if (described_) {
+    for (const auto& option : all.options()) described_->push_back(option);
+    return false;
+  }
   try {
-    // No positional arguments: a stray word is an error, not silently ignored.
-    po::store(po::command_line_parser(args_).options(all).positional({}).run(), vm_);
+    // A stray word is an error, not silently ignored (unless the command takes one).
+    po::positional_options_description positional;
+    if (!positional_.empty()) positional.add(positional_.c_str(), 1);
+    po::store(po::command_line_parser(args_).options(all).positional(positional).run(), vm_);
   } catch (const po::error& e) {
     throw error(e.what());
   }
@@ -122,6 +136,14 @@ bool Options::parse() {
   try {
     po::notify(vm_);
   } catch (const po::error& e) {
+    throw error(e.what());
+  }
+  if (quiet && verbose) throw error("--quiet and --verbose contradict each other: give one");
+  try {
+    // Rank 0 alone writes the events, as it alone writes the run.
+    log::configure(quiet ? log::Verbosity::kQuiet : verbose ? log::Verbosity::kVerbose : log::Verbosity::kNormal,
+                   secondary_rank() ? "" : log_json, command_.name);
+  } catch (const std::runtime_error& e) {
     throw error(e.what());
   }
   if (runtime_) check_runtime(*this, *runtime_, amp_);

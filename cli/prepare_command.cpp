@@ -92,6 +92,7 @@ int run(Options& o) {
 
 extern const Command kPrepareCommand = {
     "prepare", "turn raw data (CUB-200-2011, class folders, IDX) into a prepared data folder",
-    "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]", false, &run};
+    "ppnet prepare (--cub PATH | --folder PATH | --idx PATH) --out DATA [options]",
+    "ppnet prepare --idx /usr/share/datasets/fashion-mnist --class-names fashion-mnist --out data/fmnist --copies 0\nppnet prepare --cub CUB_200_2011.tgz --out data/cub --copies 30\nppnet prepare --folder photos-by-class/ --out data/photos", false, &run};
 
 }  // namespace ppnet::cli

@@ -523,4 +523,58 @@ void print_result(std::ostream& out, const pipeline::ConceptResult& r, bool json
               : "  the next 'ppnet train' keeps prototypes of its class near it\n");
 }
 
+void print_result(std::ostream& out, const pipeline::ImportResult& r, bool json) {
+  if (json) {
+    out << nlohmann::json{{"run", r.run},
+                          {"reference", r.reference},
+                          {"sha256", r.sha256},
+                          {"format", r.format},
+                          {"arch", r.arch},
+                          {"img_size", r.img_size},
+                          {"classes", r.classes},
+                          {"prototypes", r.prototypes},
+                          {"prototype_dim", r.prototype_dim},
+                          {"add_on", r.add_on},
+                          {"activation", r.activation},
+                          {"class_names_from", r.class_names_from},
+                          {"found", r.found},
+                          {"stage_id", r.stage_id},
+                          {"checkpoint", r.checkpoint},
+                          {"seconds", r.seconds}}
+               .dump(2, ' ', false, kInvalidUtf8)
+        << '\n';
+    return;
+  }
+  out << r.run << ": imported " << r.reference << " (" << r.format << ") as stage #" << r.stage_id << " in " << r.seconds
+      << " s\n"
+      << "  " << r.arch << ", " << r.img_size << " px, " << r.classes << " classes (names from " << r.class_names_from << "), "
+      << r.prototypes << " prototypes of " << r.prototype_dim << " channels, " << r.add_on << " add-on layers, " << r.activation
+      << " activation\n"
+      << "  sha256 " << r.sha256 << "\n"
+      << "  next: ppnet evaluate --run " << r.run << " --data DATA, or ppnet explain --run " << r.run << " --dir IMAGES\n";
+}
+
+void print_result(std::ostream& out, const pipeline::ExportResult& r, bool json) {
+  if (json) {
+    out << nlohmann::json{{"run", r.run},
+                          {"out", r.out},
+                          {"description", r.description},
+                          {"format", r.format},
+                          {"names", r.names},
+                          {"checkpoint", r.checkpoint},
+                          {"stage_id", r.stage_id},
+                          {"tensors", r.tensors},
+                          {"bytes", r.bytes},
+                          {"sha256", r.sha256},
+                          {"seconds", r.seconds}}
+               .dump(2, ' ', false, kInvalidUtf8)
+        << '\n';
+    return;
+  }
+  out << r.out << ": " << r.tensors << " tensors (" << r.bytes << " bytes, " << r.format << ", " << r.names
+      << " names) of " << r.run << "/" << r.checkpoint << " in " << r.seconds << " s\n"
+      << "  " << r.description << ": architecture, image size, prototypes, classes, normalisation, projection\n"
+      << "  sha256 " << r.sha256 << '\n';
+}
+
 }  // namespace ppnet::cli

@@ -9,7 +9,9 @@
 #include "pipeline/run/info.h"
 #include "pipeline/stages/analyze.h"
 #include "pipeline/stages/evaluate.h"
+#include "pipeline/stages/export_model.h"
 #include "pipeline/stages/explain.h"
+#include "pipeline/stages/import_model.h"
 #include "pipeline/stages/last_layer.h"
 #include "pipeline/stages/project.h"
 #include "pipeline/stages/prune.h"
@@ -28,5 +30,7 @@ void print_result(std::ostream& out, const pipeline::ExplainResult& report, bool
 void print_result(std::ostream& out, const pipeline::AnalyzeResult& report, bool json);
 void print_result(std::ostream& out, const pipeline::PruneResult& report, bool json);
 void print_result(std::ostream& out, const pipeline::ConceptResult& report, bool json);
+void print_result(std::ostream& out, const pipeline::ImportResult& report, bool json);
+void print_result(std::ostream& out, const pipeline::ExportResult& report, bool json);
 
 }  // namespace ppnet::cli

@@ -21,7 +21,7 @@ int run(Options& o) {
       ("run", po::value(&c.run)->value_name("RUN"), "run folder")
       ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size)->value_name("N"), "push batch size")
       ("no-images", po::bool_switch(&no_images), "record the prototypes without writing their PNGs")
-      ("push-region", po::value(&region)->default_value(region)->value_name("R"),
+      ("push-region", po::value(&region)->default_value(region)->value_name("all|object"),
        "all (the reference's: any cell of the class's push images) or object (only cells whose receptive-field "
        "centre lies on the image's object mask, where it has one)")
       ("forbid-threshold", po::value(&forbid_threshold)->value_name("S"),
@@ -48,6 +48,7 @@ int run(Options& o) {
 
 extern const Command kProjectCommand = {
     "project", "push each prototype onto its nearest training patch of its own class",
-    "ppnet project --data DATA --run RUN [options]", true, &run};
+    "ppnet project --data DATA --run RUN [options]",
+    "ppnet project --data data/cub --run runs/cub", true, &run};
 
 }  // namespace ppnet::cli

@@ -39,6 +39,7 @@ int run(Options& o) {
 
 extern const Command kPruneCommand = {
     "prune", "remove prototypes whose nearest patches are of other classes, or duplicates",
-    "ppnet prune --run RUN --data DATA [--k 6] [--threshold 3] [--duplicates] [--dry-run] [options]", false, &run};
+    "ppnet prune --run RUN --data DATA [--k 6] [--threshold 3] [--duplicates] [--dry-run] [options]",
+    "ppnet prune --run runs/cub --data data/cub --dry-run\nppnet prune --run runs/cub --data data/cub --k 6 --threshold 3", false, &run};
 
 }  // namespace ppnet::cli

@@ -25,6 +25,7 @@ int run(Options& o) {
 }  // namespace
 
 extern const Command kReportCommand = {"report", "one self-contained HTML page: training curves, evaluation, prototypes",
-                                "ppnet report --run RUN [--out FILE]", false, &run};
+                                "ppnet report --run RUN [--out FILE]",
+    "ppnet report --run runs/cub\nppnet report --run runs/cub --out cub-report.html", false, &run};
 
 }  // namespace ppnet::cli

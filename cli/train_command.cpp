@@ -18,21 +18,21 @@ struct Names {
 
 void add_options(Options& o, pipeline::TrainConfig& c, Names& n, bool& json) {
   o.add()
-      ("stage", po::value(&c.stage)->value_name("STAGE"), "warm or joint")
+      ("stage", po::value(&c.stage)->value_name("warm|joint"), "warm or joint")
       ("data", po::value(&c.data)->value_name("DATA"), "prepared data folder")
       ("run", po::value(&c.run)->value_name("RUN"), "run folder (created by the first train)")
       ("resume", po::bool_switch(&c.resume), "continue the interrupted stage from its last checkpoint "
        "(a finished stage: nothing to do)")
-      ("arch", po::value(&c.arch)->default_value(c.arch)->value_name("NAME"), "backbone architecture (new runs)")
+      ("arch", po::value(&c.arch)->default_value(c.arch)->value_name("ARCH"), "backbone architecture (new runs)")
       ("img-size", po::value(&c.img_size)->default_value(c.img_size)->value_name("N"), "model input size in pixels (new runs)")
       ("prototypes-per-class", po::value(&c.prototypes_per_class)->default_value(c.prototypes_per_class)->value_name("N"),
        "prototypes each class owns (new runs)")
       ("prototype-dim", po::value(&c.prototype_dim)->default_value(c.prototype_dim)->value_name("D"),
        "channels of a prototype (new runs)")
-      ("add-on", po::value(&n.add_on)->default_value(n.add_on)->value_name("TYPE"), "regular or bottleneck (new runs)")
-      ("activation", po::value(&n.activation)->default_value(n.activation)->value_name("A"),
+      ("add-on", po::value(&n.add_on)->default_value(n.add_on)->value_name("regular|bottleneck"), "regular or bottleneck (new runs)")
+      ("activation", po::value(&n.activation)->default_value(n.activation)->value_name("log|linear"),
        "prototype activation (new runs): log, log((d+1)/(d+1e-4)) as the paper, or linear, -d")
-      ("resize", po::value(&n.resize)->default_value(n.resize)->value_name("M"),
+      ("resize", po::value(&n.resize)->default_value(n.resize)->value_name("bilinear|antialias"),
        "how images are resized to --img-size (new runs): bilinear (OpenCV), or antialias, as PIL's bilinear filter "
        "and so the reference's transforms")
       ("weights", po::value(&c.weights)->value_name("FILE"),
@@ -48,7 +48,7 @@ void add_options(Options& o, pipeline::TrainConfig& c, Names& n, bool& json) {
       ("lr-prototypes", po::value(&c.lr_prototypes)->default_value(c.lr_prototypes)->value_name("LR"), "prototypes learning rate")
       ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay)->value_name("WD"),
        "weight decay of backbone and add-on layers")
-      ("lr-schedule", po::value<std::string>()->value_name("NAME"),
+      ("lr-schedule", po::value<std::string>()->value_name("step|cosine"),
        "joint: step (StepLR: --lr-step, --lr-gamma) or cosine (decay to 0 over the stage); "
        "default step with --weights, cosine from scratch")
       ("lr-step", po::value(&c.lr_step)->default_value(c.lr_step)->value_name("N"), "joint, step: StepLR step in epochs")
@@ -65,7 +65,7 @@ void add_options(Options& o, pipeline::TrainConfig& c, Names& n, bool& json) {
        "(DATA/masks/) is penalised; 0 is off, IAIA-BL used 0.001")
       ("annotated-fraction", po::value(&c.annotated_fraction)->default_value(c.annotated_fraction)->value_name("F"),
        "fine annotation: the seeded share of source images whose masks it uses")
-      ("fine-annotation-form", po::value(&n.fine_annotation_form)->default_value(n.fine_annotation_form)->value_name("FORM"),
+      ("fine-annotation-form", po::value(&n.fine_annotation_form)->default_value(n.fine_annotation_form)->value_name("serial|l2"),
        "fine annotation: serial (one norm of an image's maps: other classes' everywhere, its class's off the "
        "object) or l2 (one norm per own-class prototype, off the object)")
       ("forget", po::value(&c.forget)->default_value(c.forget)->value_name("C"),
@@ -159,6 +159,7 @@ int run(Options& o) {
 
 extern const Command kTrainCommand = {
     "train", "train everything before the last layer, stage warm or joint (resumable)",
-    "ppnet train --stage warm|joint --data DATA --run RUN [options]", true, &run};
+    "ppnet train --stage warm|joint --data DATA --run RUN [options]",
+    "ppnet train --stage warm --data data/cub --run runs/cub --arch vgg19 --weights vgg19.safetensors\nppnet train --stage joint --data data/cub --run runs/cub --resume\ntorchrun --standalone --nproc_per_node 2 --redirects 2 --tee 2 --no_python ppnet train --stage joint --data data/cub --run runs/cub", true, &run};
 
 }  // namespace ppnet::cli

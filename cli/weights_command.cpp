@@ -13,7 +13,7 @@ namespace po = boost::program_options;
 int run(Options& o) {
   pipeline::WeightsConfig c;
   o.add()
-      ("arch", po::value(&c.arch)->value_name("NAME"), "backbone architecture, e.g. resnet50")
+      ("arch", po::value(&c.arch)->value_name("ARCH"), "backbone architecture, e.g. resnet50")
       ("weights", po::value(&c.weights)->value_name("FILE"), ".safetensors or zip-format torch.save file")
       ("img-size", po::value(&c.img_size)->default_value(c.img_size)->value_name("N"),
        "input size for the reported feature grid");
@@ -28,6 +28,7 @@ int run(Options& o) {
 }  // namespace
 
 extern const Command kWeightsCommand = {"weights", "check that a pretrained weights file fits a backbone, before training",
-                                 "ppnet weights --arch NAME --weights FILE [--json] [options]", false, &run};
+                                 "ppnet weights --arch NAME --weights FILE [--json] [options]",
+    "ppnet weights --arch resnet50 --weights resnet50.safetensors", false, &run};
 
 }  // namespace ppnet::cli

@@ -1,5 +1,6 @@
 #include "db/run_store.h"
 
+#include "base/log.h"
 #include "base/names.h"
 
 #include <algorithm>
@@ -131,7 +132,9 @@ int64_t RunStore::begin_stage(StageKind kind, const std::string& config_json,
       .run();
   auto s = db_.prepare("SELECT last_insert_rowid()");
   s.step();
-  return s.column_int(0);
+  const int64_t id = s.column_int(0);
+  log::event("stage", {{"stage_id", id}, {"kind", to_string(kind)}, {"status", "running"}});
+  return id;
 }
 
 void RunStore::set_stage_status(int64_t stage_id, StageStatus status) {
@@ -142,6 +145,7 @@ void RunStore::set_stage_status(int64_t stage_id, StageStatus status) {
       .bind(3, utc_now())
       .bind(4, stage_id)
       .run();
+  log::event("stage", {{"stage_id", stage_id}, {"status", to_string(status)}});
 }
 
 namespace {
@@ -216,6 +220,22 @@ void RunStore::add_checkpoint(const CheckpointRow& c, const std::vector<int64_t>
     forget.bind(1, id).run();
   }
   tx.commit();
+  if (e) {
+    log::event("epoch", {{"stage_id", e->stage_id},
+                         {"epoch", e->epoch + 1},
+                         {"train_loss", e->train_loss},
+                         {"train_accuracy", e->train_accuracy},
+                         {"eval_split", e->eval_split},
+                         {"eval_accuracy", e->eval_accuracy},
+                         {"images_per_second", e->images_per_second},
+                         {"seconds", e->seconds}});
+  }
+  log::event("checkpoint", {{"stage_id", c.stage_id},
+                            {"path", c.path},
+                            {"epoch", c.epoch},
+                            {"batch", c.batch},
+                            {"final", c.final},
+                            {"sha256", c.sha256}});
 }
 
 std::vector<CheckpointRow> RunStore::checkpoints(int64_t stage_id) {

@@ -294,14 +294,6 @@ std::shared_ptr<BackboneImpl> build(const std::string& arch) {
 
 }  // namespace
 
-const std::vector<std::string>& backbone_names() {
-  static const std::vector<std::string> kNames = {
-      "vgg11",       "vgg11_bn",    "vgg13",       "vgg13_bn",    "vgg16",    "vgg16_bn",
-      "vgg19",       "vgg19_bn",    "resnet18",    "resnet34",    "resnet50", "resnet101",
-      "resnet152",   "densenet121", "densenet161", "densenet169", "densenet201", "small", "small_bn"};
-  return kNames;
-}
-
 std::shared_ptr<BackboneImpl> make_backbone(const std::string& arch) {
   auto net = build(arch);
   if (!net) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "model/names.h"
 #include "model/receptive_field.h"
 
 namespace ppnet::model {
@@ -32,12 +33,6 @@ class BackboneImpl : public torch::nn::Module {
   int64_t out_channels_ = 0;
   std::vector<ConvInfo> layers_;
 };
-
-/// Names accepted by make_backbone: vgg11/13/16/19 (+ "_bn"), resnet18/34/50/101/152,
-/// densenet121/161/169/201, and "small" / "small_bn" (three 3×3 conv+ReLU stages, with
-/// BatchNorm for "_bn", and two max-pools: 28 px in gives a 7×7 grid of 128 channels; meant
-/// for small images trained from scratch, and for fast tests).
-const std::vector<std::string>& backbone_names();
 
 /// Builds a freshly initialised backbone. Throws std::invalid_argument naming the known
 /// architectures when `arch` is not one of them.

@@ -1,12 +1,26 @@
 #pragma once
-// The closed sets of names a model's configuration holds — its add-on layers and its prototype
-// activation — with one function each to name and parse them. No LibTorch here, so that the run
-// folder's configuration (pipeline/run) can hold them as types.
+// The closed sets of names a model's configuration holds — its backbone, its add-on layers and
+// its prototype activation — with one function each to name and parse them. No LibTorch here,
+// so that the run folder's configuration (pipeline/run) can hold them as types and the command
+// line can offer them.
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace ppnet::model {
+
+/// Names accepted by make_backbone (model/backbone.h): vgg11/13/16/19 (+ "_bn"),
+/// resnet18/34/50/101/152, densenet121/161/169/201, and "small" / "small_bn" (three 3×3
+/// conv+ReLU stages, with BatchNorm for "_bn", and two max-pools: 28 px in gives a 7×7 grid of
+/// 128 channels; meant for small images trained from scratch, and for fast tests).
+inline const std::vector<std::string>& backbone_names() {
+  static const std::vector<std::string> kNames = {
+      "vgg11",       "vgg11_bn",    "vgg13",       "vgg13_bn",    "vgg16",    "vgg16_bn",
+      "vgg19",       "vgg19_bn",    "resnet18",    "resnet34",    "resnet50", "resnet101",
+      "resnet152",   "densenet121", "densenet161", "densenet169", "densenet201", "small", "small_bn"};
+  return kNames;
+}
 
 enum class AddOnType { kRegular, kBottleneck };
 

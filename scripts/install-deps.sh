@@ -10,7 +10,10 @@ packages=(
   libtorch-dev libgloo-dev libopenblas0-pthread libboost-program-options-dev libsqlite3-dev
   libopencv-dev libtbb-dev zlib1g-dev libarchive-dev nlohmann-json3-dev libkainjow-mustache-dev libgtest-dev
   # the independent oracle the tests compare against
-  python3 python3-torch python3-torchvision
+  python3 python3-torch python3-torchvision python3-pil
+  # the installed tool's checks: the .deb (CPack with dpkg-shlibdeps), man pages, zsh completion,
+  # the HTML pages in a real browser
+  dpkg-dev file groff-base zsh chromium-headless-shell
 )
 
 # --demo: also the data set of the demo; --fuzz: clang with libFuzzer and its OpenMP runtime.

@@ -13,6 +13,7 @@
 
 #include "pipeline/formats/safetensors.h"
 #include "pipeline/formats/torch_pickle.h"
+#include "pipeline/formats/weights_file.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -285,14 +286,10 @@ ReferenceModel read_reference_model(const std::string& path, const ReferenceHint
   try {
     ReferenceModel m;
     ReferenceHints hints = given;
-    std::string head(8, '\0');
-    {
-      std::ifstream probe(path, std::ios::binary);
-      if (!probe) throw std::runtime_error("cannot open file");
-      probe.read(head.data(), 8);
-      head.resize(static_cast<size_t>(probe.gcount()));
-    }
-    if (head.rfind("PK", 0) == 0 || is_legacy_torch_save(head)) {
+    if (detect_weights_format(path) == WeightsFormat::kSafetensors) {
+      m.state = reference_names(read_safetensors(path));
+      m.format = "state dict (safetensors)";
+    } else {
       const TorchSaveFile file = read_torch_save_file(path);
       const std::string format = file.legacy() ? " (legacy torch.save)" : " (zip torch.save)";
       if (file.root().kind == Kind::kObject) {
@@ -302,9 +299,6 @@ ReferenceModel read_reference_model(const std::string& path, const ReferenceHint
         m.state = reference_names(tensor_dict(file, path));
         m.format = "state dict" + format;
       }
-    } else {
-      m.state = reference_names(read_safetensors(path));
-      m.format = "state dict (safetensors)";
     }
     const bool whole = m.format.rfind("whole", 0) == 0;
     m.state.erase("ones");  // the reference's constant for its distance convolution

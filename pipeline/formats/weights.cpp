@@ -16,7 +16,7 @@ WeightsResult run_weights(const WeightsConfig& config) {
   WeightsResult r;
   r.arch = config.arch;
   r.file = config.weights;
-  r.format = format == WeightsFormat::kSafetensors ? "safetensors" : "torch.save (zip)";
+  r.format = weights_format_name(format);
   r.tensors_loaded = loaded.loaded;
   r.parameters = loaded.parameters;
   r.ignored = loaded.ignored;

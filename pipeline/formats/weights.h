@@ -23,7 +23,7 @@ struct WeightsConfig {
 struct WeightsResult {
   std::string arch;
   std::string file;
-  std::string format;  // "safetensors" or "torch.save (zip)"
+  std::string format;  // weights_format_name(): "safetensors", "torch.save (zip)" or "(legacy)"
   int64_t tensors_loaded = 0;
   int64_t parameters = 0;
   std::vector<std::string> ignored;    // classification-head tensors left out

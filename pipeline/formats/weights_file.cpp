@@ -14,14 +14,24 @@ WeightsFormat detect_weights_format(const std::string& path) {
   std::string head(4, '\0');
   in.read(head.data(), 4);
   head.resize(static_cast<size_t>(in.gcount()));
-  if (head.rfind("PK", 0) == 0 || is_legacy_torch_save(head)) return WeightsFormat::kTorchZip;
+  if (head.rfind("PK", 0) == 0) return WeightsFormat::kTorchSaveZip;
+  if (is_legacy_torch_save(head)) return WeightsFormat::kTorchSaveLegacy;
   return WeightsFormat::kSafetensors;
+}
+
+const char* weights_format_name(WeightsFormat format) {
+  switch (format) {
+    case WeightsFormat::kSafetensors: return "safetensors";
+    case WeightsFormat::kTorchSaveZip: return "torch.save (zip)";
+    case WeightsFormat::kTorchSaveLegacy: return "torch.save (legacy)";
+  }
+  return "?";
 }
 
 model::TensorMap read_weights_file(const std::string& path, WeightsFormat* format) {
   const WeightsFormat f = detect_weights_format(path);
   if (format) *format = f;
-  return f == WeightsFormat::kTorchZip ? read_torch_save(path) : read_safetensors(path);
+  return f == WeightsFormat::kSafetensors ? read_safetensors(path) : read_torch_save(path);
 }
 
 model::StateLoadResult load_backbone_weights(model::BackboneImpl& backbone, const std::string& path,

@@ -8,11 +8,16 @@
 
 namespace ppnet::pipeline {
 
-enum class WeightsFormat { kSafetensors, kTorchZip };
+enum class WeightsFormat { kSafetensors, kTorchSaveZip, kTorchSaveLegacy };
 
-/// Decides by content: a zip archive is a torch.save file; a legacy torch.save pickle is
-/// refused with the conversion command; anything else is read as safetensors.
+/// Decides by the first bytes: a zip archive is a torch.save file of today's format, the
+/// pickled magic number one of the legacy format (PyTorch < 1.6 or
+/// `_use_new_zipfile_serialization=False`); anything else is read as safetensors. Throws
+/// std::runtime_error naming the file when it cannot be opened.
 WeightsFormat detect_weights_format(const std::string& path);
+
+/// "safetensors", "torch.save (zip)" or "torch.save (legacy)".
+const char* weights_format_name(WeightsFormat format);
 
 /// Reads every tensor of a weights file of either format. Throws std::runtime_error naming
 /// the file and what is wrong with it.

@@ -70,7 +70,9 @@ std::string chart(const std::string& title, const std::vector<std::pair<std::str
     n = std::max(n, ys.size());
   }
   std::ostringstream s;
-  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kW << "\" height=\"" << kH << "\" font-size=\"11\">"
+  // viewBox: the page's CSS may shrink the chart to a narrow screen.
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kW << "\" height=\"" << kH << "\" viewBox=\"0 0 " << kW << ' '
+    << kH << "\" font-size=\"11\">"
     << "<text x=\"" << kL << "\" y=\"14\" font-weight=\"bold\">" << html_escape(title) << "</text>";
   if (n == 0) return s.str() + "<text x=\"60\" y=\"100\">no epochs yet</text></svg>";
   if (hi - lo < 1e-12) hi = lo + 1;
@@ -82,8 +84,11 @@ std::string chart(const std::string& title, const std::vector<std::pair<std::str
   for (size_t b = 0; b < stages.size(); ++b) {  // labels alternate in height so that neighbours do not overlap
     const auto& [at, name] = stages[b];
     s << "<line x1=\"" << X(at) << "\" x2=\"" << X(at) << "\" y1=\"" << kT << "\" y2=\"" << kH - kB
-      << "\" stroke=\"#bbb\" stroke-dasharray=\"3,3\"/><text x=\"" << X(at) + 2 << "\" y=\""
-      << kT + 12 + 12 * static_cast<double>(b % 2) << "\" fill=\"#777\">" << html_escape(name) << "</text>";
+      << "\" stroke=\"#bbb\" stroke-dasharray=\"3,3\"/>";
+    // A label that would run past the right edge (the last stage's) ends at its rule instead.
+    const bool past_edge = X(at) + 2 + 6.5 * static_cast<double>(name.size()) > kW;
+    s << "<text x=\"" << (past_edge ? X(at) - 2 : X(at) + 2) << "\" y=\"" << kT + 12 + 12 * static_cast<double>(b % 2)
+      << "\" fill=\"#777\"" << (past_edge ? " text-anchor=\"end\"" : "") << ">" << html_escape(name) << "</text>";
   }
   static const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"};
   size_t k = 0;

@@ -6,11 +6,12 @@
 #include <stdexcept>
 #include <thread>
 
+#include "base/log.h"
 #include "base/version.h"
 #include "model/protopnet.h"
 #include "pipeline/runtime/build_info.h"
-#include "pipeline/runtime/runtime_config.h"
 #include "pipeline/runtime/float_mode.h"
+#include "pipeline/runtime/runtime_config.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -55,6 +56,10 @@ Runtime start_runtime(const RuntimeConfig& config) {
   }
   model::set_precision(rt.amp);
   model::set_channels_last(config.channels_last);
+  log::detail(log::format("runtime: %s, %d thread(s), device %s, seed %llu, precision %s%s%s", build_info().c_str(), rt.threads,
+                          config.device.c_str(), static_cast<unsigned long long>(config.seed),
+                          config.amp == Amp::kBf16 ? "bf16" : config.amp == Amp::kFp16 ? "fp16" : "float32",
+                          config.channels_last ? ", channels-last" : "", config.keep_denormals ? ", denormals kept" : ""));
   return rt;
 }
 

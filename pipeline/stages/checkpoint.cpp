@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "base/atomic_file.h"
+#include "base/log.h"
 #include "base/sha256.h"
 
 namespace ppnet::pipeline {
@@ -42,6 +43,7 @@ std::string save_checkpoint(const fs::path& path, model::ProtoPNetImpl& model, t
   archive.save_to(os);
   const std::string bytes = os.str();
   write_file_atomic(path, bytes);
+  log::detail(log::format("saved %s (%zu bytes)", path.string().c_str(), bytes.size()));
   return sha256_hex(bytes);
 }
 

@@ -9,16 +9,17 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "base/interrupt.h"
+#include "base/log.h"
+#include "base/progress.h"
 #include "model/last_layer_solver.h"
 #include "model/loss.h"
-#include "pipeline/stages/last_layer.h"
-#include "pipeline/stages/stage_settings.h"
+#include "pipeline/runtime/runtime.h"
+#include "pipeline/stages/checkpoint.h"
 #include "pipeline/stages/handover.h"
 #include "pipeline/stages/image_data.h"
-#include "base/interrupt.h"
-#include "base/progress.h"
-#include "pipeline/stages/checkpoint.h"
-#include "pipeline/runtime/runtime.h"
+#include "pipeline/stages/last_layer.h"
+#include "pipeline/stages/stage_settings.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -83,6 +84,7 @@ void add_evaluation(db::EpochRow& row, model::ProtoPNetImpl& net, const torch::T
 class SolverProgress {
  public:
   bool due() {
+    if (!log::progress_shown()) return false;
     const auto now = Clock::now();
     if (now - last_ < (tty_ ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10000))) return false;
     last_ = now;
@@ -93,7 +95,7 @@ class SolverProgress {
     std::fflush(stderr);
   }
   ~SolverProgress() {
-    if (tty_) std::fputc('\n', stderr);
+    if (tty_ && log::progress_shown()) std::fputc('\n', stderr);
   }
 
  private:
@@ -173,10 +175,10 @@ void solve_prox(Fit& f, LastLayerResult& report) {
       static_cast<double>(f.train_list.size()) * static_cast<double>(result.iterations) / std::max(row.seconds, 1e-9);
   f.pos.epoch = 1;
   save_stage_checkpoint(f.run, f.net, f.optimizer, f.pos, true, row);
-  std::fprintf(stderr, "last-layer prox: %lld iterations, objective %.8f → %.8f, residual %.2e%s | %s acc %.4f | %.2f s\n",
+  log::info(log::format("last-layer prox: %lld iterations, objective %.8f → %.8f, residual %.2e%s | %s acc %.4f | %.2f s",
                static_cast<long long>(result.iterations), result.initial.objective, result.final.objective,
                result.final.residual, result.converged ? "" : " (not converged: raise --max-iterations)",
-               f.eval_split.c_str(), row.eval_accuracy, row.seconds);
+               f.eval_split.c_str(), row.eval_accuracy, row.seconds));
   report.epochs.push_back({0, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
                            row.seconds, f.eval_split});
 }
@@ -225,9 +227,9 @@ void adam_epochs(Fit& f, LastLayerResult& report) {
     row.images_per_second = static_cast<double>(n) / std::max(row.seconds, 1e-9);
     f.pos.epoch = e + 1;
     save_stage_checkpoint(f.run, f.net, f.optimizer, f.pos, f.pos.epoch == epochs, row);
-    std::fprintf(stderr, "last-layer epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.2f s\n",
+    log::info(log::format("last-layer epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.2f s",
                  static_cast<long long>(e + 1), epochs, row.train_loss, row.train_accuracy, f.eval_split.c_str(),
-                 row.eval_accuracy, row.seconds);
+                 row.eval_accuracy, row.seconds));
     report.epochs.push_back({e, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
                              row.seconds, f.eval_split});
     stop_if_requested(kStopped);

@@ -10,19 +10,20 @@
 #include <optional>
 #include <thread>
 
+#include "base/interrupt.h"
+#include "base/log.h"
+#include "base/progress.h"
 #include "base/version.h"
 #include "model/loss.h"
 #include "pipeline/data/masks.h"
-#include "pipeline/stages/train.h"
-#include "pipeline/stages/stage_settings.h"
-#include "pipeline/parallel/distributed.h"
-#include "pipeline/stages/image_data.h"
-#include "pipeline/stages/concept_inputs.h"
-#include "base/interrupt.h"
-#include "base/progress.h"
-#include "pipeline/stages/checkpoint.h"
-#include "pipeline/runtime/runtime.h"
 #include "pipeline/formats/weights_file.h"
+#include "pipeline/parallel/distributed.h"
+#include "pipeline/runtime/runtime.h"
+#include "pipeline/stages/checkpoint.h"
+#include "pipeline/stages/concept_inputs.h"
+#include "pipeline/stages/image_data.h"
+#include "pipeline/stages/stage_settings.h"
+#include "pipeline/stages/train.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -339,8 +340,8 @@ class StageTrainer {
     if (dist_) {
       reducer_ = std::make_unique<GradientReducer>(*dist_, model_.trained, static_cast<int64_t>(c.bucket_mb * 1024 * 1024));
       if (run_) {
-        std::fprintf(stderr, "data-parallel: %d ranks, gradients summed in %lld bucket(s) during the backward pass\n",
-                     ranks_, static_cast<long long>(reducer_->buckets()));
+        log::info(log::format("data-parallel: %d ranks, gradients summed in %lld bucket(s) during the backward pass",
+                     ranks_, static_cast<long long>(reducer_->buckets())));
       }
     }
     if (run_) run_->store().set_stage_status(plan_.stage_id, db::StageStatus::kRunning);
@@ -367,9 +368,9 @@ class StageTrainer {
     pos_ = {plan_.stage_id, e + 1, 0, EpochMetrics()};
     if (run_) {
       save_stage_checkpoint(*run_, *model_.net, *model_.optimizer, pos_, done(), row);
-      std::fprintf(stderr, "%s epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.1f img/s, %.1f s\n",
+      log::info(log::format("%s epoch %lld/%d: train loss %.4f acc %.4f | %s acc %.4f | %.1f img/s, %.1f s",
                    c_.stage.c_str(), static_cast<long long>(e + 1), epochs_, row.train_loss, row.train_accuracy,
-                   eval_split_.c_str(), row.eval_accuracy, row.images_per_second, row.seconds);
+                   eval_split_.c_str(), row.eval_accuracy, row.images_per_second, row.seconds));
     }
     return {e,           row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second, row.seconds,
             eval_split_, applied_lr()};
@@ -443,7 +444,7 @@ class StageTrainer {
       const bool stop = train_batch(b, e, sums);
       seen += b.global_size;
       pos_.batch = b.index + 1;
-      if (run_ && (Clock::now() - last_print > (tty_ ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10000)) ||
+      if (run_ && log::progress_shown() && (Clock::now() - last_print > (tty_ ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10000)) ||
                    pos_.batch == batches_)) {
         last_print = Clock::now();
         print_progress(e, sums, seen, epoch_start);
@@ -455,12 +456,12 @@ class StageTrainer {
       }
       if (stop) {
         if (run_) run_->store().set_stage_status(plan_.stage_id, db::StageStatus::kInterrupted);
-        if (tty_ && run_) std::fputc('\n', stderr);
+        if (tty_ && run_ && log::progress_shown()) std::fputc('\n', stderr);
         throw Interrupted(InterruptScope::signal_number(),
                           "interrupted; checkpoint saved: 'ppnet train --stage " + c_.stage + " --resume' continues");
       }
     }
-    if (tty_ && run_) std::fputc('\n', stderr);
+    if (tty_ && run_ && log::progress_shown()) std::fputc('\n', stderr);
     return seen;
   }
 
@@ -481,8 +482,8 @@ class StageTrainer {
     if (settings_.concepts.empty() || (settings_.forget == 0 && settings_.remember == 0)) return;
     const auto rows = run_->store().concepts(settings_.concepts);
     if (rows.size() < settings_.concepts.size()) {
-      std::fprintf(stderr, "note: %zu of the %zu concepts stage #%lld began with were removed since; it goes on with the rest\n",
-                   settings_.concepts.size() - rows.size(), settings_.concepts.size(), static_cast<long long>(plan_.stage_id));
+      log::info(log::format("note: %zu of the %zu concepts stage #%lld began with were removed since; it goes on with the rest",
+                   settings_.concepts.size() - rows.size(), settings_.concepts.size(), static_cast<long long>(plan_.stage_id)));
     }
     if (rows.empty()) return;
     const ModelInput input = model_input(plan_.model);
@@ -490,9 +491,9 @@ class StageTrainer {
     concepts_.images = concepts_.images.to(rt_.device);
     concepts_.occluded = concepts_.occluded.to(rt_.device);
     int64_t forbidden = concepts_.forbid.sum().item<int64_t>();
-    std::fprintf(stderr, "concepts: %lld forbidden (forget %g above similarity %g), %lld remembered (remember %g)\n",
+    log::info(log::format("concepts: %lld forbidden (forget %g above similarity %g), %lld remembered (remember %g)",
                  static_cast<long long>(forbidden), settings_.forget, settings_.forbid_threshold,
-                 static_cast<long long>(concepts_.forbid.numel() - forbidden), settings_.remember);
+                 static_cast<long long>(concepts_.forbid.numel() - forbidden), settings_.remember));
   }
 
   // ProtoPDebug's losses on this batch's share of the concepts (all of them, or kConceptsPerBatch
@@ -663,8 +664,8 @@ StagePlan agree_on_plan(const TrainConfig& c, const Manifest& manifest, Distribu
 void note_rank_change(const StagePlan& plan, int ranks) {
   const int began = plan.settings.ranks;
   if (!plan.with_state || ranks == began) return;
-  std::fprintf(stderr, "note: stage #%lld began with %d rank(s) and resumes with %d: the batches are the same, the "
-                       "reduction order differs\n", static_cast<long long>(plan.stage_id), began, ranks);
+  log::info(log::format("note: stage #%lld began with %d rank(s) and resumes with %d: the batches are the same, the "
+                       "reduction order differs", static_cast<long long>(plan.stage_id), began, ranks));
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ TEST(Cli, HelpListsEveryCommand) {
   const auto r = run_ppnet("--help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* c : {"prepare", "train", "project", "last-layer", "analyze", "prune", "forbid", "remember", "explain",
-                        "evaluate", "info", "report", "weights", "import", "export"}) {
+                        "evaluate", "info", "report", "weights", "import", "export", "completion"}) {
     EXPECT_TRUE(contains(r.out, std::string("  ") + c + " ")) << c;
   }
   EXPECT_EQ(run_ppnet("help").out, r.out);

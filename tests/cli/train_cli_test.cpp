@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -73,6 +74,84 @@ TEST_F(TrainCli, TrainsAndInfoShowsTheEpochs) {
   r = run_ppnet("train --stage warm --run x");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.err, "missing --data")) << r.err;
+}
+
+// --quiet, --verbose and --log-json as a pipeline uses them: stderr empty on success under
+// --quiet, details under --verbose, and one JSON object per event that a watcher can follow.
+TEST_F(TrainCli, QuietVerboseAndJsonEventsForPipelines) {
+  const std::string data = dir_.file("data"), run = dir_.file("run"), events = dir_.file("events.jsonl");
+  const std::string model = " --arch small --img-size 28 --epochs 2 --batch-size 16 --prototype-dim 16 --threads 2";
+  auto r = run_ppnet("train --stage warm --data " + data + " --run " + run + model + " --quiet --log-json " + events);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");                                            // errors only
+  EXPECT_TRUE(contains(r.out, "stage warm #1 (new run)")) << r.out;  // the result still on stdout
+
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(test::read_file(events));
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  std::vector<std::string> names;
+  for (const auto& j : lines) {
+    names.push_back(j["event"]);
+    EXPECT_EQ(j["command"], "train");
+    EXPECT_EQ(j["time"].get<std::string>().size(), 24u) << j;  // 2026-12-06T16:55:32.123Z
+    EXPECT_GE(j["elapsed_s"].get<double>(), 0.0);
+  }
+  ASSERT_GE(names.size(), 7u);
+  EXPECT_EQ(names.front(), "started");
+  EXPECT_EQ(names.back(), "finished");
+  EXPECT_EQ(lines.back()["exit_code"], 0);
+  int epochs = 0, checkpoints = 0;
+  for (const auto& j : lines) {
+    if (j["event"] == "epoch") {
+      ++epochs;
+      EXPECT_EQ(j["epoch"], epochs);
+      EXPECT_GT(j["train_loss"].get<double>(), 0.0);
+      EXPECT_EQ(j["eval_split"], "test");
+    }
+    if (j["event"] == "checkpoint") {
+      ++checkpoints;
+      EXPECT_TRUE(fs::exists(fs::path(run) / j["path"].get<std::string>()) || !j["final"].get<bool>()) << j;
+      EXPECT_EQ(j["sha256"].get<std::string>().size(), 64u);
+    }
+  }
+  EXPECT_EQ(epochs, 2);
+  EXPECT_GE(checkpoints, 2);  // one per epoch
+  EXPECT_EQ(lines[1]["event"], "stage");
+  EXPECT_EQ(lines[1]["status"], "running");
+  EXPECT_EQ(lines[1]["kind"], "warm");
+  EXPECT_EQ(lines[lines.size() - 2]["event"], "stage");  // the stage is done before the command finishes
+  EXPECT_EQ(lines[lines.size() - 2]["status"], "done");
+
+  // The file is appended to: a failing command adds its events and an error with its exit code.
+  r = run_ppnet("train --stage joint --data " + data + " --run " + run + " --arch resnet18 --log-json " + events);
+  EXPECT_EQ(r.exit_code, 1);
+  std::string last;
+  std::istringstream again(test::read_file(events));
+  size_t count = 0;
+  for (std::string line; std::getline(again, line); ++count) last = line;
+  EXPECT_EQ(count, lines.size() + 2);  // started, error
+  const auto error = nlohmann::json::parse(last);
+  EXPECT_EQ(error["event"], "error");
+  EXPECT_EQ(error["exit_code"], 1);
+  EXPECT_TRUE(contains(error["message"], "has --arch small")) << error;
+
+  // --verbose adds the runtime and every file saved; the default shows neither.
+  r = run_ppnet("project --data " + data + " --run " + run + " --threads 2 --verbose");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "runtime: ppnet ")) << r.err;
+  EXPECT_TRUE(contains(r.err, "saved ")) << r.err;
+  r = run_ppnet("last-layer --data " + data + " --run " + run + " --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(contains(r.err, "runtime: ")) << r.err;
+  EXPECT_TRUE(contains(r.err, "last-layer prox: ")) << r.err;
+
+  // Usage: both at once, or an events file that cannot be opened, exit 2 naming the problem.
+  r = run_ppnet("info --run " + run + " --quiet --verbose");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--quiet and --verbose")) << r.err;
+  r = run_ppnet("info --run " + run + " --log-json " + dir_.file("no/such/folder/events.jsonl"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "no/such/folder/events.jsonl: cannot open for appending")) << r.err;
 }
 
 // forbid / remember through the binary: what each writes, the exit codes of what it refuses,

@@ -170,6 +170,20 @@ int run_killed_after(const std::vector<std::string>& args, size_t k, const std::
   return wait_exit(spawn_ppnet(args, log));
 }
 
+std::string oracle_folder(const std::string& script, const std::string& subdir) {
+  namespace fs = std::filesystem;
+  const fs::path dir = subdir.empty() ? fs::path(PPNET_ORACLE_DIR) : fs::path(PPNET_ORACLE_DIR) / subdir;
+  if (fs::exists(dir / "stamp")) return dir.string();
+  fs::create_directories(dir);
+  const int lock = open((dir.string() + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+  if (lock < 0 || flock(lock, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + dir.string() + ".lock");
+  const std::string cmd = std::string(PPNET_ORACLE_PYTHON) + " " + PPNET_SOURCE_DIR + "/tests/oracle/" + script + " " + dir.string();
+  const int status = fs::exists(dir / "stamp") ? 0 : std::system(cmd.c_str());
+  close(lock);
+  if (status != 0) throw std::runtime_error("failed: " + cmd);
+  return dir.string();
+}
+
 void shared_fixture(const std::string& name, const std::filesystem::path& dest,
                     const std::function<void(const std::filesystem::path&)>& make) {
   namespace fs = std::filesystem;

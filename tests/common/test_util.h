@@ -79,6 +79,12 @@ int run_killed_after(const std::vector<std::string>& args, size_t k, const std::
 void shared_fixture(const std::string& name, const std::filesystem::path& dest,
                     const std::function<void(const std::filesystem::path&)>& make);
 
+/// The folder `script` (make_oracle.py or make_reference.py in tests/oracle/) writes its files
+/// into: `subdir` of the build's oracle folder. ctest's fixtures oracle.generate and
+/// oracle.reference make it before any e2e test; a test binary run by hand runs the script once
+/// (under a lock) when the folder has no stamp yet.
+std::string oracle_folder(const std::string& script, const std::string& subdir);
+
 /// Starts the built ppnet binary with `args` in the background (output to `log`); returns its pid.
 int spawn_ppnet(const std::vector<std::string>& args, const std::string& log);
 

@@ -15,7 +15,6 @@
 #include "pipeline/run/run_folder.h"
 #include "pipeline/stages/checkpoint.h"
 #include "tests/common/test_util.h"
-#include "tests/oracle/reference_files.h"
 #include "test_paths.h"
 
 namespace ppnet {
@@ -23,7 +22,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string reference(const std::string& name) { return test::reference_file(name); }
+std::string reference(const std::string& name) {
+  static const std::string dir = test::oracle_folder("make_reference.py", "reference");
+  return dir + "/" + name;
+}
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);

@@ -17,7 +17,6 @@
 #include "pipeline/stages/checkpoint.h"
 #include "pipeline/stages/import_model.h"
 #include "tests/common/test_util.h"
-#include "tests/oracle/reference_files.h"
 #include "test_paths.h"
 
 namespace ppnet {
@@ -25,7 +24,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string reference(const std::string& name) { return test::reference_file(name); }
+std::string reference(const std::string& name) {
+  static const std::string dir = test::oracle_folder("make_reference.py", "reference");
+  return dir + "/" + name;
+}
 
 std::string import_error(const pipeline::ImportConfig& c) {
   try {

@@ -21,20 +21,10 @@ namespace {
 
 constexpr double kTolerance = 1e-4;  // of the expected output's largest magnitude
 
-std::string oracle_dir() {
-  const char* dir = std::getenv("PPNET_ORACLE_DIR");
-  if (dir) return dir;
-  // Run outside ctest: make the fixtures once per process.
-  static const std::string made = [] {
-    const std::string d = (std::filesystem::temp_directory_path() / "ppnet-oracle").string();
-    const std::string cmd = std::string(PPNET_ORACLE_PYTHON) + " " + PPNET_SOURCE_DIR +
-                            "/tests/oracle/make_oracle.py " + d;
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
-    return d;
-  }();
-  return made;
+std::string oracle(const std::string& name) {
+  static const std::string dir = test::oracle_folder("make_oracle.py", "");
+  return dir + "/" + name;
 }
-std::string oracle(const std::string& name) { return oracle_dir() + "/" + name; }
 
 struct BackboneCase {
   std::string arch;
@@ -51,7 +41,7 @@ TEST_P(OracleBackbone, LoadsTheFileAndMatchesTorchvision) {
   auto net = model::make_backbone(arch);
   pipeline::WeightsFormat format;
   const auto report = pipeline::load_backbone_weights(*net, oracle(arch + "." + extension), &format);
-  EXPECT_EQ(format, extension == "pth" ? pipeline::WeightsFormat::kTorchZip
+  EXPECT_EQ(format, extension == "pth" ? pipeline::WeightsFormat::kTorchSaveZip
                                        : pipeline::WeightsFormat::kSafetensors);
   EXPECT_GT(report.loaded, 0);
   net->eval();
