@@ -11,6 +11,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "base/paths.h"
+
 namespace ppnet::log {
 namespace {
 
@@ -29,32 +31,21 @@ State& state() {
   return s;
 }
 
-// `text` as a JSON string. Bytes that are not valid UTF-8 (a file name on disk) become U+FFFD.
-std::string quoted(const std::string& text) {
+// `text` as a JSON string; bytes that are not UTF-8 (a file name on disk) shown as printable() shows them.
+std::string json_string(const std::string& text) {
   std::string out = "\"";
-  for (size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
+  for (const char ch : printable(text)) {
+    const auto c = static_cast<unsigned char>(ch);
     if (c == '"' || c == '\\') {
       out += '\\';
-      out += static_cast<char>(c);
+      out += ch;
     } else if (c < 0x20) {
       char escaped[8];
       std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
       out += escaped;
-    } else if (c < 0x80) {
-      out += static_cast<char>(c);
     } else {
-      const size_t length = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-      bool valid = length > 0 && i + length <= text.size();
-      for (size_t k = 1; valid && k < length; ++k) valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
-      if (valid) {
-        out.append(text, i, length);
-        i += length;
-        continue;
-      }
-      out += "\xef\xbf\xbd";
+      out += ch;
     }
-    ++i;
   }
   return out + "\"";
 }
@@ -79,8 +70,8 @@ void print_line(const std::string& line) {
 
 }  // namespace
 
-Field::Field(const char* k, const std::string& value) : key(k), json(quoted(value)) {}
-Field::Field(const char* k, const char* value) : key(k), json(quoted(value)) {}
+Field::Field(const char* k, const std::string& value) : key(k), json(json_string(value)) {}
+Field::Field(const char* k, const char* value) : key(k), json(json_string(value)) {}
 Field::Field(const char* k, int64_t value) : key(k), json(std::to_string(value)) {}
 Field::Field(const char* k, bool value) : key(k), json(value ? "true" : "false") {}
 Field::Field(const char* k, double value) : key(k) {
@@ -102,8 +93,6 @@ void configure(Verbosity verbosity, const std::string& json_path, const std::str
   if (!s.json) throw std::runtime_error("--log-json " + json_path + ": cannot open for appending: " + std::strerror(errno));
   event("started");
 }
-
-Verbosity verbosity() { return state().verbosity; }
 
 bool progress_shown() { return state().verbosity != Verbosity::kQuiet; }
 
@@ -129,15 +118,13 @@ void detail(const std::string& line) {
   if (state().verbosity == Verbosity::kVerbose) print_line(line);
 }
 
-bool events_on() { return state().json != nullptr; }
-
 void event(const char* name, std::initializer_list<Field> fields) {
   State& s = state();
   if (!s.json) return;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - kProcessStart).count();
-  std::string line = "{\"time\":" + quoted(utc_now()) + ",\"elapsed_s\":" + Field("", elapsed).json +
-                     ",\"command\":" + quoted(s.command) + ",\"event\":" + quoted(name);
-  for (const Field& f : fields) line += "," + quoted(f.key) + ":" + f.json;
+  std::string line = "{\"time\":" + json_string(utc_now()) + ",\"elapsed_s\":" + Field("", elapsed).json +
+                     ",\"command\":" + json_string(s.command) + ",\"event\":" + json_string(name);
+  for (const Field& f : fields) line += "," + json_string(f.key) + ":" + f.json;
   line += "}\n";
   std::lock_guard<std::mutex> lock(s.mutex);
   std::fputs(line.c_str(), s.json);

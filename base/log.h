@@ -18,8 +18,6 @@ enum class Verbosity { kQuiet, kNormal, kVerbose };
 /// std::runtime_error naming the file when it cannot be opened.
 void configure(Verbosity verbosity, const std::string& json_path, const std::string& command);
 
-Verbosity verbosity();
-
 /// Whether progress (bars, periodic lines) goes to stderr: not under --quiet.
 bool progress_shown();
 
@@ -45,8 +43,5 @@ struct Field {
 /// Appends {"time": "…Z", "elapsed_s": …, "command": …, "event": `name`, fields…} as one line to
 /// the --log-json file and flushes it; nothing without --log-json. Thread-safe.
 void event(const char* name, std::initializer_list<Field> fields = {});
-
-/// Whether --log-json is on (to skip gathering fields nobody will read).
-bool events_on();
 
 }  // namespace ppnet::log
