@@ -11,12 +11,6 @@ namespace {
 
 namespace po = boost::program_options;
 
-std::string join(const std::vector<std::string>& words, const char* separator = " ") {
-  std::string out;
-  for (const auto& w : words) out += (out.empty() ? "" : separator) + w;
-  return out;
-}
-
 std::vector<std::string> command_names(const std::vector<CommandDoc>& docs) {
   std::vector<std::string> names;
   for (const auto& d : docs) names.push_back(d.name);

@@ -56,6 +56,12 @@ OptionDoc describe(const po::option_description& option) {
 
 }  // namespace
 
+std::string join(const std::vector<std::string>& words, const char* separator) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : separator) + w;
+  return out;
+}
+
 std::vector<CommandDoc> describe_commands() {
   std::vector<CommandDoc> docs;
   for (const Command* command : commands()) {

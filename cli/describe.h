@@ -34,6 +34,9 @@ struct CommandDoc {
   std::string positional;             // the option a first plain argument gives, if any
 };
 
+/// `words` with `separator` between them (a choice list, a command list).
+std::string join(const std::vector<std::string>& words, const char* separator = " ");
+
 /// Every command, in the order `ppnet --help` lists them, with its options as the parser knows
 /// them (each command's option function runs without doing anything).
 std::vector<CommandDoc> describe_commands();

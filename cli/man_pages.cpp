@@ -71,9 +71,7 @@ void option_item(std::ostream& s, const OptionDoc& o) {
   s << '\n' << roff(o.help);
   if (!o.default_text.empty()) s << " (default: " << roff(o.default_text) << ")";
   if (o.kind == ValueKind::kChoice && o.value_name.find('|') == std::string::npos) {
-    std::string words;
-    for (const auto& c : o.choices) words += (words.empty() ? "" : ", ") + c;
-    s << "; one of: " << roff(words);
+    s << "; one of: " << roff(join(o.choices, ", "));
   }
   s << '\n';
 }
