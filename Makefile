@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build install package test test-asan bench bench-stages bench-audit bench-attribution bench-levers bench-concepts bench-distributed fuzz demo clean
+.PHONY: all deps configure build install package test test-asan bench bench-stages bench-parity bench-last-layer bench-audit bench-attribution bench-levers bench-concepts bench-distributed fuzz demo clean
 
 all: build
 
@@ -54,6 +54,20 @@ bench: build
 # Every stage's images/s and peak memory on a fixed synthetic workload, as a table.
 bench-stages: build
 	/usr/bin/python3 tests/benchmarks/stages.py $(BUILD_DIR)
+
+# The same work in Python torch and in ppnet, alternating, the minimum of three rounds: bare
+# forward, bare forward+backward, joint step, evaluation and push (vgg16, 224 px, batch 8).
+bench-parity: build
+	/usr/bin/python3 tests/benchmarks/parity.py $(BUILD_DIR)
+
+# The last layer's solvers (FISTA, proximal Newton, 20 Adam epochs) on a synthetic cache of
+# LAST_LAYER_SIZE = "N P C" (images, prototypes, classes; "180000 2000 200" is CUB with 30 copies),
+# then on the demo's cache once `make demo` has made it.
+LAST_LAYER_SIZE ?= 20000 200 20
+bench-last-layer: build
+	$(BUILD_DIR)/benchmarks/ppnet_bench_last_layer --synthetic $(LAST_LAYER_SIZE)
+	if [ -f runs/fashion-mnist/run.sqlite ]; then \
+	  $(BUILD_DIR)/benchmarks/ppnet_bench_last_layer runs/fashion-mnist data/fashion-mnist; fi
 
 # Joint training: 1 process × 2 threads against 2 ranks × 1 thread (c10d/Gloo), on the demo's data.
 bench-distributed: build

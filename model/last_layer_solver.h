@@ -29,9 +29,24 @@ LastLayerObjective last_layer_objective(const torch::Tensor& similarities, const
                                         const torch::Tensor& class_identity, const torch::Tensor& weight,
                                         double l1);
 
+// How the convex problem is solved; both reach the same optimum (the same exact zeros).
+//  - kFista: accelerated proximal gradient. Each iteration reads the features twice; it needs
+//    hundreds to thousands of iterations (the problem is badly conditioned), but keeps only a
+//    few C×P matrices.
+//  - kNewton: proximal Newton (Lee, Sun & Saunders 2014). Each iteration builds the exact
+//    Hessian of the cross-entropy, (C·P)² entries from C(C+1)/2 float32 products over the
+//    features (about N·(C·P)²/2 multiply-adds), minimises the L1-regularised quadratic model
+//    (FISTA on the model, which costs no pass over the features), and line-searches F; it
+//    needs about ten iterations.
+//  - kAuto: kNewton while C·P ≤ kNewtonMaxUnknowns, kFista beyond (where ~4,000 passes of
+//    N·C·P cost less than ten Hessians; measured by `make bench-last-layer`).
+enum class ProxMethod { kAuto, kFista, kNewton };
+constexpr int64_t kNewtonMaxUnknowns = 2048;  // C·P; the Hessian then takes ≤ 32 MiB
+
 struct ProxOptions {
-  int64_t max_iterations = 10000;
+  int64_t max_iterations = 10000;  // iteration limit (Newton's is at most 100)
   double tolerance = 1e-5;  // stop once the optimality residual is at most this
+  ProxMethod method = ProxMethod::kAuto;
 };
 
 struct ProxProgress {
@@ -43,20 +58,26 @@ struct ProxProgress {
 struct ProxResult {
   torch::Tensor weight;  // C×P, dtype and device of the initial weight
   LastLayerObjective initial, final;
+  ProxMethod method = ProxMethod::kFista;  // the one used (never kAuto)
   int64_t iterations = 0;
+  int64_t passes = 0;      // passes over the features (products with S, Hessian builds)
   int64_t backtracks = 0;  // line-search steps that had to shrink the step
   bool converged = false;  // residual ≤ tolerance
   bool stopped = false;    // the callback asked to stop
 };
 
-/// Minimises F from `initial_weight` by FISTA (Beck & Teboulle 2009) with backtracking line
-/// search on the Lipschitz constant and function-value restarts (monotone), soft-thresholding
-/// the off-class weights. Full batch, float64 on the device of the inputs. `on_progress`, if
-/// given, is called every iteration; returning false stops early (result.stopped). Throws
-/// std::invalid_argument on mismatched shapes or a negative λ.
+/// Minimises F from `initial_weight` by `options.method`. FISTA (Beck & Teboulle 2009) uses
+/// backtracking line search on the Lipschitz constant and function-value restarts (monotone),
+/// soft-thresholding the off-class weights; Newton is described at ProxMethod. Full batch,
+/// float64 on the device of the inputs. `on_progress`, if given, is called every iteration;
+/// returning false stops early (result.stopped). Throws std::invalid_argument on mismatched
+/// shapes or a negative λ.
 ProxResult solve_last_layer_prox(const torch::Tensor& similarities, const torch::Tensor& labels,
                                  const torch::Tensor& class_identity, const torch::Tensor& initial_weight,
                                  double l1, const ProxOptions& options,
                                  const std::function<bool(const ProxProgress&)>& on_progress = {});
+
+/// "fista" or "newton" (kAuto: "auto").
+const char* prox_method_name(ProxMethod m);
 
 }  // namespace ppnet::model

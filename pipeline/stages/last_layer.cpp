@@ -130,6 +130,9 @@ void solve_prox(Fit& f, LastLayerResult& report) {
   model::ProxOptions options;
   options.max_iterations = f.settings.max_iterations;
   options.tolerance = f.settings.tolerance;
+  options.method = f.settings.solver == Solver::kNewton  ? model::ProxMethod::kNewton
+                   : f.settings.solver == Solver::kFista ? model::ProxMethod::kFista
+                                                         : model::ProxMethod::kAuto;
   SolverProgress progress;
   double last_residual = -1;
   const auto result = model::solve_last_layer_prox(
@@ -138,8 +141,9 @@ void solve_prox(Fit& f, LastLayerResult& report) {
         if (p.residual >= 0) last_residual = p.residual;
         if (progress.due()) {
           char text[160];
-          std::snprintf(text, sizeof text, "last-layer prox: iteration %lld objective %.8f residual %.2e",
-                        static_cast<long long>(p.iteration), p.objective, last_residual);
+          std::snprintf(text, sizeof text, "last-layer %s: iteration %lld objective %.8f residual %.2e",
+                        solver_name(f.settings.solver), static_cast<long long>(p.iteration), p.objective,
+                        last_residual);
           progress.line(text);
         }
         return !InterruptScope::stop_requested();
@@ -171,12 +175,15 @@ void solve_prox(Fit& f, LastLayerResult& report) {
   row.l1 = model::off_class_l1(weight, f.net.prototype_class_identity()).item<double>();
   row.prototype_distance = model::mean_pairwise_prototype_distance(f.net.prototype_vectors()).item<double>();
   row.seconds = seconds_since(start);
-  row.images_per_second =
-      static_cast<double>(f.train_list.size()) * static_cast<double>(result.iterations) / std::max(row.seconds, 1e-9);
+  row.images_per_second =  // images read from the cache, every pass over it counted
+      static_cast<double>(f.train_list.size()) * static_cast<double>(result.passes) / std::max(row.seconds, 1e-9);
   f.pos.epoch = 1;
   save_stage_checkpoint(f.run, f.net, f.optimizer, f.pos, true, row);
-  log::info(log::format("last-layer prox: %lld iterations, objective %.8f → %.8f, residual %.2e%s | %s acc %.4f | %.2f s",
-               static_cast<long long>(result.iterations), result.initial.objective, result.final.objective,
+  log::info(log::format("last-layer %s (%s): %lld iterations, %lld passes, objective %.8f → %.8f, residual %.2e%s | "
+                        "%s acc %.4f | %.2f s",
+               solver_name(f.settings.solver), model::prox_method_name(result.method),
+               static_cast<long long>(result.iterations), static_cast<long long>(result.passes),
+               result.initial.objective, result.final.objective,
                result.final.residual, result.converged ? "" : " (not converged: raise --max-iterations)",
                f.eval_split.c_str(), row.eval_accuracy, row.seconds));
   report.epochs.push_back({0, row.train_loss, row.train_accuracy, row.eval_accuracy, row.images_per_second,
@@ -351,7 +358,7 @@ LastLayerResult fit_stage(const LastLayerConfig& c, const Runtime& rt, Distribut
   db::RunStore& store = run.store();
   const LastLayerSettings s = last_layer_settings_from_json(stage.settings_json, stage.stage_id);
   report.solver = solver_name(s.solver);
-  const bool prox = s.solver == Solver::kProx;
+  const bool prox = s.solver != Solver::kAdam;  // any of the exact solvers
   const auto existing = store.checkpoints(stage.stage_id);
   const auto latest = existing.empty() ? std::nullopt : std::optional<db::CheckpointRow>(existing.back());
   LastLayerModel l = load_last_layer_model(run, opened.model, stage, s, latest, rt.device);

@@ -15,7 +15,7 @@ namespace ppnet::pipeline {
 
 struct LastLayerConfig {
   std::string data, run;
-  Solver solver = Solver::kProx;   // prox: full-batch FISTA to the optimum; adam: the reference's epochs
+  Solver solver = Solver::kProx;   // prox/newton/fista: to the optimum; adam: the reference's epochs
   int64_t max_iterations = 10000;  // prox: iteration limit
   double tolerance = 1e-5;         // prox: stop at this optimality residual
   int epochs = 20;                 // adam (and its --lr, --batch-size, --recompute)
@@ -33,7 +33,7 @@ struct LastLayerResult {
   int rank = 0;  // data-parallel: ranks other than 0 only computed features, and report nothing
   int64_t stage_id = 0;
   bool resumed = false, already_done = false;
-  std::string solver;             // "prox" or "adam"
+  std::string solver;             // "prox", "newton", "fista" or "adam"
   std::vector<EpochSummary> epochs;
   // The convex objective F = mean CE + l1 · Σ|off-class w| on the cached training similarities,
   // before and after, and its first-order optimality residual (0 at the optimum); -1 with

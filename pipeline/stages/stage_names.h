@@ -16,13 +16,14 @@ const char* schedule_name(LrSchedule s);
 /// Throws std::invalid_argument "'NAME': expected step or cosine".
 LrSchedule parse_schedule(const std::string& name);
 
-/// How `ppnet last-layer` solves its convex problem: full-batch proximal gradient to the optimum,
-/// or the reference's Adam epochs.
-enum class Solver { kProx, kAdam };
+/// How `ppnet last-layer` solves its convex problem: to the optimum by proximal Newton or
+/// FISTA (prox: whichever is faster for the problem's size, model::ProxMethod::kAuto), or the
+/// reference's Adam epochs.
+enum class Solver { kProx, kAdam, kNewton, kFista };
 
-/// "prox" or "adam".
+/// "prox", "adam", "newton" or "fista".
 const char* solver_name(Solver s);
-/// Throws std::invalid_argument "'NAME': expected prox or adam".
+/// Throws std::invalid_argument "'NAME': expected prox, adam, newton or fista".
 Solver parse_solver(const std::string& name);
 
 /// Where projection may put a prototype: on any cell of its class's push images (the

@@ -9,7 +9,7 @@ namespace ppnet::pipeline {
 
 namespace {
 constexpr const char* kScheduleNames[] = {"step", "cosine"};
-constexpr const char* kSolverNames[] = {"prox", "adam"};
+constexpr const char* kSolverNames[] = {"prox", "adam", "newton", "fista"};
 constexpr const char* kPushRegionNames[] = {"all", "object"};
 }  // namespace
 

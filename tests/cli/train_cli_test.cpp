@@ -143,7 +143,7 @@ TEST_F(TrainCli, QuietVerboseAndJsonEventsForPipelines) {
   r = run_ppnet("last-layer --data " + data + " --run " + run + " --threads 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(contains(r.err, "runtime: ")) << r.err;
-  EXPECT_TRUE(contains(r.err, "last-layer prox: ")) << r.err;
+  EXPECT_TRUE(contains(r.err, "last-layer prox (newton): ")) << r.err;
 
   // Usage: both at once, or an events file that cannot be opened, exit 2 naming the problem.
   r = run_ppnet("info --run " + run + " --quiet --verbose");
@@ -253,6 +253,19 @@ TEST_F(TrainCli, ProjectionKilledLeavesTheRunAsItWasAndARerunCompletes) {
   EXPECT_LE(ll["residual"].get<double>(), 1e-5);
   EXPECT_LT(ll["objective"].get<double>(), ll["initial_objective"].get<double>());
   EXPECT_GT(ll["off_class_zero"].get<double>(), 0.0) << r.out;
+  // The methods by name: each stage starts from the one before, so each finds that optimum again.
+  const double optimum = ll["objective"].get<double>();
+  for (const std::string solver : {"fista", "newton"}) {
+    r = run_ppnet("last-layer " + base + " --l1 0.01 --json --solver " + solver);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ll = nlohmann::json::parse(r.out);
+    EXPECT_EQ(ll["solver"], solver);
+    EXPECT_TRUE(ll["converged"].get<bool>()) << r.out;
+    EXPECT_NEAR(ll["objective"].get<double>(), optimum, 1e-6 * optimum) << solver;
+  }
+  r = run_ppnet("last-layer " + base + " --solver newton --lr 0.1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--lr applies to --solver adam (the solver is newton)")) << r.err;
   for (const char* bad : {"--l1 nan", "--tolerance 0", "--solver lbfgs", "--max-iterations 0"}) {
     r = run_ppnet("last-layer " + base + " " + bad);
     EXPECT_EQ(r.exit_code, 2) << bad;

@@ -68,10 +68,20 @@ torch::Tensor adam_epochs(const Case& c, double l1, int epochs = 20) {
   return w.detach();
 }
 
-TEST(LastLayerProx, ReachesTheOptimumItsConditionsDescribe) {
+// Every test of the exact solver runs with both methods.
+class LastLayerProx : public ::testing::TestWithParam<ProxMethod> {
+ protected:
+  ProxOptions options() const {
+    ProxOptions o;
+    o.method = GetParam();
+    return o;
+  }
+};
+
+TEST_P(LastLayerProx, ReachesTheOptimumItsConditionsDescribe) {
   const Case c = make_case();
   for (const double l1 : {1e-4, 5e-3, 3e-2}) {
-    ProxOptions options;
+    ProxOptions options = this->options();
     options.tolerance = 1e-7;
     const auto r = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, options);
     EXPECT_TRUE(r.converged) << "λ " << l1 << ": residual " << r.final.residual;
@@ -80,15 +90,16 @@ TEST(LastLayerProx, ReachesTheOptimumItsConditionsDescribe) {
     EXPECT_LT(r.final.objective, r.initial.objective);
     EXPECT_EQ(r.weight.scalar_type(), torch::kFloat32);
     EXPECT_EQ(r.weight.sizes(), c.weight.sizes());
+    EXPECT_EQ(r.method, GetParam());
   }
 }
 
-TEST(LastLayerProx, OffClassWeightsAreExactlyZeroWhereTheOptimumSaysSo) {
+TEST_P(LastLayerProx, OffClassWeightsAreExactlyZeroWhereTheOptimumSaysSo) {
   const Case c = make_case();
   const auto off = (1 - c.identity.t()) > 0;
   int64_t previous_zeros = -1;
   for (const double l1 : {1e-4, 5e-3, 3e-2, 1.0}) {
-    const auto r = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, ProxOptions{});
+    const auto r = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, options());
     const int64_t zeros = (r.weight.eq(0) & off).sum().item<int64_t>();
     EXPECT_GE(zeros, previous_zeros) << "a larger λ must not make the solution denser";
     previous_zeros = zeros;
@@ -97,11 +108,11 @@ TEST(LastLayerProx, OffClassWeightsAreExactlyZeroWhereTheOptimumSaysSo) {
   EXPECT_EQ(previous_zeros, off.sum().item<int64_t>()) << "a huge λ zeros every off-class weight";
 }
 
-TEST(LastLayerProx, BeatsTwentyAdamEpochsOnTheSameCache) {
+TEST_P(LastLayerProx, BeatsTwentyAdamEpochsOnTheSameCache) {
   const Case c = make_case();
   const double l1 = 1e-4;
   const auto adam = last_layer_objective(c.similarities, c.labels, c.identity, adam_epochs(c, l1), l1);
-  const auto prox = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, ProxOptions{});
+  const auto prox = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, options());
   EXPECT_LT(prox.final.objective, adam.objective);
   EXPECT_GT(adam.residual, 100 * prox.final.residual);
 }
@@ -117,17 +128,54 @@ TEST(LastLayerProx, ObjectiveMatchesTheTrainingLoss) {
   EXPECT_NEAR(o.objective, ce + l1 * o.l1, 1e-12);
 }
 
-TEST(LastLayerProx, StopsWhenTheCallbackSaysSoAndRefusesBadInput) {
+TEST_P(LastLayerProx, StopsWhenTheCallbackSaysSoAndRefusesBadInput) {
   const Case c = make_case();
   int64_t calls = 0;
-  const auto r = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, 1e-4, ProxOptions{},
+  const auto r = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, 1e-4, options(),
                                        [&](const ProxProgress& p) { return ++calls < 3 && p.iteration < 3; });
   EXPECT_TRUE(r.stopped);
   EXPECT_EQ(r.iterations, 3);
-  EXPECT_THROW(solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, -1.0, ProxOptions{}),
+  EXPECT_THROW(solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, -1.0, options()),
                std::invalid_argument);
-  EXPECT_THROW(solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight.t(), 1e-4, ProxOptions{}),
+  EXPECT_THROW(solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight.t(), 1e-4, options()),
                std::invalid_argument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Method, LastLayerProx, ::testing::Values(ProxMethod::kFista, ProxMethod::kNewton),
+                         [](const auto& info) { return std::string(prox_method_name(info.param)); });
+
+// Both methods on one larger problem (8 classes × 10 prototypes, 2,000 images): the same
+// objective to 1e-7 relative, the same exact zeros, and Newton in under a fifth of the passes.
+TEST(LastLayerProxMethods, NewtonAndFistaFindTheSameOptimumNewtonInFarFewerPasses) {
+  const Case c = make_case(2000, 8, 10);
+  const auto off = (1 - c.identity.t()) > 0;
+  for (const double l1 : {1e-4, 3e-3}) {
+    ProxOptions options;
+    options.tolerance = 1e-8;
+    options.max_iterations = 100000;
+    options.method = ProxMethod::kFista;
+    const auto fista = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, options);
+    options.method = ProxMethod::kNewton;
+    const auto newton = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, options);
+    ASSERT_TRUE(fista.converged && newton.converged) << fista.final.residual << " " << newton.final.residual;
+    EXPECT_NEAR(newton.final.objective, fista.final.objective, 1e-7 * fista.final.objective) << "λ " << l1;
+    EXPECT_TRUE(torch::equal(newton.weight.eq(0) & off, fista.weight.eq(0) & off)) << "λ " << l1;
+    EXPECT_LT(kkt_violation(c, newton.weight, l1), 1e-7);
+    EXPECT_LT(newton.iterations, 30);
+    EXPECT_LT(5 * newton.passes, fista.passes) << newton.passes << " vs " << fista.passes;
+  }
+}
+
+TEST(LastLayerProxMethods, AutoTakesNewtonWhileTheHessianIsSmallFistaBeyond) {
+  const Case small = make_case(50, 4, 5);
+  ProxOptions options;
+  options.max_iterations = 2;
+  EXPECT_EQ(solve_last_layer_prox(small.similarities, small.labels, small.identity, small.weight, 1e-4, options).method,
+            ProxMethod::kNewton);
+  const int64_t per_class = kNewtonMaxUnknowns / 4 + 1;  // 2 classes × 2·per_class prototypes: C·P just over
+  const Case large = make_case(20, 2, per_class);
+  EXPECT_EQ(solve_last_layer_prox(large.similarities, large.labels, large.identity, large.weight, 1e-4, options).method,
+            ProxMethod::kFista);
 }
 
 }  // namespace

@@ -170,23 +170,27 @@ TEST_P(OracleLastLayer, ProxSolverFindsTheOraclesMinimum) {
   torch::set_num_threads(2);
   const auto t = pipeline::read_safetensors(oracle("last_layer_" + GetParam() + ".safetensors"));
   const double l1 = t.at("lambda").item<double>();
-  model::ProxOptions options;
-  options.tolerance = 1e-7;
-  const auto r = model::solve_last_layer_prox(t.at("similarities"), t.at("labels"), t.at("identity"),
-                                              t.at("initial_weight"), l1, options);
-  ASSERT_TRUE(r.converged) << "residual " << r.final.residual;
-  EXPECT_NEAR(r.initial.objective, t.at("initial_objective").item<double>(), 1e-6);
-  EXPECT_NEAR(r.final.objective, t.at("objective").item<double>(), 1e-9);
-  const auto expected = t.at("weight");
-  // The minimiser is not unique: the cross-entropy ignores a shift of a prototype's weights to
-  // every class, and the L1 does too where its off-class weights have opposite signs. What the
-  // optima share is what they predict: the class probabilities of the problem's images.
-  const auto s = t.at("similarities").to(torch::kFloat64);
-  const auto log_p = s.mm(r.weight.to(torch::kFloat64).t()).log_softmax(1);
-  const auto expected_log_p = s.mm(expected.t()).log_softmax(1);
-  EXPECT_LE((log_p - expected_log_p).pow(2).mean().sqrt().item<double>(), 1e-3);
-  const auto off = (1 - t.at("identity").t()) > 0;
-  EXPECT_TRUE(torch::equal(r.weight.eq(0) & off, expected.eq(0) & off)) << r.weight << expected;
+  for (const auto method : {model::ProxMethod::kFista, model::ProxMethod::kNewton}) {
+    SCOPED_TRACE(model::prox_method_name(method));
+    model::ProxOptions options;
+    options.tolerance = 1e-7;
+    options.method = method;
+    const auto r = model::solve_last_layer_prox(t.at("similarities"), t.at("labels"), t.at("identity"),
+                                                t.at("initial_weight"), l1, options);
+    ASSERT_TRUE(r.converged) << "residual " << r.final.residual;
+    EXPECT_NEAR(r.initial.objective, t.at("initial_objective").item<double>(), 1e-6);
+    EXPECT_NEAR(r.final.objective, t.at("objective").item<double>(), 1e-9);
+    const auto expected = t.at("weight");
+    // The minimiser is not unique: the cross-entropy ignores a shift of a prototype's weights to
+    // every class, and the L1 does too where its off-class weights have opposite signs. What the
+    // optima share is what they predict: the class probabilities of the problem's images.
+    const auto s = t.at("similarities").to(torch::kFloat64);
+    const auto log_p = s.mm(r.weight.to(torch::kFloat64).t()).log_softmax(1);
+    const auto expected_log_p = s.mm(expected.t()).log_softmax(1);
+    EXPECT_LE((log_p - expected_log_p).pow(2).mean().sqrt().item<double>(), 1e-3);
+    const auto off = (1 - t.at("identity").t()) > 0;
+    EXPECT_TRUE(torch::equal(r.weight.eq(0) & off, expected.eq(0) & off)) << r.weight << expected;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Lambda, OracleLastLayer, ::testing::Values("reference_l1", "sparse"));
