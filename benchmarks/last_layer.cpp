@@ -1,7 +1,8 @@
 // The last layer on a real run's cached similarities, or on a synthetic cache of any size: the
-// proximal solvers (FISTA, and proximal Newton while the Hessian fits) against the reference's 20 Adam epochs (lr 1e-4, batch 80) from the
-// same start (own class 1, other classes −0.5): objective, optimality residual, iterations and
-// passes over the features, sparsity, accuracy and wall time.
+// exact solvers (FISTA, and proximal Newton while its Hessian takes at most 512 MiB) against the
+// reference's 20 Adam epochs (lr 1e-4, batch 80) from the same start (own class 1, other classes
+// −0.5): objective, optimality residual, iterations and passes over the features, sparsity,
+// accuracy and wall time.
 // Usage: ppnet_bench_last_layer RUN DATA [threads=2] [l1=1e-4] [tolerance] [max_iterations]
 //        ppnet_bench_last_layer --synthetic N P C [threads=2] [l1=1e-4] [tolerance] [max_iterations]
 //   (N training images, P prototypes, C classes: similarities in [0, 10], an image's own-class

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "benchmarks/workload.h"
 #include "model/protopnet.h"
 #include "pipeline/data/prepare.h"
 #include "pipeline/runtime/runtime_config.h"
@@ -50,13 +51,8 @@ fs::path make_data(const test::TempDir& dir, const std::string& name, int classe
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string arch = argc > 1 ? argv[1] : "vgg16";
-  const int img = argc > 2 ? std::stoi(argv[2]) : 224;
-  const int batch = argc > 3 ? std::stoi(argv[3]) : 25;
-  const int threads = argc > 4 ? std::stoi(argv[4]) : 2;
-  pipeline::RuntimeConfig rc;
-  rc.threads = threads;
-  pipeline::start_runtime(rc);
+  const auto [arch, img, batch, threads, iterations] = bench::start_model_workload(argc, argv, 25);
+  (void)iterations;  // projection runs once per configuration
   test::TempDir dir;
 
   {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "benchmarks/workload.h"
 #include "model/loss.h"
 #include "model/protopnet.h"
 #include "pipeline/data/prepare.h"
@@ -23,14 +24,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 int main(int argc, char** argv) {
   using namespace ppnet;
-  const std::string arch = argc > 1 ? argv[1] : "vgg16";
-  const int img = argc > 2 ? std::stoi(argv[2]) : 224;
-  const int batch = argc > 3 ? std::stoi(argv[3]) : 8;
-  const int threads = argc > 4 ? std::stoi(argv[4]) : 2;
-  const int iterations = argc > 5 ? std::stoi(argv[5]) : 3;
-  pipeline::RuntimeConfig rc;
-  rc.threads = threads;
-  pipeline::start_runtime(rc);
+  const auto [arch, img, batch, threads, iterations] = bench::start_model_workload(argc, argv, 8);
   const auto x = torch::randn({batch, 3, img, img});
   const auto y = torch::randint(0, 200, {batch}, torch::kInt64);
 

@@ -3,7 +3,8 @@
 1.13 kernels) and in ppnet (build/benchmarks/ppnet_bench_parity), alternating, each side in a
 fresh process per round, the minimum of three rounds: seconds per batch of the bare backbone's
 forward and forward+backward, a joint step, an evaluation batch and a push batch. Prints the
-ratios Python/ppnet (above 1: ppnet is faster) and ppnet's joint step against its own bare
+ratios Python/ppnet (above 1: ppnet is faster), how far apart each side's rounds were (the
+largest max/min − 1 of the two sides), and each side's joint step against its own bare
 forward+backward. Figures only, never assertions.
 
 Usage: parity.py BUILD [arch=vgg16] [img_size=224] [batch=8] [threads=2] [iterations=3]
@@ -140,7 +141,7 @@ def main():
         "ppnet": [f"{build}/benchmarks/ppnet_bench_parity", *args],
         "python": [sys.executable, __file__, "--python", *args],
     }
-    best = {side: {m: float("inf") for m in MEASURES} for side in sides}
+    rounds = {side: {m: [] for m in MEASURES} for side in sides}
     for round_ in range(3):
         for side, command in sides.items():
             t0 = time.perf_counter()
@@ -148,14 +149,18 @@ def main():
             if run.returncode != 0:
                 sys.exit(f"parity: {' '.join(command)} failed ({run.returncode}):\n{run.stderr}")
             for m, t in parse(run.stdout).items():
-                best[side][m] = min(best[side][m], t)
+                rounds[side][m].append(t)
             print(f"round {round_ + 1}: {side} {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    best = {side: {m: min(ts) for m, ts in by_measure.items()} for side, by_measure in rounds.items()}
+    # How far apart a side's three rounds are: a ratio closer to 1 than this is not resolved.
+    spread = {m: max(max(rounds[side][m]) / min(rounds[side][m]) - 1 for side in sides) for m in MEASURES}
     arch, img, batch, threads, _ = args
     print(f"{arch} at {img} px, batch {batch}, {threads} threads; seconds per batch, the minimum of 3 rounds "
           "(alternating)")
-    print(f"{'measure':24} {'Python':>10} {'ppnet':>10} {'Python/ppnet':>13}")
+    print(f"{'measure':24} {'Python':>10} {'ppnet':>10} {'Python/ppnet':>13} {'round spread':>13}")
     for m in MEASURES:
-        print(f"{m:24} {best['python'][m]:10.4f} {best['ppnet'][m]:10.4f} {best['python'][m] / best['ppnet'][m]:13.3f}")
+        print(f"{m:24} {best['python'][m]:10.4f} {best['ppnet'][m]:10.4f} {best['python'][m] / best['ppnet'][m]:13.3f}"
+              f" {100 * spread[m]:12.1f}%")
     for side in sides:
         b = best[side]
         print(f"{side}: joint step at {b['bare_forward_backward'] / b['joint_step']:.3f} of its bare forward+backward, "

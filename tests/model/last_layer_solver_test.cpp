@@ -172,7 +172,7 @@ TEST(LastLayerProxMethods, AutoTakesNewtonWhileTheHessianIsSmallFistaBeyond) {
   options.max_iterations = 2;
   EXPECT_EQ(solve_last_layer_prox(small.similarities, small.labels, small.identity, small.weight, 1e-4, options).method,
             ProxMethod::kNewton);
-  const int64_t per_class = kNewtonMaxUnknowns / 4 + 1;  // 2 classes × 2·per_class prototypes: C·P just over
+  const int64_t per_class = kNewtonMaxUnknowns / 4 + 1;  // 2 classes × 513 prototypes each: C·P = 2,052
   const Case large = make_case(20, 2, per_class);
   EXPECT_EQ(solve_last_layer_prox(large.similarities, large.labels, large.identity, large.weight, 1e-4, options).method,
             ProxMethod::kFista);

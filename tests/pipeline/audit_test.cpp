@@ -1195,6 +1195,10 @@ class Confounder : public ::testing::Test {
     lc.data = data_;
     lc.run = run_;
     lc.runtime.threads = 2;
+    // These toy trajectories are chaotic: two last layers within the solvers' tolerance (1e-5)
+    // of the same optimum send seed 4 one way or the other (with Newton's: 0.733 after, one
+    // prototype left on a mark). The seeds were chosen with FISTA's, so FISTA it stays here.
+    lc.solver = Solver::kFista;
     run_last_layer(lc);
     EvaluateConfig ec;
     ec.run = run_;
