@@ -15,7 +15,6 @@
 #include <limits>
 #include <string>
 
-#include "model/loss.h"
 #include "model/protopnet.h"
 #include "benchmarks/workload.h"
 
@@ -54,24 +53,9 @@ int main(int argc, char** argv) {
     backbone->forward(x).sum().backward();
   });
 
-  model::ProtoPNetOptions o;
-  o.arch = arch;
-  model::ProtoPNet net(o);
-  net->train();
-  net->last_layer()->weight.set_requires_grad(false);
-  std::vector<torch::Tensor> params;
-  for (auto& p : net->parameters()) {
-    if (p.requires_grad()) params.push_back(p);
-  }
-  torch::optim::Adam adam(params, torch::optim::AdamOptions(1e-4));
-  const double joint = fastest(iterations, [&] {
-    adam.zero_grad();
-    const auto out = net->forward(x);
-    const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net->prototype_class_identity(),
-                                                 net->last_layer()->weight, net->max_distance());
-    model::total_loss(terms, {}).backward();
-    adam.step();
-  });
+  bench::JointModel joint_model(arch);
+  auto& net = joint_model.net;
+  const double joint = fastest(iterations, [&] { joint_model.step(x, y); });
 
   net->eval();
   const double evaluation = fastest(iterations, [&] {

@@ -8,7 +8,6 @@
 #include <iostream>
 
 #include "benchmarks/workload.h"
-#include "model/loss.h"
 #include "model/protopnet.h"
 #include "pipeline/data/prepare.h"
 #include "pipeline/runtime/runtime_config.h"
@@ -50,24 +49,8 @@ int main(int argc, char** argv) {
   const double bare = seconds_since(t) / iterations;
 
   // (b) a joint step of the whole ProtoPNet: forward, loss terms, backward, Adam.
-  model::ProtoPNetOptions o;
-  o.arch = arch;
-  model::ProtoPNet net(o);
-  net->train();
-  net->last_layer()->weight.set_requires_grad(false);
-  std::vector<torch::Tensor> params;
-  for (auto& p : net->parameters()) {
-    if (p.requires_grad()) params.push_back(p);
-  }
-  torch::optim::Adam adam(params, torch::optim::AdamOptions(1e-4));
-  auto step_joint = [&] {
-    adam.zero_grad();
-    const auto out = net->forward(x);
-    const auto terms = model::compute_loss_terms(out.logits, out.min_distances, y, net->prototype_class_identity(),
-                                                 net->last_layer()->weight, net->max_distance());
-    model::total_loss(terms, {}).backward();
-    adam.step();
-  };
+  bench::JointModel joint_model(arch);
+  auto step_joint = [&] { joint_model.step(x, y); };
   step_joint();
   t = Clock::now();
   for (int i = 0; i < iterations; ++i) step_joint();
