@@ -8,6 +8,17 @@
 namespace ppnet::model {
 namespace {
 
+// The largest violation of the optimality conditions of weights w with smooth gradient g, L1
+// coefficient λ where `penalised` is 1 (last_layer_objective's residual): of the problem, or of
+// Newton's quadratic model when g is the model's gradient.
+double optimality_residual(const torch::Tensor& w, const torch::Tensor& g, const torch::Tensor& penalised, double l1) {
+  const auto on = (1 - penalised) * g.abs();
+  const auto nonzero = (w != 0).to(w.scalar_type());
+  const auto off_nonzero = penalised * nonzero * (g + l1 * w.sign()).abs();
+  const auto off_zero = penalised * (1 - nonzero) * (g.abs() - l1).clamp_min(0);
+  return (on + off_nonzero + off_zero).max().item<double>();
+}
+
 // The problem in float64, with what every evaluation needs.
 struct Problem {
   torch::Tensor s;       // N×P
@@ -59,13 +70,7 @@ struct Problem {
   // Soft-thresholding of the off-class entries by τ; own-class entries pass unchanged.
   torch::Tensor prox(const torch::Tensor& v, double tau) const { return v - off * v.clamp(-tau, tau); }
 
-  double residual(const torch::Tensor& w, const torch::Tensor& g) const {
-    const auto on = (1 - off) * g.abs();
-    const auto nonzero = (w != 0).to(w.scalar_type());
-    const auto off_nonzero = off * nonzero * (g + l1 * w.sign()).abs();
-    const auto off_zero = off * (1 - nonzero) * (g.abs() - l1).clamp_min(0);
-    return (on + off_nonzero + off_zero).max().item<double>();
-  }
+  double residual(const torch::Tensor& w, const torch::Tensor& g) const { return optimality_residual(w, g, off, l1); }
 
   // The cross-entropy's Hessian at logits z, (C·P)×(C·P) with W flattened row by row:
   // (1/N) Σ_i (diag p_i − p_i p_iᵀ) ⊗ s_i s_iᵀ, p_i = softmax(z_i); block (c, d) is
@@ -104,8 +109,8 @@ struct Problem {
 constexpr int kResidualEvery = 10;  // the residual costs a gradient at x: not every iteration
 
 // The step d minimising the quadratic model g·d + ½ dᵀHd + λ Σ_off |x + d|, by FISTA on the
-// model (step 1/λmax(H), gradient-based adaptive restart) until the model's optimality residual is at most
-// `tolerance` or 20,000 iterations. The model is badly conditioned like the problem itself, but
+// model (step 1/λmax(H), gradient-based adaptive restart) until the model's optimality
+// residual is at most `tolerance` or 20,000 iterations. The model is badly conditioned like the problem itself, but
 // an iteration costs one product with H instead of two passes over the features. Vectors of
 // C·P float64 entries; `penalised` is 1 where the L1 applies.
 torch::Tensor newton_step(const torch::Tensor& h, const torch::Tensor& g, const torch::Tensor& x,
@@ -135,14 +140,7 @@ torch::Tensor newton_step(const torch::Tensor& h, const torch::Tensor& g, const 
       t = t_next;
     }
     u = next;
-    if (k % kCheckEvery == 0) {
-      const auto q = model_gradient(u);
-      const auto on = (1 - penalised) * q.abs();
-      const auto nonzero = (u != 0).to(u.scalar_type());
-      const auto violation = on + penalised * nonzero * (q + l1 * u.sign()).abs() +
-                             penalised * (1 - nonzero) * (q.abs() - l1).clamp_min(0);
-      if (violation.max().item<double>() <= tolerance) break;
-    }
+    if (k % kCheckEvery == 0 && optimality_residual(u, model_gradient(u), penalised, l1) <= tolerance) break;
   }
   return u - x;
 }
