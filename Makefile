@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build install package test test-asan bench bench-stages bench-parity bench-last-layer bench-audit bench-attribution bench-levers bench-concepts bench-distributed fuzz demo clean
+.PHONY: all deps configure build install package test test-asan bench bench-stages bench-parity bench-last-layer bench-memory bench-audit bench-attribution bench-levers bench-concepts bench-distributed fuzz demo clean
 
 all: build
 
@@ -68,6 +68,12 @@ bench-last-layer: build
 	$(BUILD_DIR)/benchmarks/ppnet_bench_last_layer --synthetic $(LAST_LAYER_SIZE)
 	if [ -f runs/fashion-mnist/run.sqlite ]; then \
 	  $(BUILD_DIR)/benchmarks/ppnet_bench_last_layer runs/fashion-mnist data/fashion-mnist; fi
+
+# Peak RSS and time of evaluate, project and last-layer (vgg16, 224 px, 100 images, batch 100)
+# under the default --memory-budget and under MEMORY_BUDGETS.
+MEMORY_BUDGETS ?= default,2G,1G,512M
+bench-memory: build
+	/usr/bin/python3 tests/benchmarks/memory.py $(BUILD_DIR) vgg16 224 100 2 $(MEMORY_BUDGETS)
 
 # Joint training: 1 process × 2 threads against 2 ranks × 1 thread (c10d/Gloo), on the demo's data.
 bench-distributed: build

@@ -1,7 +1,9 @@
 // Training throughput for the closing notes: a bare backbone forward+backward, one full joint
 // ProtoPNet step (head, losses, Adam), and `ppnet train` itself (data pipeline included) on a
-// small synthetic data set, all at the same architecture, size, batch and thread count.
-// Usage: ppnet_bench_train [arch=vgg16] [img_size=224] [batch=8] [threads=2] [iterations=3]
+// small synthetic data set of 2 classes, all at the same architecture, size, batch and thread
+// count; then the stage against the in-memory step of the same model (2 classes × 10
+// prototypes), timed over the same number of batches, the first included.
+// Usage: ppnet_bench_train [arch=vgg16] [img_size=224] [batch=8] [threads=2] [iterations=3] [batches=3]
 #include <torch/torch.h>
 
 #include <chrono>
@@ -62,9 +64,10 @@ int main(int argc, char** argv) {
             << "  ProtoPNet joint step             " << batch / joint << " images/s (" << joint << " s/batch, +"
             << 100.0 * (joint - bare) / bare << "% over the bare backbone)\n";
 
-  // (c) ppnet train itself, one epoch of each stage on 2 classes × 3 batches of images.
+  // (c) ppnet train itself, one epoch of each stage on 2 classes × `batches` batches of images.
+  const int batches = argc > 6 ? std::stoi(argv[6]) : 3;
   test::TempDir dir;
-  test::make_pattern_folder(dir.path() / "images", 2, batch * 3 / 2 * 4 / 3 + 1, img);
+  test::make_pattern_folder(dir.path() / "images", 2, batch * batches / 2 * 4 / 3 + 1, img);
   pipeline::PrepareConfig p;
   p.folder = (dir.path() / "images").string();
   p.out = (dir.path() / "data").string();
@@ -84,5 +87,15 @@ int main(int argc, char** argv) {
     const auto r = pipeline::run_train(c);
     std::cout << "  ppnet train --stage " << stage << "        " << r.epochs[0].images_per_second
               << " images/s (data pipeline included)\n";
+    if (std::string(stage) == "joint") {
+      // The same model in memory, from its first batch: what the stage would do without its data.
+      bench::JointModel same(arch, 2);
+      const auto labels = torch::randint(0, 2, {batch}, torch::kInt64);
+      t = Clock::now();
+      for (int i = 0; i < batches; ++i) same.step(x, labels);
+      const double in_memory = batch * batches / seconds_since(t);
+      std::cout << "  the same model in memory         " << in_memory << " images/s over " << batches
+                << " batches: the stage at " << r.epochs[0].images_per_second / in_memory << " of it\n";
+    }
   }
 }

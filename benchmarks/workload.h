@@ -34,7 +34,8 @@ struct JointModel {
   model::ProtoPNet net;
   torch::optim::Adam adam;
 
-  explicit JointModel(const std::string& arch) : net(options(arch)), adam(trainable(net), torch::optim::AdamOptions(1e-4)) {
+  explicit JointModel(const std::string& arch, int64_t classes = 200)
+      : net(options(arch, classes)), adam(trainable(net), torch::optim::AdamOptions(1e-4)) {
     net->train();
   }
 
@@ -48,9 +49,10 @@ struct JointModel {
   }
 
  private:
-  static model::ProtoPNetOptions options(const std::string& arch) {
+  static model::ProtoPNetOptions options(const std::string& arch, int64_t classes) {
     model::ProtoPNetOptions o;
     o.arch = arch;
+    o.num_classes = classes;
     return o;
   }
   static std::vector<torch::Tensor> trainable(model::ProtoPNet& net) {

@@ -111,6 +111,7 @@ class Options {
   boost::program_options::variables_map vm_;
   pipeline::RuntimeConfig* runtime_ = nullptr;
   std::string amp_ = "off";  // --amp as given, parsed into runtime_->amp
+  std::string memory_budget_;  // --memory-budget as given, parsed into runtime_->memory_budget
   OptionTable* described_ = nullptr;
   std::string positional_;
 };

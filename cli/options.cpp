@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "base/log.h"
+#include "base/memory_size.h"
 
 namespace ppnet::cli {
 
@@ -38,7 +39,10 @@ void Options::add_runtime(pipeline::RuntimeConfig& rt, bool model) {
     add()("amp", po::value<std::string>(&amp_)->default_value("off")->value_name("off|bf16|fp16"),
           "mixed precision of the backbone and add-on layers: off, bf16, or fp16 (CUDA, with a "
           "dynamic loss scale when training); the prototype layer stays float32")
-        ("channels-last", po::bool_switch(&rt.channels_last), "run the convolutions in channels-last (NHWC) layout");
+        ("channels-last", po::bool_switch(&rt.channels_last), "run the convolutions in channels-last (NHWC) layout")
+        ("memory-budget", po::value<std::string>(&memory_budget_)->value_name("SIZE"),
+         "memory the process may hold while it computes features, such as 6G or 512M (default: a "
+         "quarter of the machine's): passes over images take smaller batches to stay within it");
   }
   add()("threads", po::value<int>(&rt.threads)->default_value(0, "all cores")->value_name("N"),
         "LibTorch threads (0: all cores)")
@@ -70,7 +74,7 @@ void Options::add_json(bool& json) {
 
 namespace {
 
-void check_runtime(const Options& o, pipeline::RuntimeConfig& rt, const std::string& amp) {
+void check_runtime(const Options& o, pipeline::RuntimeConfig& rt, const std::string& amp, const std::string& budget) {
   if (rt.threads < 0 || rt.threads > kMaxThreads) {
     throw o.error("--threads must be 0 (all cores) or 1…" + std::to_string(kMaxThreads));
   }
@@ -85,6 +89,13 @@ void check_runtime(const Options& o, pipeline::RuntimeConfig& rt, const std::str
   }
   if (rt.amp == pipeline::Amp::kFp16 && rt.device == "cpu") {
     throw o.error("--amp fp16 needs --device cuda (on the CPU, use --amp bf16)");
+  }
+  if (!budget.empty()) {
+    try {
+      rt.memory_budget = parse_memory_size(budget);
+    } catch (const std::invalid_argument& e) {
+      throw o.error(std::string("--memory-budget ") + e.what());
+    }
   }
 }
 
@@ -146,7 +157,7 @@ bool Options::parse() {
   } catch (const std::runtime_error& e) {
     throw error(e.what());
   }
-  if (runtime_) check_runtime(*this, *runtime_, amp_);
+  if (runtime_) check_runtime(*this, *runtime_, amp_, memory_budget_);
   if (attribution_) {
     attribution_->method = choice("attribution", attribution_method_, pipeline::parse_attribution,
                                   "upsample, saliency or smoothgrad");

@@ -279,6 +279,8 @@ void print_result(std::ostream& out, const pipeline::LastLayerResult& r, bool js
                           {"eval_accuracy", last.eval_accuracy},
                           {"off_class_sparsity", r.off_class_sparsity},
                           {"cache_seconds", r.cache_seconds},
+                          {"feature_batch", r.feature_batch},
+                          {"cache_dtype", r.cache_dtype},
                           {"seconds", r.seconds}}
                 .dump(2, ' ', false, kInvalidUtf8)
         << '\n';

@@ -19,49 +19,77 @@ double optimality_residual(const torch::Tensor& w, const torch::Tensor& g, const
   return (on + off_nonzero + off_zero).max().item<double>();
 }
 
-// The problem in float64, with what every evaluation needs.
+// The problem, with what every evaluation needs. S stays as given (float32, or float16 from a
+// compact cache): the products with it take a block of its rows at a time in float64, so the
+// solver holds no float64 copy of S (N·P·8 bytes), only a block of about `block_bytes`.
 struct Problem {
   torch::Tensor s;       // N×P
   torch::Tensor y;       // N×1 int64
   torch::Tensor onehot;  // N×C
   torch::Tensor off;     // C×P: 1 where the L1 applies
+  torch::TensorOptions f64;
   double l1;
   double n;
+  int64_t block_rows;
   mutable int64_t passes = 0;  // products with S so far
 
   Problem(const torch::Tensor& similarities, const torch::Tensor& labels, const torch::Tensor& class_identity,
-          const torch::Tensor& weight, double lambda) {
+          const torch::Tensor& weight, double lambda, int64_t block_bytes) {
     if (similarities.dim() != 2 || labels.dim() != 1 || similarities.size(0) != labels.size(0) ||
         class_identity.dim() != 2 || weight.dim() != 2 || class_identity.size(0) != similarities.size(1) ||
         weight.size(0) != class_identity.size(1) || weight.size(1) != similarities.size(1)) {
       throw std::invalid_argument("last-layer problem: expected similarities N×P, labels N, identity P×C, weight C×P");
     }
+    if (!similarities.is_floating_point()) throw std::invalid_argument("last-layer problem: similarities must be floats");
     if (!(lambda >= 0) || !std::isfinite(lambda)) throw std::invalid_argument("last-layer problem: λ must be ≥ 0");
-    const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(similarities.device());
-    s = similarities.to(f64);
+    f64 = torch::TensorOptions().dtype(torch::kFloat64).device(similarities.device());
+    s = similarities.contiguous();
     y = labels.to(similarities.device()).to(torch::kInt64).view({-1, 1});
     onehot = torch::zeros({s.size(0), weight.size(0)}, f64).scatter_(1, y, 1.0);
     off = 1 - class_identity.to(f64).t();
     l1 = lambda;
     n = static_cast<double>(std::max<int64_t>(1, s.size(0)));
+    block_rows = std::max<int64_t>(1, block_bytes / (8 * std::max<int64_t>(1, s.size(1))));
+  }
+
+  // Rows [begin, end) of S in `dtype`.
+  torch::Tensor rows(int64_t begin, int64_t end, torch::ScalarType dtype) const {
+    return s.slice(0, begin, end).to(dtype);
   }
 
   torch::Tensor logits(const torch::Tensor& w) const {
     ++passes;
-    return s.mm(w.t());
+    auto z = torch::empty({s.size(0), w.size(0)}, f64);
+    const auto wt = w.t();
+    for (int64_t b = 0; b < s.size(0); b += block_rows) {
+      const int64_t e = std::min(s.size(0), b + block_rows);
+      auto out = z.slice(0, b, e);
+      torch::mm_out(out, rows(b, e, torch::kFloat64), wt);
+    }
+    return z;
+  }
+
+  // Rᵀ·S (C×P) for R N×C in float64.
+  torch::Tensor transposed_product(const torch::Tensor& r) const {
+    auto g = torch::zeros({r.size(1), s.size(1)}, f64);
+    for (int64_t b = 0; b < s.size(0); b += block_rows) {
+      const int64_t e = std::min(s.size(0), b + block_rows);
+      g.addmm_(r.slice(0, b, e).t(), rows(b, e, torch::kFloat64));
+    }
+    return g;
   }
 
   // Mean cross-entropy from the logits S·Wᵀ, and its gradient (C×P) when `gradient` is given.
   double smooth(const torch::Tensor& z, torch::Tensor* gradient) const {
     if (s.size(0) == 0) {
-      if (gradient) *gradient = torch::zeros({onehot.size(1), s.size(1)}, s.options());
+      if (gradient) *gradient = torch::zeros({onehot.size(1), s.size(1)}, f64);
       return 0.0;
     }
     const auto log_p = z.log_softmax(1);
     const double value = -log_p.gather(1, y).sum().item<double>() / n;
     if (gradient) {
       ++passes;
-      *gradient = (log_p.exp_() - onehot).t().mm(s) / n;
+      *gradient = transposed_product(log_p.exp_() - onehot) / n;
     }
     return value;
   }
@@ -74,25 +102,36 @@ struct Problem {
 
   // The cross-entropy's Hessian at logits z, (C·P)×(C·P) with W flattened row by row:
   // (1/N) Σ_i (diag p_i − p_i p_iᵀ) ⊗ s_i s_iᵀ, p_i = softmax(z_i); block (c, d) is
-  // Sᵀ diag(p_c ⊙ (δ_cd − p_d)) S / N. Products in float32 from `s32` (S in float32): a Newton
-  // direction needs no more, and the line search and the residual stay in float64. One pass
-  // over S per block of the upper triangle, the lower one mirrored.
-  torch::Tensor hessian(const torch::Tensor& z, const torch::Tensor& s32) const {
+  // Sᵀ diag(p_c ⊙ (δ_cd − p_d)) S / N. Products in float32, a block of S's rows at a time: a
+  // Newton direction needs no more, and the line search and the residual stay in float64. One
+  // pass over S, the upper triangle's blocks summed and the lower one mirrored.
+  torch::Tensor hessian(const torch::Tensor& z) const {
     ++passes;
     const int64_t classes = onehot.size(1), features = s.size(1);
     const auto prob = z.softmax(1).to(torch::kFloat32);
-    auto h = torch::empty({classes * features, classes * features}, s.options());
-    for (int64_t c = 0; c < classes; ++c) {
-      const auto rows = torch::indexing::Slice(c * features, (c + 1) * features);
-      for (int64_t d = c; d < classes; ++d) {
-        const auto cols = torch::indexing::Slice(d * features, (d + 1) * features);
-        const auto weight = prob.select(1, c) * ((c == d ? 1.0 : 0.0) - prob.select(1, d));
-        const auto block = (s32 * weight.unsqueeze(1)).t().mm(s32).to(torch::kFloat64).div_(n);
-        h.index_put_({rows, cols}, block);
-        if (d != c) h.index_put_({cols, rows}, block.t());
+    auto h = torch::zeros({classes * features, classes * features}, s.options().dtype(torch::kFloat32));
+    const int64_t block = 2 * block_rows;  // float32 rows: the same bytes
+    for (int64_t b = 0; b < s.size(0); b += block) {
+      const int64_t e = std::min(s.size(0), b + block);
+      const auto s32 = rows(b, e, torch::kFloat32);
+      const auto p = prob.slice(0, b, e);
+      for (int64_t c = 0; c < classes; ++c) {
+        const auto rows_c = torch::indexing::Slice(c * features, (c + 1) * features);
+        for (int64_t d = c; d < classes; ++d) {
+          const auto weight = p.select(1, c) * ((c == d ? 1.0 : 0.0) - p.select(1, d));
+          h.index({rows_c, torch::indexing::Slice(d * features, (d + 1) * features)})
+              .addmm_((s32 * weight.unsqueeze(1)).t(), s32);
+        }
       }
     }
-    return h;
+    for (int64_t c = 0; c < classes; ++c) {
+      const auto rows_c = torch::indexing::Slice(c * features, (c + 1) * features);
+      for (int64_t d = c + 1; d < classes; ++d) {
+        const auto cols_d = torch::indexing::Slice(d * features, (d + 1) * features);
+        h.index_put_({cols_d, rows_c}, h.index({rows_c, cols_d}).t());
+      }
+    }
+    return h.to(torch::kFloat64).div_(n);
   }
 
   LastLayerObjective evaluate(const torch::Tensor& w) const {
@@ -156,8 +195,8 @@ LastLayerObjective last_layer_objective(const torch::Tensor& similarities, const
                                         const torch::Tensor& class_identity, const torch::Tensor& weight,
                                         double l1) {
   torch::NoGradGuard no_grad;
-  const Problem p(similarities, labels, class_identity, weight, l1);
-  return p.evaluate(weight.detach().to(p.s.options()));
+  const Problem p(similarities, labels, class_identity, weight, l1, ProxOptions().block_bytes);
+  return p.evaluate(weight.detach().to(p.f64));
 }
 
 const char* prox_method_name(ProxMethod m) {
@@ -174,7 +213,7 @@ ProxResult solve_last_layer_prox(const torch::Tensor& similarities, const torch:
                                  double l1, const ProxOptions& options,
                                  const std::function<bool(const ProxProgress&)>& on_progress) {
   torch::NoGradGuard no_grad;
-  const Problem p(similarities, labels, class_identity, initial_weight, l1);
+  const Problem p(similarities, labels, class_identity, initial_weight, l1, options.block_bytes);
   ProxMethod method = options.method;
   if (method == ProxMethod::kAuto) {
     method = initial_weight.numel() <= kNewtonMaxUnknowns ? ProxMethod::kNewton : ProxMethod::kFista;
@@ -194,7 +233,7 @@ ProxResult solve_fista(const Problem& p, const torch::Tensor& initial_weight, co
   ProxResult result;
   // The logits of x and y are kept: y's are a combination of z's and x's (y is), so each
   // iteration multiplies by S twice (the gradient at y, the logits of the candidate z).
-  torch::Tensor x = initial_weight.detach().to(p.s.options()).clone();
+  torch::Tensor x = initial_weight.detach().to(p.f64).clone();
   torch::Tensor logits_x = p.logits(x);
   result.initial = p.evaluate(x);
   double fx_total = result.initial.objective;
@@ -256,14 +295,13 @@ ProxResult solve_fista(const Problem& p, const torch::Tensor& initial_weight, co
 
 // Proximal Newton: the Hessian's quadratic model solved to a residual a hundredth of the
 // current one, then a backtracking line search on F with the sufficient decrease of Lee, Sun &
-// Saunders (σ = 1e-4). Keeps a float32 copy of S for the Hessian (N·P·4 bytes).
+// Saunders (σ = 1e-4).
 ProxResult solve_newton(const Problem& p, const torch::Tensor& initial_weight, const ProxOptions& options,
                         const std::function<bool(const ProxProgress&)>& on_progress) {
   constexpr int64_t kMaxNewtonIterations = 100;
   ProxResult result;
   const auto penalised = p.off.reshape({-1});
-  const auto s32 = p.s.to(torch::kFloat32);
-  torch::Tensor x = initial_weight.detach().to(p.s.options()).clone();
+  torch::Tensor x = initial_weight.detach().to(p.f64).clone();
   torch::Tensor logits_x = p.logits(x);
   const int64_t cap = std::min(options.max_iterations, kMaxNewtonIterations);
   int64_t k = 0;
@@ -278,7 +316,7 @@ ProxResult solve_newton(const Problem& p, const torch::Tensor& initial_weight, c
       break;
     }
     if (residual <= options.tolerance || k >= cap) break;
-    const auto d = newton_step(p.hessian(logits_x, s32), g.reshape({-1}), x.reshape({-1}), penalised, p.l1,
+    const auto d = newton_step(p.hessian(logits_x), g.reshape({-1}), x.reshape({-1}), penalised, p.l1,
                                0.01 * residual)
                        .view_as(x);
     // F's directional decrease bound: g·d + λ(‖x+d‖ − ‖x‖) ≤ 0 at the model's minimiser.

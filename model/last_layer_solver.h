@@ -47,6 +47,7 @@ struct ProxOptions {
   int64_t max_iterations = 10000;  // iteration limit (Newton's is at most 100)
   double tolerance = 1e-5;  // stop once the optimality residual is at most this
   ProxMethod method = ProxMethod::kAuto;
+  int64_t block_bytes = int64_t{8} << 20;  // rows of the similarities taken at a time, as float64
 };
 
 struct ProxProgress {
@@ -69,9 +70,13 @@ struct ProxResult {
 /// Minimises F from `initial_weight` by `options.method`. FISTA (Beck & Teboulle 2009) uses
 /// backtracking line search on the Lipschitz constant and function-value restarts (monotone),
 /// soft-thresholding the off-class weights; Newton is described at ProxMethod. Full batch,
-/// float64 on the device of the inputs. `on_progress`, if given, is called every iteration;
-/// returning false stops early (result.stopped). Throws std::invalid_argument on mismatched
-/// shapes or a negative λ.
+/// float64 on the device of the inputs. The similarities may be float16, float32 or float64 and
+/// are not copied: products take blocks of their rows in float64 (options.block_bytes; Newton's
+/// Hessian, in float32), so the solver adds a block and its C×P and N×C matrices to the memory
+/// they hold.
+/// `on_progress`, if given, is called every iteration; returning false stops early
+/// (result.stopped). Throws std::invalid_argument on mismatched shapes, similarities that are not
+/// floats, or a negative λ.
 ProxResult solve_last_layer_prox(const torch::Tensor& similarities, const torch::Tensor& labels,
                                  const torch::Tensor& class_identity, const torch::Tensor& initial_weight,
                                  double l1, const ProxOptions& options,

@@ -7,10 +7,12 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/memory_size.h"
 #include "base/version.h"
 #include "model/protopnet.h"
 #include "pipeline/runtime/build_info.h"
 #include "pipeline/runtime/float_mode.h"
+#include "pipeline/runtime/memory.h"
 #include "pipeline/runtime/runtime_config.h"
 
 namespace ppnet::pipeline {
@@ -56,8 +58,11 @@ Runtime start_runtime(const RuntimeConfig& config) {
   }
   model::set_precision(rt.amp);
   model::set_channels_last(config.channels_last);
-  log::detail(log::format("runtime: %s, %d thread(s), device %s, seed %llu, precision %s%s%s", build_info().c_str(), rt.threads,
-                          config.device.c_str(), static_cast<unsigned long long>(config.seed),
+  if (config.memory_budget < 0) throw std::runtime_error("--memory-budget must be a positive size");
+  rt.memory_budget = config.memory_budget > 0 ? config.memory_budget : default_memory_budget();
+  log::detail(log::format("runtime: %s, %d thread(s), device %s, seed %llu, memory budget %s, precision %s%s%s",
+                          build_info().c_str(), rt.threads, config.device.c_str(),
+                          static_cast<unsigned long long>(config.seed), memory_size_text(rt.memory_budget).c_str(),
                           config.amp == Amp::kBf16 ? "bf16" : config.amp == Amp::kFp16 ? "fp16" : "float32",
                           config.channels_last ? ", channels-last" : "", config.keep_denormals ? ", denormals kept" : ""));
   return rt;

@@ -11,6 +11,7 @@ struct Runtime {
   torch::Device device{torch::kCPU};
   int threads = 1;
   torch::ScalarType amp = torch::kFloat;  // --amp: kBFloat16 or kHalf (model::set_precision)
+  int64_t memory_budget = 0;              // bytes; resolved from --memory-budget (never 0)
 };
 
 /// Sets the intra-op thread count (0 = all cores), flushes denormal floats to zero on every

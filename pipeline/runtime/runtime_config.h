@@ -1,6 +1,6 @@
 #pragma once
 // The runtime options every model-running command takes (--threads, --device, --seed,
-// --keep-denormals, --amp, --channels-last). No LibTorch here: cli/ fills it.
+// --keep-denormals, --amp, --channels-last, --memory-budget). No LibTorch here: cli/ fills it.
 
 #include <cstdint>
 #include <string>
@@ -26,6 +26,7 @@ struct RuntimeConfig {
   bool keep_denormals = false;  // compute denormal floats exactly (slow); only to measure what flushing saves
   Amp amp = Amp::kOff;          // mixed precision of the backbone and add-on layers
   bool channels_last = false;   // NHWC convolutions
+  int64_t memory_budget = 0;    // bytes the process may hold while it computes features; 0 = a quarter of physical memory
 };
 
 }  // namespace ppnet::pipeline

@@ -13,6 +13,7 @@
 #include "model/nearest_patches.h"
 #include "base/atomic_file.h"
 #include "pipeline/stages/evaluate.h"
+#include "pipeline/stages/feature_batch.h"
 #include "pipeline/stages/handover.h"
 #include "pipeline/stages/image_data.h"
 #include "pipeline/stages/part_metrics.h"
@@ -401,10 +402,13 @@ EvaluateResult evaluate_on_rank_zero(const EvaluateConfig& c, const Runtime& rt,
   const auto list = read_list(data, c.split);
   std::optional<AuditPass> audit;
   if (wants_audit(c)) audit.emplace(c, data, list, *net, model_input(m), rt.device);
+  EvaluateConfig sized = c;  // the batch within the memory budget, the logits (N×C) held besides
+  sized.batch_size = feature_batch_size(*net, model_input(m), c.batch_size, rt,
+                                        static_cast<int64_t>(list.size()) * m.num_classes * 4, "evaluate");
   if (dist && audit) hand_over_nothing(*dist, "evaluate plan");
-  if (dist && !audit) hand_over(*dist, "evaluate plan", {{"batch_size", c.batch_size}, {"split", c.split}}, m, *net);
-  const auto logits = audit ? logits_with_audit(*net, c, data, list, model_input(m), rt.device, *audit)
-                            : logits_of(*net, dist, data, list, model_input(m), c.batch_size, rt.device, c.split);
+  if (dist && !audit) hand_over(*dist, "evaluate plan", {{"batch_size", sized.batch_size}, {"split", c.split}}, m, *net);
+  const auto logits = audit ? logits_with_audit(*net, sized, data, list, model_input(m), rt.device, *audit)
+                            : logits_of(*net, dist, data, list, model_input(m), sized.batch_size, rt.device, c.split);
 
   EvaluateResult r;
   r.run = c.run;

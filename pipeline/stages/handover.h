@@ -34,14 +34,16 @@ struct TakenOver {
 /// Waits for rank 0's hand_over() under `key`; nullopt after hand_over_nothing().
 std::optional<TakenOver> take_over(Distributed& dist, const std::string& key, torch::Device device);
 
-/// Per-image rows (N × `width`, float32, CPU) of a sequential pass over `list`, no gradients:
-/// `rows_of(images)` gives a batch's B × width (on any device). With `dist`, each rank computes
-/// the whole batches round_robin_batches() gives it and one all-reduce assembles the rows on
-/// every rank (the others' rows are zeros): what one process computes, to the bit. A non-empty
-/// `label` shows progress on rank 0; `what` names the step if a rank is lost.
+/// Per-image rows (N × `width`, CPU, in `dtype`: float32, or float16 for a compact cache) of a
+/// sequential pass over `list`, no gradients: `rows_of(images)` gives a batch's B × width (on any
+/// device). With `dist`, each rank computes the whole batches round_robin_batches() gives it and
+/// one all-reduce assembles the rows on every rank (the others' rows are zeros): what one
+/// process computes, to the bit. A non-empty `label` shows progress on rank 0; `what` names the
+/// step if a rank is lost.
 torch::Tensor rows_across_ranks(Distributed* dist, const std::filesystem::path& data, const std::vector<ListEntry>& list,
                                 const ModelInput& input, int batch_size, int64_t width,
                                 const std::function<torch::Tensor(const torch::Tensor&)>& rows_of,
-                                const std::string& label, const std::string& what);
+                                const std::string& label, const std::string& what,
+                                torch::ScalarType dtype = torch::kFloat);
 
 }  // namespace ppnet::pipeline

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -11,11 +12,14 @@
 
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "base/memory_size.h"
 #include "base/progress.h"
 #include "model/last_layer_solver.h"
 #include "model/loss.h"
+#include "pipeline/runtime/memory.h"
 #include "pipeline/runtime/runtime.h"
 #include "pipeline/stages/checkpoint.h"
+#include "pipeline/stages/feature_batch.h"
 #include "pipeline/stages/handover.h"
 #include "pipeline/stages/image_data.h"
 #include "pipeline/stages/last_layer.h"
@@ -50,7 +54,26 @@ std::pair<torch::Tensor, torch::Tensor> min_distances_of(model::ProtoPNetImpl& n
   return {torch::cat(d), torch::cat(y)};
 }
 
-// The loss terms and accuracy of the current last layer over a whole cached matrix at once.
+// Work on a cached matrix (N×P, float32 or float16) takes blocks of about this many bytes of
+// float32 rows, so that no whole-matrix temporary joins the cache.
+constexpr int64_t kBlockBytes = int64_t{8} << 20;
+
+// `fn(begin, end)` for consecutive blocks of the rows of `m`.
+void for_row_blocks(const torch::Tensor& m, const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t rows = std::max<int64_t>(1, kBlockBytes / (4 * std::max<int64_t>(1, m.size(1))));
+  for (int64_t b = 0; b < m.size(0); b += rows) fn(b, std::min(m.size(0), b + rows));
+}
+
+// The similarities of cached minimum distances, in the cache's dtype.
+torch::Tensor similarities_of(model::ProtoPNetImpl& net, const torch::Tensor& d) {
+  torch::NoGradGuard no_grad;
+  auto s = torch::empty_like(d);
+  for_row_blocks(d, [&](int64_t b, int64_t e) { s.slice(0, b, e).copy_(net.similarity(d.slice(0, b, e).to(torch::kFloat))); });
+  return s;
+}
+
+// The loss terms and accuracy of the current last layer over a whole cached matrix, a block of
+// rows at a time (every term but the L1 is a mean over the rows).
 struct FullBatch {
   model::LossTerms terms;
   double loss = 0, accuracy = 0;
@@ -58,12 +81,29 @@ struct FullBatch {
 FullBatch full_batch(model::ProtoPNetImpl& net, const torch::Tensor& d, const torch::Tensor& y,
                      const model::LossCoefficients& coef) {
   torch::NoGradGuard no_grad;
-  const auto logits = net.last_layer()(net.similarity(d));
+  const auto& weight = net.last_layer()->weight;
+  const auto options = torch::TensorOptions().dtype(torch::kFloat64).device(d.device());
   FullBatch b;
-  b.terms = model::compute_loss_terms(logits, d, y, net.prototype_class_identity(), net.last_layer()->weight,
-                                      net.max_distance());
-  b.loss = model::total_loss(b.terms, coef).item<double>();
-  if (y.size(0) > 0) b.accuracy = logits.argmax(1).eq(y).sum().item<double>() / static_cast<double>(y.size(0));
+  auto& t = b.terms;
+  t.cross_entropy = t.cluster = t.separation = t.avg_separation = torch::zeros({}, options);
+  int64_t correct = 0;
+  for_row_blocks(d, [&](int64_t begin, int64_t end) {
+    const auto block = d.slice(0, begin, end).to(torch::kFloat), labels = y.slice(0, begin, end);
+    const auto logits = net.last_layer()(net.similarity(block));
+    const auto part = model::compute_loss_terms(logits, block, labels, net.prototype_class_identity(), weight,
+                                                net.max_distance());
+    const double rows = static_cast<double>(end - begin);
+    t.cross_entropy = t.cross_entropy + part.cross_entropy.to(torch::kFloat64) * rows;
+    t.cluster = t.cluster + part.cluster.to(torch::kFloat64) * rows;
+    t.separation = t.separation + part.separation.to(torch::kFloat64) * rows;
+    t.avg_separation = t.avg_separation + part.avg_separation.to(torch::kFloat64) * rows;
+    correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+  });
+  const double n = static_cast<double>(std::max<int64_t>(1, y.size(0)));
+  for (auto* term : {&t.cross_entropy, &t.cluster, &t.separation, &t.avg_separation}) *term = (*term / n).to(torch::kFloat);
+  t.l1 = model::off_class_l1(weight, net.prototype_class_identity());
+  b.loss = model::total_loss(t, coef).item<double>();
+  b.accuracy = static_cast<double>(correct) / n;
   return b;
 }
 
@@ -136,7 +176,7 @@ void solve_prox(Fit& f, LastLayerResult& report) {
   SolverProgress progress;
   double last_residual = -1;
   const auto result = model::solve_last_layer_prox(
-      f.net.similarity(f.train_d), f.train_y, f.net.prototype_class_identity(), weight, f.coef.l1,
+      similarities_of(f.net, f.train_d), f.train_y, f.net.prototype_class_identity(), weight, f.coef.l1,
       options, [&](const model::ProxProgress& p) {
         if (p.residual >= 0) last_residual = p.residual;
         if (progress.due()) {
@@ -213,7 +253,7 @@ void adam_epochs(Fit& f, LastLayerResult& report) {
     EpochMetrics sums;
     for (int64_t begin = 0; begin < n; begin += batch_size) {
       const int64_t end = std::min(n, begin + batch_size);
-      const auto d = epoch_d.slice(0, begin, end), y = epoch_y.slice(0, begin, end);
+      const auto d = epoch_d.slice(0, begin, end).to(torch::kFloat), y = epoch_y.slice(0, begin, end);
       f.optimizer.zero_grad();
       const auto logits = f.net.last_layer()(f.net.similarity(d));
       const auto t = model::compute_loss_terms(logits, d, y, identity, weight, f.net.max_distance());
@@ -248,14 +288,14 @@ void adam_epochs(Fit& f, LastLayerResult& report) {
 std::pair<torch::Tensor, torch::Tensor> shared_min_distances(Distributed* dist, model::ProtoPNetImpl& net,
                                                              const fs::path& data, const std::vector<ListEntry>& list,
                                                              const ModelInput& input, int batch_size, torch::Device device,
-                                                             const std::string& label) {
+                                                             const std::string& label, torch::ScalarType dtype) {
   const auto d = rows_across_ranks(
       dist, data, list, input, batch_size, net.num_prototypes(),
       [&](const torch::Tensor& images) {
         stop_if_requested(kStopped);
         return net.forward(images.to(device)).min_distances;
       },
-      label, "the last layer's features");
+      label, "the last layer's features", dtype);
   std::vector<int64_t> labels;
   for (const auto& e : list) labels.push_back(e.class_index);
   return {d.to(device), torch::tensor(labels, torch::kInt64).to(device)};
@@ -272,11 +312,12 @@ LastLayerResult feature_worker(const LastLayerConfig& c, const Runtime& rt, Dist
   const fs::path data(c.data);
   const auto& plan = given->plan;
   const int batch = plan.at("eval_batch_size").get<int>();
+  const auto dtype = plan.at("compact").get<bool>() ? torch::kHalf : torch::kFloat;
   const ModelInput input = model_input(given->model);
   shared_min_distances(&dist, *given->net, data, read_list(data, plan.at("eval_split").get<std::string>()), input,
-                       batch, rt.device, "");
+                       batch, rt.device, "", dtype);
   if (plan.at("train").get<bool>()) {
-    shared_min_distances(&dist, *given->net, data, read_list(data, "train"), input, batch, rt.device, "");
+    shared_min_distances(&dist, *given->net, data, read_list(data, "train"), input, batch, rt.device, "", dtype);
   }
   return report;
 }
@@ -284,7 +325,7 @@ LastLayerResult feature_worker(const LastLayerConfig& c, const Runtime& rt, Dist
 // F and its optimality residual on the cached training similarities; -1 without a cache.
 model::LastLayerObjective objective_of(const Fit& f) {
   if (!f.train_d.defined()) return {-1, -1, -1, -1};
-  return model::last_layer_objective(f.net.similarity(f.train_d), f.train_y,
+  return model::last_layer_objective(similarities_of(f.net, f.train_d), f.train_y,
                                      f.net.prototype_class_identity(), f.net.last_layer()->weight, f.coef.l1);
 }
 
@@ -318,15 +359,41 @@ LastLayerModel load_last_layer_model(RunFolder& run, const ModelConfig& m, const
 
 // The features are frozen and no random transform is applied, so every image's minimum distances
 // (hence similarities) are the same each epoch: computed once, shared out across the ranks.
-void cache_features(Fit& f, Distributed* dist, int eval_batch, bool cache_train, LastLayerResult& report) {
+void cache_features(Fit& f, Distributed* dist, int eval_batch, bool cache_train, torch::ScalarType dtype,
+                    LastLayerResult& report) {
   const auto cache_start = Clock::now();
   const auto eval_list = read_list(f.data, f.eval_split);
-  std::tie(f.eval_d, f.eval_y) = shared_min_distances(dist, f.net, f.data, eval_list, f.input, eval_batch, f.device, "");
+  std::tie(f.eval_d, f.eval_y) =
+      shared_min_distances(dist, f.net, f.data, eval_list, f.input, eval_batch, f.device, "", dtype);
   if (cache_train) {
-    std::tie(f.train_d, f.train_y) =
-        shared_min_distances(dist, f.net, f.data, f.train_list, f.input, eval_batch, f.device, "last-layer: features");
+    std::tie(f.train_d, f.train_y) = shared_min_distances(dist, f.net, f.data, f.train_list, f.input, eval_batch,
+                                                          f.device, "last-layer: features", dtype);
   }
   report.cache_seconds = seconds_since(cache_start);
+}
+
+// What the stage will cache: the minimum distances of the evaluation split and, when
+// `cache_train`, of the training list, with the training similarities beside them while an exact
+// solver runs. Kept in float16 when float32 would not fit in the memory budget beside what the
+// process holds; the solvers and the loss take blocks of rows in float32 or float64 from it.
+struct CachePlan {
+  torch::ScalarType dtype = torch::kFloat;
+  int64_t bytes = 0;
+};
+CachePlan plan_cache(const Fit& f, const Manifest& manifest, bool cache_train, bool prox, const Runtime& rt) {
+  const int64_t train = cache_train ? static_cast<int64_t>(f.train_list.size()) : 0;
+  int64_t rows = train + (prox ? train : 0);
+  if (const auto split = manifest.counts.find(f.eval_split); split != manifest.counts.end()) {
+    for (const int64_t n : split->second) rows += n;
+  }
+  const int64_t float32 = rows * f.net.num_prototypes() * static_cast<int64_t>(sizeof(float));
+  const int64_t room = rt.memory_budget - resident_memory();
+  if (float32 <= room / 2) return {torch::kFloat, float32};  // the other half for the feature pass and the solver
+  log::info("last-layer: the features' cache takes " + memory_size_text(float32) + " in float32, more than the memory budget (" +
+            memory_size_text(rt.memory_budget) + ", " + memory_size_text(resident_memory()) +
+            " held) leaves for it: kept in float16 (" + memory_size_text(float32 / 2) + ")" +
+            (float32 / 2 > room ? "; that too exceeds the budget: raise --memory-budget or take fewer images" : ""));
+  return {torch::kHalf, float32 / 2};
 }
 
 // Solves (or, killed after the final checkpoint was recorded and before the stage was marked
@@ -369,12 +436,17 @@ LastLayerResult fit_stage(const LastLayerConfig& c, const Runtime& rt, Distribut
         read_list(data, "train"), model_input(opened.model), {}, {}, {}, {},
         opened.manifest.counts.count("val") ? "val" : "test"};
   const bool cache_train = prox || !s.recompute;
-  if (dist) {  // the other ranks compute their shares of the features with the same weights
+  const CachePlan cache = plan_cache(f, opened.manifest, cache_train, prox, rt);
+  const int batch = feature_batch_size(*l.net, f.input, s.eval_batch_size, rt, cache.bytes, "last-layer: features");
+  if (dist) {  // the other ranks compute their shares of the features with the same weights, batches and dtype
     hand_over(*dist, "last-layer plan",
-              {{"eval_batch_size", s.eval_batch_size}, {"eval_split", f.eval_split}, {"train", cache_train}},
+              {{"eval_batch_size", batch}, {"eval_split", f.eval_split}, {"train", cache_train},
+               {"compact", cache.dtype == torch::kHalf}},
               opened.model, *l.net);
   }
-  cache_features(f, dist, s.eval_batch_size, cache_train, report);
+  report.feature_batch = batch;
+  report.cache_dtype = cache.dtype == torch::kHalf ? "float16" : "float32";
+  cache_features(f, dist, batch, cache_train, cache.dtype, report);
   solve(f, prox, latest && latest->final, report);
   store.set_stage_status(stage.stage_id, db::StageStatus::kDone);
   const auto weight = l.net->last_layer()->weight.detach();

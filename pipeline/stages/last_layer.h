@@ -44,6 +44,8 @@ struct LastLayerResult {
   double off_class_sparsity = 0;  // share of off-class weights with |w| < 1e-3
   double off_class_zero = 0;      // share of off-class weights exactly 0
   double cache_seconds = 0;       // computing the similarity vectors once
+  int feature_batch = 0;          // images per batch of that pass (--eval-batch-size, or fewer within --memory-budget)
+  std::string cache_dtype;        // "float32", or "float16" when float32's cache would not fit the budget
   double solve_seconds = 0;       // the optimisation itself
   double seconds = 0;
 };

@@ -19,6 +19,7 @@
 #include "base/progress.h"
 #include "pipeline/render/heatmap.h"
 #include "pipeline/stages/checkpoint.h"
+#include "pipeline/stages/feature_batch.h"
 #include "pipeline/runtime/runtime.h"
 
 namespace ppnet::pipeline {
@@ -322,9 +323,10 @@ ProjectResult project_stage(const ProjectConfig& c, const Runtime& rt, Distribut
   net->eval();
   torch::NoGradGuard no_grad;
   const Forbidden forbidden = forbidden_cells(*net, concepts, model_input(m), c.forbid_threshold, rt.device);
+  const int batch = feature_batch_size(*net, model_input(m), c.batch_size, rt, 0, "project: search");
   if (dist) {
     hand_over(*dist, "project plan",
-              {{"batch_size", c.batch_size}, {"push_region", push_region_name(c.push_region)}, {"forbidden", forbidden.to_json()}},
+              {{"batch_size", batch}, {"push_region", push_region_name(c.push_region)}, {"forbidden", forbidden.to_json()}},
               m, *net);
   }
   InterruptScope interrupt_scope;
@@ -334,8 +336,8 @@ ProjectResult project_stage(const ProjectConfig& c, const Runtime& rt, Distribut
   const auto push = read_list(data, "push");
   const int64_t P = net->num_prototypes(), D = m.prototype_dim;
   const Shard shard{dist ? dist->rank() : 0, dist ? dist->size() : 1};
-  auto nearest = search(*net, data, push, round_robin_batches(push.size(), c.batch_size, shard), model_input(m),
-                        c.batch_size, rt.device, true, c.push_region, forbidden);
+  auto nearest = search(*net, data, push, round_robin_batches(push.size(), batch, shard), model_input(m), batch,
+                        rt.device, true, c.push_region, forbidden);
   if (dist) merge_across_ranks(*dist, nearest);
   const double search_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   auto& protos = net->prototype_vectors();

@@ -21,6 +21,7 @@
 #include "pipeline/runtime/runtime.h"
 #include "pipeline/stages/checkpoint.h"
 #include "pipeline/stages/concept_inputs.h"
+#include "pipeline/stages/feature_batch.h"
 #include "pipeline/stages/image_data.h"
 #include "pipeline/stages/stage_settings.h"
 #include "pipeline/stages/train.h"
@@ -344,6 +345,7 @@ class StageTrainer {
                      ranks_, static_cast<long long>(reducer_->buckets())));
       }
     }
+    eval_batch_ = eval_batch_within_budget();
     if (run_) run_->store().set_stage_status(plan_.stage_id, db::StageStatus::kRunning);
   }
 
@@ -359,8 +361,8 @@ class StageTrainer {
     const double train_secs = seconds_since(epoch_start);
     sums = global_sums(sums, "the epoch's training sums");
     const EpochMetrics ev = global_sums(
-        evaluate(*model_.net, data_, eval_list_, model_input(plan_.model), settings_.eval_batch_size,
-                 rt_.device, coef_, Shard{rank_, ranks_}),
+        evaluate(*model_.net, data_, eval_list_, model_input(plan_.model), eval_batch_, rt_.device, coef_,
+                 Shard{rank_, ranks_}),
         "the evaluation sums");
     db::EpochRow row = epoch_row(e, sums, ev);
     row.images_per_second = static_cast<double>(seen) / std::max(train_secs, 1e-9);
@@ -418,6 +420,17 @@ class StageTrainer {
       }
     }
     if (dist_) dist_->broadcast_weights(*model_.net);  // every rank read the same file; rank 0's copy counts
+  }
+
+  // The evaluation's batch within the memory budget: each rank takes its slice of a batch, so a
+  // rank's fit counts `ranks_` times, and the ranks take the smallest of their figures.
+  int eval_batch_within_budget() {
+    const int requested = settings_.eval_batch_size, slice = (requested + ranks_ - 1) / ranks_;
+    const int mine = feature_batch_size(*model_.net, model_input(plan_.model), slice, rt_, 0, c_.stage + ": evaluation");
+    if (!dist_) return mine;
+    std::vector<torch::Tensor> t = {torch::tensor({static_cast<double>(mine) * ranks_}, torch::kFloat64)};
+    dist_->all_reduce_min(t, "the evaluation's batch");
+    return std::min(requested, static_cast<int>(t[0].item<double>()));
   }
 
   // Sums over ranks: a checkpoint and an epoch's row hold the whole batch's figures. Each rank
@@ -635,6 +648,7 @@ class StageTrainer {
   const std::string eval_split_;
   const std::vector<ListEntry> eval_list_;
   const int64_t batches_;
+  int eval_batch_ = 1;  // settings_.eval_batch_size, or fewer within the memory budget
   const bool tty_ = ::isatty(2) == 1;
   InterruptScope interrupt_scope_;
   LossScale loss_scale_;

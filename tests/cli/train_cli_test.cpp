@@ -272,6 +272,53 @@ TEST_F(TrainCli, ProjectionKilledLeavesTheRunAsItWasAndARerunCompletes) {
   }
 }
 
+// --memory-budget: passes over images take smaller batches and the last layer's cache of
+// features is kept in float16 when the budget is too small for float32; the results stay those
+// of the default budget (the same predictions; the same optimum to float16's precision).
+TEST_F(TrainCli, AMemoryBudgetShrinksBatchesAndTheCacheNotTheResults) {
+  const std::string base = "--data " + dir_.file("data") + " --run " + dir_.file("run") + " --threads 2";
+  ASSERT_EQ(run_ppnet("train --stage warm " + base + " --arch small --img-size 28 --epochs 1 --batch-size 16 "
+                      "--prototype-dim 16 --eval-batch-size 50").exit_code, 0);
+  auto r = run_ppnet("project " + base + " --memory-budget 1 --batch-size 20");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "project: search: batches of 1 images instead of 20")) << r.err;
+
+  r = run_ppnet("last-layer " + base + " --l1 0.01 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto roomy = nlohmann::json::parse(r.out);
+  EXPECT_EQ(roomy["feature_batch"], 100);
+  EXPECT_EQ(roomy["cache_dtype"], "float32");
+  r = run_ppnet("last-layer " + base + " --l1 0.01 --json --memory-budget 1k");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto tight = nlohmann::json::parse(r.out);
+  EXPECT_EQ(tight["feature_batch"], 1);
+  EXPECT_EQ(tight["cache_dtype"], "float16");
+  EXPECT_TRUE(contains(r.err, "last-layer: features: batches of 1 images instead of 100")) << r.err;
+  EXPECT_TRUE(contains(r.err, "kept in float16")) << r.err;
+  EXPECT_TRUE(tight["converged"].get<bool>()) << r.out;
+  const double optimum = roomy["objective"].get<double>();
+  EXPECT_NEAR(tight["objective"].get<double>(), optimum, 1e-2 * optimum);
+  EXPECT_NE(tight["objective"].get<double>(), optimum);  // float16 did round the features
+  EXPECT_NEAR(tight["eval_accuracy"].get<double>(), roomy["eval_accuracy"].get<double>(), 0.02);
+
+  r = run_ppnet("evaluate " + base + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const double accuracy = nlohmann::json::parse(r.out)["accuracy"].get<double>();
+  r = run_ppnet("evaluate " + base + " --json --memory-budget 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "evaluate: batches of 1 images instead of")) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["accuracy"].get<double>(), accuracy);
+
+  r = run_ppnet("train --stage joint " + base + " --epochs 1 --batch-size 16 --memory-budget 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "joint: evaluation: batches of 1 images instead of 100")) << r.err;
+  for (const char* bad : {"12X", "0", "0.5"}) {
+    r = run_ppnet("evaluate " + base + " --memory-budget " + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_TRUE(contains(r.err, std::string("--memory-budget '") + bad + "': expected a size such as 6G")) << r.err;
+  }
+}
+
 // Values that make training blow up are refused before anything is recorded; training that
 // diverges anyway (here: backbone weights scaled so far that float32 overflows) fails its stage,
 // which does not hold up the run: the next train starts a new stage instead of demanding --resume.

@@ -5,6 +5,7 @@
 
 #include "model/loss.h"
 #include "model/protopnet.h"
+#include "pipeline/runtime/memory.h"
 
 namespace ppnet::model {
 namespace {
@@ -115,6 +116,44 @@ TEST_P(LastLayerProx, BeatsTwentyAdamEpochsOnTheSameCache) {
   const auto prox = solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, l1, options());
   EXPECT_LT(prox.final.objective, adam.objective);
   EXPECT_GT(adam.residual, 100 * prox.final.residual);
+}
+
+// The products take blocks of S's rows (here 8 rows at a time, the last block shorter)
+// and S may come as float16 from a compact cache: the same optimum, to float64's rounding, as one
+// block of the same values in float32.
+TEST_P(LastLayerProx, BlocksOfRowsAndCompactSimilaritiesFindTheSameOptimum) {
+  const Case c = make_case(301);
+  const auto compact = c.similarities.to(torch::kHalf);
+  const auto widened = compact.to(torch::kFloat);
+  const auto off = (1 - c.identity.t()) > 0;
+  ProxOptions options = this->options();
+  options.tolerance = 1e-7;
+  const auto whole = solve_last_layer_prox(widened, c.labels, c.identity, c.weight, 5e-3, options);
+  options.block_bytes = 8 * 12 * 8;  // 8 rows of 12 prototypes in float64
+  for (const auto& s : {widened, compact}) {
+    const auto blocks = solve_last_layer_prox(s, c.labels, c.identity, c.weight, 5e-3, options);
+    ASSERT_TRUE(whole.converged && blocks.converged);
+    EXPECT_NEAR(blocks.final.objective, whole.final.objective, 1e-9 * whole.final.objective) << s.scalar_type();
+    EXPECT_TRUE(torch::equal(blocks.weight.eq(0) & off, whole.weight.eq(0) & off)) << s.scalar_type();
+    EXPECT_EQ(blocks.weight.scalar_type(), torch::kFloat32);
+  }
+  EXPECT_NEAR(last_layer_objective(compact, c.labels, c.identity, whole.weight, 5e-3).objective, whole.final.objective,
+              1e-12 * whole.final.objective);
+  EXPECT_THROW(solve_last_layer_prox(c.similarities.gt(0.5), c.labels, c.identity, c.weight, 5e-3, options),
+               std::invalid_argument);
+}
+
+// What the solver allocates beside the similarities: a block of rows and its N×C and C×P
+// matrices, not a float64 copy of S (N·P·8 bytes, 8 MiB here) nor a float32 one.
+TEST_P(LastLayerProx, HoldsNoCopyOfTheSimilarities) {
+  const Case c = make_case(20000, 2, 50);
+  ProxOptions options = this->options();
+  options.max_iterations = 3;
+  options.block_bytes = int64_t{1} << 20;
+  const int64_t copy32 = c.similarities.numel() * 4;
+  const int64_t peak = pipeline::peak_allocation(
+      [&] { solve_last_layer_prox(c.similarities, c.labels, c.identity, c.weight, 1e-3, options); });
+  EXPECT_LT(peak, copy32 * 3 / 4) << peak << " bytes at the peak; a float32 copy is " << copy32;
 }
 
 TEST(LastLayerProx, ObjectiveMatchesTheTrainingLoss) {

@@ -1,0 +1,25 @@
+#pragma once
+// Memory: what the machine has, what this process holds, and what a piece of LibTorch work needs
+// at its peak (sizes as text: base/memory_size.h). No LibTorch in this header.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace ppnet::pipeline {
+
+/// Bytes of physical memory of this machine; 0 when the system does not say.
+int64_t physical_memory();
+
+/// Bytes this process holds resident now (/proc/self/statm); 0 when unknown.
+int64_t resident_memory();
+
+/// The default --memory-budget: a quarter of physical memory (1 GiB when that is unknown).
+int64_t default_memory_budget();
+
+/// The most bytes that LibTorch's allocators held at once, beyond what they held before, while
+/// `work` ran on this thread (every device; the CPU allocator and CUDA's caching allocator both
+/// report). Memory allocated before and freed during `work` is not subtracted.
+int64_t peak_allocation(const std::function<void()>& work);
+
+}  // namespace ppnet::pipeline
