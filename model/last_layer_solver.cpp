@@ -19,9 +19,9 @@ double optimality_residual(const torch::Tensor& w, const torch::Tensor& g, const
   return (on + off_nonzero + off_zero).max().item<double>();
 }
 
-// The problem, with what every evaluation needs. S stays as given (float32, or float16 from a
-// compact cache): the products with it take a block of its rows at a time in float64, so the
-// solver holds no float64 copy of S (N·P·8 bytes), only a block of about `block_bytes`.
+// The problem, with what every evaluation needs. S in float64 when its copy takes at most
+// `copy_bytes`; else as given (float32, or float16 from a compact cache), the products taking a
+// block of its rows at a time in float64, about `block_bytes` of them.
 struct Problem {
   torch::Tensor s;       // N×P
   torch::Tensor y;       // N×1 int64
@@ -34,7 +34,7 @@ struct Problem {
   mutable int64_t passes = 0;  // products with S so far
 
   Problem(const torch::Tensor& similarities, const torch::Tensor& labels, const torch::Tensor& class_identity,
-          const torch::Tensor& weight, double lambda, int64_t block_bytes) {
+          const torch::Tensor& weight, double lambda, const ProxOptions& options) {
     if (similarities.dim() != 2 || labels.dim() != 1 || similarities.size(0) != labels.size(0) ||
         class_identity.dim() != 2 || weight.dim() != 2 || class_identity.size(0) != similarities.size(1) ||
         weight.size(0) != class_identity.size(1) || weight.size(1) != similarities.size(1)) {
@@ -43,13 +43,16 @@ struct Problem {
     if (!similarities.is_floating_point()) throw std::invalid_argument("last-layer problem: similarities must be floats");
     if (!(lambda >= 0) || !std::isfinite(lambda)) throw std::invalid_argument("last-layer problem: λ must be ≥ 0");
     f64 = torch::TensorOptions().dtype(torch::kFloat64).device(similarities.device());
-    s = similarities.contiguous();
+    const bool copy = similarities.numel() <= options.copy_bytes / 8;
+    s = copy ? similarities.to(torch::kFloat64).contiguous() : similarities.contiguous();
     y = labels.to(similarities.device()).to(torch::kInt64).view({-1, 1});
     onehot = torch::zeros({s.size(0), weight.size(0)}, f64).scatter_(1, y, 1.0);
     off = 1 - class_identity.to(f64).t();
     l1 = lambda;
     n = static_cast<double>(std::max<int64_t>(1, s.size(0)));
-    block_rows = std::max<int64_t>(1, block_bytes / (8 * std::max<int64_t>(1, s.size(1))));
+    block_rows = s.scalar_type() == torch::kFloat64
+                     ? std::max<int64_t>(1, s.size(0))
+                     : std::max<int64_t>(1, options.block_bytes / (8 * std::max<int64_t>(1, s.size(1))));
   }
 
   // Rows [begin, end) of S in `dtype`.
@@ -195,7 +198,7 @@ LastLayerObjective last_layer_objective(const torch::Tensor& similarities, const
                                         const torch::Tensor& class_identity, const torch::Tensor& weight,
                                         double l1) {
   torch::NoGradGuard no_grad;
-  const Problem p(similarities, labels, class_identity, weight, l1, ProxOptions().block_bytes);
+  const Problem p(similarities, labels, class_identity, weight, l1, ProxOptions());
   return p.evaluate(weight.detach().to(p.f64));
 }
 
@@ -213,7 +216,7 @@ ProxResult solve_last_layer_prox(const torch::Tensor& similarities, const torch:
                                  double l1, const ProxOptions& options,
                                  const std::function<bool(const ProxProgress&)>& on_progress) {
   torch::NoGradGuard no_grad;
-  const Problem p(similarities, labels, class_identity, initial_weight, l1, options.block_bytes);
+  const Problem p(similarities, labels, class_identity, initial_weight, l1, options);
   ProxMethod method = options.method;
   if (method == ProxMethod::kAuto) {
     method = initial_weight.numel() <= kNewtonMaxUnknowns ? ProxMethod::kNewton : ProxMethod::kFista;

@@ -2,6 +2,7 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/util/ThreadLocalDebugInfo.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -43,6 +44,12 @@ int64_t resident_memory() {
 int64_t default_memory_budget() {
   const int64_t physical = physical_memory();
   return physical > 0 ? physical / 4 : int64_t{1} << 30;
+}
+
+void release_free_memory() {
+#ifdef __GLIBC__
+  ::malloc_trim(0);
+#endif
 }
 
 int64_t peak_allocation(const std::function<void()>& work) {

@@ -17,6 +17,11 @@ int64_t resident_memory();
 /// The default --memory-budget: a quarter of physical memory (1 GiB when that is unknown).
 int64_t default_memory_budget();
 
+/// Hands the memory the C allocator keeps after frees back to the system (glibc's malloc_trim;
+/// nothing elsewhere): after a pass over images, so that what comes next starts from what is
+/// held rather than from the pass's high-water mark.
+void release_free_memory();
+
 /// The most bytes that LibTorch's allocators held at once, beyond what they held before, while
 /// `work` ran on this thread (every device; the CPU allocator and CUDA's caching allocator both
 /// report). Memory allocated before and freed during `work` is not subtracted.

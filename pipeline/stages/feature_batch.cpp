@@ -45,6 +45,7 @@ int batch_within_budget(const FeatureCost& cost, int requested, int64_t budget, 
 int feature_batch_size(model::ProtoPNetImpl& net, const ModelInput& input, int requested, const Runtime& rt,
                        int64_t reserved, const std::string& what) {
   const FeatureCost cost = measure_feature_cost(net, input, rt.device);
+  release_free_memory();
   const int64_t held = resident_memory() + reserved;
   const int batch = batch_within_budget(cost, requested, rt.memory_budget, held);
   const std::string figures = "memory budget " + memory_size_text(rt.memory_budget) + ", " +

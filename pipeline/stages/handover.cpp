@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "base/progress.h"
+#include "pipeline/runtime/memory.h"
 
 namespace ppnet::pipeline {
 
@@ -47,6 +48,7 @@ torch::Tensor rows_across_ranks(Distributed* dist, const std::filesystem::path& 
     at += B;
     if (progress) progress->advance(static_cast<uint64_t>(B));
   }
+  release_free_memory();  // the pass's activations: what comes next needs the room
   if (dist) {
     std::vector<torch::Tensor> all = {rows};
     dist->all_reduce_sum(all, what);

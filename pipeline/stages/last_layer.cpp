@@ -153,6 +153,7 @@ struct Fit {
   const LastLayerSettings& settings;
   model::LossCoefficients coef;
   torch::Device device;
+  int64_t memory_budget;  // --memory-budget, bytes
   fs::path data;
   std::vector<ListEntry> train_list;
   ModelInput input;
@@ -170,6 +171,7 @@ void solve_prox(Fit& f, LastLayerResult& report) {
   model::ProxOptions options;
   options.max_iterations = f.settings.max_iterations;
   options.tolerance = f.settings.tolerance;
+  options.copy_bytes = std::max<int64_t>(0, (f.memory_budget - resident_memory()) / 2);  // the other half: the rest
   options.method = f.settings.solver == Solver::kNewton  ? model::ProxMethod::kNewton
                    : f.settings.solver == Solver::kFista ? model::ProxMethod::kFista
                                                          : model::ProxMethod::kAuto;
@@ -380,17 +382,17 @@ struct CachePlan {
   torch::ScalarType dtype = torch::kFloat;
   int64_t bytes = 0;
 };
-CachePlan plan_cache(const Fit& f, const Manifest& manifest, bool cache_train, bool prox, const Runtime& rt) {
+CachePlan plan_cache(const Fit& f, const Manifest& manifest, bool cache_train, bool prox) {
   const int64_t train = cache_train ? static_cast<int64_t>(f.train_list.size()) : 0;
   int64_t rows = train + (prox ? train : 0);
   if (const auto split = manifest.counts.find(f.eval_split); split != manifest.counts.end()) {
     for (const int64_t n : split->second) rows += n;
   }
   const int64_t float32 = rows * f.net.num_prototypes() * static_cast<int64_t>(sizeof(float));
-  const int64_t room = rt.memory_budget - resident_memory();
+  const int64_t held = resident_memory(), room = f.memory_budget - held;
   if (float32 <= room / 2) return {torch::kFloat, float32};  // the other half for the feature pass and the solver
-  log::info("last-layer: the features' cache takes " + memory_size_text(float32) + " in float32, more than the memory budget (" +
-            memory_size_text(rt.memory_budget) + ", " + memory_size_text(resident_memory()) +
+  log::info("last-layer: the features' cache takes " + memory_size_text(float32) + " in float32, more than the memory " +
+            "budget (" + memory_size_text(f.memory_budget) + ", " + memory_size_text(held) +
             " held) leaves for it: kept in float16 (" + memory_size_text(float32 / 2) + ")" +
             (float32 / 2 > room ? "; that too exceeds the budget: raise --memory-budget or take fewer images" : ""));
   return {torch::kHalf, float32 / 2};
@@ -432,11 +434,11 @@ LastLayerResult fit_stage(const LastLayerConfig& c, const Runtime& rt, Distribut
   store.set_stage_status(stage.stage_id, db::StageStatus::kRunning);
   InterruptScope interrupt_scope;
 
-  Fit f{run, *l.net, *l.optimizer, l.pos, s, {1.0, 0.0, 0.0, s.l1}, rt.device, data,
+  Fit f{run, *l.net, *l.optimizer, l.pos, s, {1.0, 0.0, 0.0, s.l1}, rt.device, rt.memory_budget, data,
         read_list(data, "train"), model_input(opened.model), {}, {}, {}, {},
         opened.manifest.counts.count("val") ? "val" : "test"};
   const bool cache_train = prox || !s.recompute;
-  const CachePlan cache = plan_cache(f, opened.manifest, cache_train, prox, rt);
+  const CachePlan cache = plan_cache(f, opened.manifest, cache_train, prox);
   const int batch = feature_batch_size(*l.net, f.input, s.eval_batch_size, rt, cache.bytes, "last-layer: features");
   if (dist) {  // the other ranks compute their shares of the features with the same weights, batches and dtype
     hand_over(*dist, "last-layer plan",

@@ -345,7 +345,7 @@ class StageTrainer {
                      ranks_, static_cast<long long>(reducer_->buckets())));
       }
     }
-    eval_batch_ = eval_batch_within_budget();
+    eval_batch_ = done() ? settings_.eval_batch_size : eval_batch_within_budget();  // the same on every rank
     if (run_) run_->store().set_stage_status(plan_.stage_id, db::StageStatus::kRunning);
   }
 
