@@ -238,4 +238,13 @@ double relative_error(const torch::Tensor& actual, const torch::Tensor& expected
   return (a - e).abs().max().item<double>() / scale;
 }
 
+model::ProtoPNet small_model() {
+  model::ProtoPNetOptions o;
+  o.arch = "small";
+  o.num_classes = 3;
+  o.prototypes_per_class = 2;
+  o.prototype_dim = 16;
+  return model::ProtoPNet(o);
+}
+
 }  // namespace ppnet::test

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "model/protopnet.h"
+
 namespace ppnet::test {
 
 /// A fresh folder under the system temp dir, removed with everything in it on destruction.
@@ -97,6 +99,10 @@ int wait_exit(int pid);
 
 /// The parameters and buffers of the model a run's latest finished stage left, by name.
 std::map<std::string, torch::Tensor> run_state(const std::filesystem::path& run_dir);
+
+/// A ProtoPNet of the `small` backbone with 3 classes × 2 prototypes of 16 channels: seconds to
+/// build and run.
+model::ProtoPNet small_model();
 
 /// max |a − b| / max(max |b|, 1e-12): the error relative to the expected output's scale.
 double relative_error(const torch::Tensor& actual, const torch::Tensor& expected);

@@ -8,6 +8,7 @@
 #include "base/memory_size.h"
 #include "model/protopnet.h"
 #include "pipeline/stages/feature_batch.h"
+#include "tests/common/test_util.h"
 
 namespace ppnet::pipeline {
 namespace {
@@ -65,17 +66,8 @@ TEST(PeakAllocation, CountsWhatIsHeldAtOnceNotWhatPassesThrough) {
   EXPECT_EQ(peak_allocation([] {}), 0);
 }
 
-model::ProtoPNetOptions tiny() {
-  model::ProtoPNetOptions o;
-  o.arch = "small";
-  o.num_classes = 3;
-  o.prototypes_per_class = 2;
-  o.prototype_dim = 16;
-  return o;
-}
-
 TEST(FeatureBatch, TheCostPerImageIsMeasuredAndGrowsWithTheImage) {
-  model::ProtoPNet net(tiny());
+  auto net = test::small_model();
   net->train();
   const auto small = measure_feature_cost(*net, ModelInput{32}, torch::kCPU);
   const auto large = measure_feature_cost(*net, ModelInput{64}, torch::kCPU);

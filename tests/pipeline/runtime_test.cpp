@@ -1,6 +1,7 @@
 #include "pipeline/runtime/runtime.h"
 
 #include "model/protopnet.h"
+#include "tests/common/test_util.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -45,21 +46,12 @@ TEST(Runtime, RejectsMalformedOrUnavailableDevices) {
   }
 }
 
-model::ProtoPNet small_net() {
-  model::ProtoPNetOptions o;
-  o.arch = "small";
-  o.num_classes = 3;
-  o.prototypes_per_class = 2;
-  o.prototype_dim = 16;
-  return model::ProtoPNet(o);
-}
-
 // --amp bf16: the backbone and add-on compute in bfloat16; the prototype layer, and whatever the
 // caller computes around the model, in float32; the logits stay close to float32's.
 TEST(Runtime, AmpLowersTheBackboneAndAddOnOnly) {
   start_runtime(RuntimeConfig{});
   torch::manual_seed(7);
-  auto net = small_net();
+  auto net = test::small_model();
   net->eval();
   torch::NoGradGuard no_grad;
   const auto x = torch::rand({4, 3, 28, 28});
@@ -96,7 +88,7 @@ TEST(Runtime, AmpLowersTheBackboneAndAddOnOnly) {
 // up to the order of sums.
 TEST(Runtime, ChannelsLastConvertsTheWeightsAndKeepsTheResults) {
   torch::manual_seed(8);
-  auto net = small_net();
+  auto net = test::small_model();
   net->eval();
   torch::NoGradGuard no_grad;
   const auto x = torch::rand({4, 3, 28, 28});
