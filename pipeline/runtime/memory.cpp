@@ -52,6 +52,12 @@ void release_free_memory() {
 #endif
 }
 
+void map_large_blocks() {
+#ifdef __GLIBC__
+  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
+}
+
 int64_t peak_allocation(const std::function<void()>& work) {
   auto counter = std::make_shared<PeakCounter>();
   {

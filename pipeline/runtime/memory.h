@@ -22,6 +22,12 @@ int64_t default_memory_budget();
 /// held rather than from the pass's high-water mark.
 void release_free_memory();
 
+/// From now on, blocks of 1 MiB and more are mapped and unmapped directly (glibc's
+/// M_MMAP_THRESHOLD; nothing elsewhere): freed activations then leave the process at once
+/// instead of staying with the allocator, whose threshold otherwise grows with the blocks it has
+/// seen. For work under a tight memory budget; every fresh block costs page faults.
+void map_large_blocks();
+
 /// The most bytes that LibTorch's allocators held at once, beyond what they held before, while
 /// `work` ran on this thread (every device; the CPU allocator and CUDA's caching allocator both
 /// report). Memory allocated before and freed during `work` is not subtracted.

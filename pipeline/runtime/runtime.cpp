@@ -60,6 +60,7 @@ Runtime start_runtime(const RuntimeConfig& config) {
   model::set_channels_last(config.channels_last);
   if (config.memory_budget < 0) throw std::runtime_error("--memory-budget must be a positive size");
   rt.memory_budget = config.memory_budget > 0 ? config.memory_budget : default_memory_budget();
+  if (config.memory_budget > 0) map_large_blocks();  // a budget asked for: freed blocks leave at once
   log::detail(log::format("runtime: %s, %d thread(s), device %s, seed %llu, memory budget %s, precision %s%s%s",
                           build_info().c_str(), rt.threads, config.device.c_str(),
                           static_cast<unsigned long long>(config.seed), memory_size_text(rt.memory_budget).c_str(),

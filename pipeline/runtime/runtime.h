@@ -16,9 +16,10 @@ struct Runtime {
 
 /// Sets the intra-op thread count (0 = all cores), flushes denormal floats to zero on every
 /// computing thread unless config.keep_denormals (pipeline/runtime/float_mode.h), seeds LibTorch's
-/// generators, parses the device, and sets the model's precision and layout (--amp,
-/// --channels-last). Throws std::runtime_error when the device or precision is malformed, or
-/// CUDA is asked for but unavailable in this build.
+/// generators, parses the device, sets the model's precision and layout (--amp,
+/// --channels-last) and the memory budget (given: large blocks mapped directly, see
+/// pipeline/runtime/memory.h). Throws std::runtime_error when the device or precision is
+/// malformed, or CUDA is asked for but unavailable in this build.
 Runtime start_runtime(const RuntimeConfig& config);
 
 }  // namespace ppnet::pipeline

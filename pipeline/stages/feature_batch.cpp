@@ -52,6 +52,7 @@ int feature_batch_size(model::ProtoPNetImpl& net, const ModelInput& input, int r
                               memory_size_text(cost.per_image) + " per image, " + memory_size_text(cost.fixed) +
                               " per batch, " + memory_size_text(held) + " held";
   if (batch < requested) {
+    map_large_blocks();  // the allocator's slack would otherwise add 20–130 MiB (vgg16, 224 px)
     const char* floor = held >= rt.memory_budget                                ? "; the process holds more already"
                         : cost.fixed + held + cost.per_image > rt.memory_budget ? "; one image needs more"
                                                                                  : "";
