@@ -7,7 +7,6 @@
 
 #include <fstream>
 #include <memory>
-#include <stdexcept>
 
 namespace ppnet::pipeline {
 namespace {
