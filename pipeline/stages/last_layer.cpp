@@ -82,10 +82,8 @@ FullBatch full_batch(model::ProtoPNetImpl& net, const torch::Tensor& d, const to
                      const model::LossCoefficients& coef) {
   torch::NoGradGuard no_grad;
   const auto& weight = net.last_layer()->weight;
-  const auto options = torch::TensorOptions().dtype(torch::kFloat64).device(d.device());
   FullBatch b;
-  auto& t = b.terms;
-  t.cross_entropy = t.cluster = t.separation = t.avg_separation = torch::zeros({}, options);
+  double cross_entropy = 0, cluster = 0, separation = 0, avg_separation = 0;  // sums over rows
   int64_t correct = 0;
   for_row_blocks(d, [&](int64_t begin, int64_t end) {
     const auto block = d.slice(0, begin, end).to(torch::kFloat), labels = y.slice(0, begin, end);
@@ -93,14 +91,20 @@ FullBatch full_batch(model::ProtoPNetImpl& net, const torch::Tensor& d, const to
     const auto part = model::compute_loss_terms(logits, block, labels, net.prototype_class_identity(), weight,
                                                 net.max_distance());
     const double rows = static_cast<double>(end - begin);
-    t.cross_entropy = t.cross_entropy + part.cross_entropy.to(torch::kFloat64) * rows;
-    t.cluster = t.cluster + part.cluster.to(torch::kFloat64) * rows;
-    t.separation = t.separation + part.separation.to(torch::kFloat64) * rows;
-    t.avg_separation = t.avg_separation + part.avg_separation.to(torch::kFloat64) * rows;
+    cross_entropy += part.cross_entropy.item<double>() * rows;
+    cluster += part.cluster.item<double>() * rows;
+    separation += part.separation.item<double>() * rows;
+    avg_separation += part.avg_separation.item<double>() * rows;
     correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
   });
   const double n = static_cast<double>(std::max<int64_t>(1, y.size(0)));
-  for (auto* term : {&t.cross_entropy, &t.cluster, &t.separation, &t.avg_separation}) *term = (*term / n).to(torch::kFloat);
+  auto& t = b.terms;
+  const auto options = torch::TensorOptions().dtype(torch::kFloat).device(d.device());
+  const auto mean = [&](double sum) { return torch::tensor(sum / n, options); };
+  t.cross_entropy = mean(cross_entropy);
+  t.cluster = mean(cluster);
+  t.separation = mean(separation);
+  t.avg_separation = mean(avg_separation);
   t.l1 = model::off_class_l1(weight, net.prototype_class_identity());
   b.loss = model::total_loss(t, coef).item<double>();
   b.accuracy = static_cast<double>(correct) / n;
