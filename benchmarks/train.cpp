@@ -1,18 +1,22 @@
 // Training throughput for the closing notes: a bare backbone forward+backward, one full joint
 // ProtoPNet step (head, losses, Adam), and `ppnet train` itself (data pipeline included) on a
 // small synthetic data set of 2 classes, all at the same architecture, size, batch and thread
-// count; then the stage against the in-memory step of the same model (2 classes × 10
-// prototypes), timed over the same number of batches, the first included.
+// count; then the stages — joint training, evaluation, projection — against the same work of the
+// same model (2 classes × 10 prototypes) on in-memory tensors, timed over the same number of
+// batches, the first included.
 // Usage: ppnet_bench_train [arch=vgg16] [img_size=224] [batch=8] [threads=2] [iterations=3] [batches=3]
 #include <torch/torch.h>
 
 #include <chrono>
 #include <iostream>
+#include <limits>
 
 #include "benchmarks/workload.h"
 #include "model/protopnet.h"
 #include "pipeline/data/prepare.h"
 #include "pipeline/runtime/runtime_config.h"
+#include "pipeline/stages/evaluate.h"
+#include "pipeline/stages/project.h"
 #include "pipeline/stages/train.h"
 #include "pipeline/runtime/runtime.h"
 #include "tests/common/fixtures.h"
@@ -98,4 +102,48 @@ int main(int argc, char** argv) {
                 << " batches: the stage at " << r.epochs[0].images_per_second / in_memory << " of it\n";
     }
   }
+
+  // (d) ppnet evaluate and ppnet project over the push images, whole commands (model load and
+  // memory probe included), against the same passes of the same model on in-memory tensors.
+  pipeline::EvaluateConfig e;
+  e.run = (dir.path() / "run").string();
+  e.data = p.out;
+  e.split = "push";
+  e.batch_size = batch;
+  e.runtime.threads = threads;
+  const auto evaluated = pipeline::run_evaluate(e);
+  pipeline::ProjectConfig pc;
+  pc.run = e.run;
+  pc.data = p.out;
+  pc.batch_size = batch;
+  pc.runtime.threads = threads;
+  const auto projected = pipeline::run_project(pc);
+
+  bench::JointModel same(arch, 2);
+  auto& net = same.net;
+  net->eval();
+  const int64_t pass_batches = (evaluated.images + batch - 1) / batch;
+  t = Clock::now();
+  for (int64_t i = 0; i < pass_batches; ++i) {
+    torch::NoGradGuard no_grad;
+    net->forward(x).logits.argmax(1);
+  }
+  const double evaluation = batch * pass_batches / seconds_since(t);
+  const auto labels = torch::randint(0, 2, {batch}, torch::kInt64);
+  const auto own = net->prototype_class_identity().index_select(1, labels).t() > 0;  // B×P
+  t = Clock::now();
+  for (int64_t i = 0; i < pass_batches; ++i) {
+    torch::NoGradGuard no_grad;
+    const auto d = net->activations(x).distances.flatten(2).min(2);
+    std::get<0>(std::get<0>(d).masked_fill(own.logical_not(), std::numeric_limits<float>::infinity()).min(0));
+  }
+  const double push = batch * pass_batches / seconds_since(t);
+  std::cout << "  ppnet evaluate                   " << evaluated.images_per_second << " images/s over "
+            << evaluated.images << " images (the whole command)\n"
+            << "  the same model in memory         " << evaluation << " images/s over " << pass_batches
+            << " batches: the stage at " << evaluated.images_per_second / evaluation << " of it\n"
+            << "  ppnet project                    " << projected.images_per_second
+            << " images/s (the search; pictures after it)\n"
+            << "  the same search in memory        " << push << " images/s over " << pass_batches
+            << " batches: the stage at " << projected.images_per_second / push << " of it\n";
 }

@@ -179,7 +179,7 @@ void print_result(std::ostream& out, const pipeline::InfoResult& r, bool json) {
     nlohmann::json stages = nlohmann::json::array(), epochs = nlohmann::json::array();
     for (const auto& s : r.stages) {
       stages.push_back({{"id", s.id}, {"kind", s.kind}, {"status", s.status}, {"started", s.started},
-                        {"finished", s.finished}, {"epochs", s.epochs_done}});
+                        {"finished", s.finished}, {"epochs", s.epochs_done}, {"job", s.job}});
     }
     for (const auto& e : r.epochs) {
       epochs.push_back({{"stage_id", e.stage_id}, {"stage", e.stage}, {"epoch", e.epoch},

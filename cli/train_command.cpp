@@ -76,6 +76,9 @@ void add_options(Options& o, pipeline::TrainConfig& c, Names& n, bool& json) {
       ("forbid-threshold", po::value<double>()->value_name("S"),
        "the forgetting loss counts only similarity to a forbidden concept above S (default: the similarity at "
        "squared distance 1, 0.693 with the log activation, as 'ppnet project'; 0: ProtoPDebug's whole similarity)")
+      ("flip", po::value(&c.flip)->default_value(c.flip)->value_name("P"),
+       "online augmentation: flip each training image left to right with probability P, anew every epoch "
+       "(0: off, as the reference; for data whose classes do not depend on the direction, such as garments or birds)")
       ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(0)->value_name("N"),
        "also checkpoint every N batches (0: at epoch ends only)")
       ("restart-optimizer", po::bool_switch(&c.restart_optimizer),
@@ -112,6 +115,7 @@ void validate(const Options& o, pipeline::TrainConfig& c, const Names& n) {
   c.fine_annotation_form =
       o.choice("fine-annotation-form", n.fine_annotation_form, model::parse_fine_annotation_form, "serial or l2");
   if (!(c.fine_annotation >= 0 && c.fine_annotation <= 1000)) throw o.error("--fine-annotation must be a number in [0, 1000]");
+  if (!(c.flip >= 0 && c.flip <= 1)) throw o.error("--flip must be a probability in [0, 1]");
   if (!(c.annotated_fraction > 0 && c.annotated_fraction <= 1)) throw o.error("--annotated-fraction must be in (0, 1]");
   if (!(c.forget >= 0 && c.forget <= 1e6)) throw o.error("--forget must be a number in [0, 1e6]");
   if (!(c.remember >= 0 && c.remember <= 1e6)) throw o.error("--remember must be a number in [0, 1e6]");

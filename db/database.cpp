@@ -371,6 +371,9 @@ CREATE TABLE files (
   path TEXT PRIMARY KEY,
   sha256 TEXT NOT NULL CHECK (length(sha256) = 64)) STRICT;
 )sql",
+      // 11: the torchrun job that began a stage (TORCHELASTIC_RUN_ID; '' outside torchrun), so
+      // that the job's restarted workers continue its stage and not another's.
+      "ALTER TABLE stages ADD COLUMN job TEXT NOT NULL DEFAULT '';",
   };
   return kMigrations;
 }

@@ -121,14 +121,15 @@ ConceptKind parse_concept_kind(const std::string& name) {
   }
 }
 
-int64_t RunStore::begin_stage(StageKind kind, const std::string& config_json,
-                              const std::string& start_checkpoint) {
-  db_.prepare("INSERT INTO stages (kind, status, started, config_json, start_checkpoint) "
-              "VALUES (?, 'running', ?, ?, ?)")
+int64_t RunStore::begin_stage(StageKind kind, const std::string& config_json, const std::string& start_checkpoint,
+                              const std::string& job) {
+  db_.prepare("INSERT INTO stages (kind, status, started, config_json, start_checkpoint, job) "
+              "VALUES (?, 'running', ?, ?, ?, ?)")
       .bind(1, to_string(kind))
       .bind(2, utc_now())
       .bind(3, config_json)
       .bind(4, start_checkpoint)
+      .bind(5, job)
       .run();
   auto s = db_.prepare("SELECT last_insert_rowid()");
   s.step();
@@ -150,10 +151,10 @@ void RunStore::set_stage_status(int64_t stage_id, StageStatus status) {
 
 namespace {
 const char* const kStageColumns =
-    "SELECT id, kind, status, started, COALESCE(finished, ''), config_json, start_checkpoint FROM stages ";
+    "SELECT id, kind, status, started, COALESCE(finished, ''), config_json, start_checkpoint, job FROM stages ";
 StageRow stage_of(const Statement& s) {
   return {s.column_int(0),  parse_stage_kind(s.column_text(1)), parse_stage_status(s.column_text(2)), s.column_text(3),
-          s.column_text(4), s.column_text(5),                     s.column_text(6)};
+          s.column_text(4), s.column_text(5),                     s.column_text(6),                     s.column_text(7)};
 }
 const char* const kCheckpointColumns =
     "SELECT id, stage_id, epoch, batch, checkpoints.path, final, created, COALESCE(files.sha256, '') "

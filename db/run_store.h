@@ -38,6 +38,7 @@ struct StageRow {
   std::string started, finished;
   std::string config_json;       // the options this stage ran with
   std::string start_checkpoint;  // the weights it started from (path relative to the run)
+  std::string job;               // the torchrun job that began it ('' outside torchrun)
   /// Running or interrupted: it must be resumed before another stage begins. A failed stage
   /// holds up nothing.
   bool unfinished() const { return status == StageStatus::kRunning || status == StageStatus::kInterrupted; }
@@ -176,8 +177,9 @@ class RunStore {
   /// Every file with a recorded checksum.
   std::vector<FileRow> files();
 
-  int64_t begin_stage(StageKind kind, const std::string& config_json,
-                      const std::string& start_checkpoint);
+  /// A new running stage of `kind`, begun by torchrun job `job` ('' outside torchrun).
+  int64_t begin_stage(StageKind kind, const std::string& config_json, const std::string& start_checkpoint,
+                      const std::string& job = "");
   void set_stage_status(int64_t stage_id, StageStatus status);
   std::vector<StageRow> stages();
   std::optional<StageRow> latest_stage();

@@ -69,7 +69,7 @@ InfoResult run_info(const InfoConfig& c) {
   }
   const auto epochs = run.store().epochs();
   for (const auto& s : run.store().stages()) {
-    StageInfo si{s.id, db::to_string(s.kind), db::to_string(s.status), s.started, s.finished, 0, 0, 0, ""};
+    StageInfo si{s.id, db::to_string(s.kind), db::to_string(s.status), s.started, s.finished, 0, 0, 0, "", s.job};
     for (const auto& e : epochs) {
       if (e.stage_id != s.id) continue;
       ++si.epochs_done;

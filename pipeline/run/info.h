@@ -22,6 +22,7 @@ struct StageInfo {
   int64_t epochs_done = 0;
   double last_train_loss = 0, last_eval_accuracy = 0;
   std::string eval_split;
+  std::string job;  // the torchrun job that began it ('' outside torchrun)
 };
 
 struct EpochInfo {

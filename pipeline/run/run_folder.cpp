@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <stdexcept>
 
 #include "base/atomic_file.h"
+#include "base/log.h"
 #include "base/paths.h"
 #include "base/sha256.h"
 
@@ -278,11 +280,35 @@ RunWithData open_run_with_data(const fs::path& run_dir, const fs::path& data) {
   return {std::move(run), std::move(manifest), std::move(model)};
 }
 
+ElasticJob ElasticJob::from_environment() {
+  ElasticJob job;
+  if (const char* id = std::getenv("TORCHELASTIC_RUN_ID")) job.id = id;
+  if (const char* count = std::getenv("TORCHELASTIC_RESTART_COUNT"); count && *count) {
+    char* end = nullptr;
+    const long n = std::strtol(count, &end, 10);
+    if (*end != '\0' || n < 0 || n > 1000000) {
+      throw std::runtime_error(std::string("TORCHELASTIC_RESTART_COUNT='") + count + "': expected a count of restarts (0 or more)");
+    }
+    job.restarts = static_cast<int>(n);
+  }
+  return job;
+}
+
 StageStart resolve_stage(RunFolder& run, db::StageKind kind, bool resume, const std::string& settings_json,
-                         const std::string& resume_hint) {
+                         const std::string& resume_hint, const ElasticJob& job) {
   auto& store = run.store();
   const auto latest = store.latest_stage();
   StageStart s;
+  if (latest && latest->kind == kind && job.restarted(*latest)) {
+    if (latest->status == db::StageStatus::kFailed) {
+      throw std::runtime_error("stage " + std::string(db::to_string(kind)) + " #" + std::to_string(latest->id) + " of run " +
+                               run.dir().string() + " failed in this torchrun job (" + job.id +
+                               "); its restart does not begin it again");
+    }
+    log::info("torchrun restart " + std::to_string(job.restarts) + " of job " + job.id + ": stage " +
+              db::to_string(kind) + " #" + std::to_string(latest->id) + " began in this job; continuing it");
+    resume = true;
+  }
   if (latest && latest->unfinished()) {
     if (!resume || latest->kind != kind) {
       throw std::runtime_error(std::string("stage ") + db::to_string(latest->kind) + " #" + std::to_string(latest->id) + " of run " +
@@ -304,7 +330,7 @@ StageStart resolve_stage(RunFolder& run, db::StageKind kind, bool resume, const 
   s.start_checkpoint = run.model_checkpoint();
   run.absolute(s.start_checkpoint);  // throws, before the stage begins, when it is not inside the run
   s.settings_json = settings_json;
-  s.stage_id = store.begin_stage(kind, settings_json, s.start_checkpoint);
+  s.stage_id = store.begin_stage(kind, settings_json, s.start_checkpoint, job.id);
   return s;
 }
 

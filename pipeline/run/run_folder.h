@@ -108,10 +108,25 @@ struct RunWithData {
 };
 RunWithData open_run_with_data(const std::filesystem::path& run_dir, const std::filesystem::path& data);
 
+/// The torchrun job a command runs in. torchrun's elastic agent (`--max-restarts N`) restarts a
+/// failed worker group with the same command line; every worker sees the job's id
+/// (TORCHELASTIC_RUN_ID: torchrun's --rdzv-id, a fresh one with --standalone) and how many
+/// restarts came before (TORCHELASTIC_RESTART_COUNT).
+struct ElasticJob {
+  std::string id;    // empty outside torchrun
+  int restarts = 0;  // 0: the job's first attempt
+  /// From the environment; throws std::runtime_error naming the variable when it is malformed.
+  static ElasticJob from_environment();
+  /// Whether this is a restart of the job that began `stage`.
+  bool restarted(const db::StageRow& stage) const { return restarts > 0 && !id.empty() && stage.job == id; }
+};
+
 /// Where a stage of `kind` starts. An unfinished latest stage of the same kind is resumed when
 /// `resume`, with the settings it recorded; `resume` on a finished one means nothing to do; a
 /// failed one (training diverged) holds up nothing: a new stage begins, with or without `resume`;
-/// otherwise a new stage row is begun from the latest finished stage's final checkpoint.
+/// otherwise a new stage row is begun, recording `job`, from the latest finished stage's final
+/// checkpoint. A restart of the job that began the latest stage (ElasticJob::restarted) resumes
+/// as `resume` does, without it, and refuses to begin again a stage of the job that failed.
 /// Throws when another kind of stage is unfinished (it must be resumed first).
 struct StageStart {
   int64_t stage_id = 0;
@@ -121,7 +136,7 @@ struct StageStart {
   bool already_done = false;
 };
 StageStart resolve_stage(RunFolder& run, db::StageKind kind, bool resume, const std::string& settings_json,
-                         const std::string& resume_hint);
+                         const std::string& resume_hint, const ElasticJob& job);
 
 /// Marks stage `stage_id` of `run` failed, unless it already is, so that the next command goes
 /// on from the run's last finished stage; returns `error`'s message with what happened to the

@@ -463,7 +463,7 @@ EvaluateResult run_evaluate(const EvaluateConfig& config) {
     if (has_masks(c.data)) c.metrics.insert("precision");
   }
   const Runtime rt = start_runtime(c.runtime);
-  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  const auto dist = join_ranks(c.data);
   return on_ranks(
       dist.get(), "evaluate plan", [&](Distributed* dist) { return evaluate_on_rank_zero(c, rt, dist); },
       [&](Distributed& dist) { return evaluate_worker(c, rt, dist); });

@@ -13,6 +13,10 @@ namespace {
 
 constexpr int kLoaderBatches = 5;  // BatchLoader: 3 prefetched, 1 being decoded, 1 in use
 
+int64_t loader_bytes_per_image(const ModelInput& input) {
+  return kLoaderBatches * 3 * int64_t{input.size} * input.size * int64_t{sizeof(float)};
+}
+
 int64_t forward_peak(model::ProtoPNetImpl& net, const ModelInput& input, torch::Device device, int64_t images) {
   return peak_allocation([&] {
     torch::NoGradGuard no_grad;
@@ -32,8 +36,16 @@ FeatureCost measure_feature_cost(model::ProtoPNetImpl& net, const ModelInput& in
   FeatureCost cost;
   const int64_t activations = std::max<int64_t>(0, (three - one) / 2);
   cost.fixed = std::max<int64_t>(0, one - activations);
-  cost.per_image = activations + kLoaderBatches * 3 * int64_t{input.size} * input.size * int64_t{sizeof(float)};
+  cost.per_image = activations + loader_bytes_per_image(input);
   return cost;
+}
+
+FeatureCost bound_feature_cost(model::ProtoPNetImpl& net, const ModelInput& input, torch::Device device) {
+  const bool was_training = net.is_training();
+  net.eval();
+  const int64_t whole = forward_peak(net, input, device, 2);
+  net.train(was_training);
+  return {whole + loader_bytes_per_image(input), 0};
 }
 
 int batch_within_budget(const FeatureCost& cost, int requested, int64_t budget, int64_t held) {
@@ -44,13 +56,15 @@ int batch_within_budget(const FeatureCost& cost, int requested, int64_t budget, 
 
 int feature_batch_size(model::ProtoPNetImpl& net, const ModelInput& input, int requested, const Runtime& rt,
                        int64_t reserved, const std::string& what) {
-  const FeatureCost cost = measure_feature_cost(net, input, rt.device);
+  FeatureCost cost = bound_feature_cost(net, input, rt.device);
+  const bool bound = batch_within_budget(cost, requested, rt.memory_budget, resident_memory() + reserved) == requested;
+  if (!bound) cost = measure_feature_cost(net, input, rt.device);
   release_free_memory();
   const int64_t held = resident_memory() + reserved;
-  const int batch = batch_within_budget(cost, requested, rt.memory_budget, held);
+  const int batch = bound ? requested : batch_within_budget(cost, requested, rt.memory_budget, held);
   const std::string figures = "memory budget " + memory_size_text(rt.memory_budget) + ", " +
-                              memory_size_text(cost.per_image) + " per image, " + memory_size_text(cost.fixed) +
-                              " per batch, " + memory_size_text(held) + " held";
+                              (bound ? "at most " : "") + memory_size_text(cost.per_image) + " per image, " +
+                              memory_size_text(cost.fixed) + " per batch, " + memory_size_text(held) + " held";
   if (batch < requested) {
     map_large_blocks();  // the allocator's slack would otherwise add 20–130 MiB (vgg16, 224 px)
     const char* floor = held >= rt.memory_budget                                ? "; the process holds more already"

@@ -23,14 +23,22 @@ struct FeatureCost {
 /// the one being decoded and the one in use) are added to them.
 FeatureCost measure_feature_cost(model::ProtoPNetImpl& net, const ModelInput& input, torch::Device device);
 
+/// A cheaper, larger figure: the whole peak of one forward pass of two blank images (the kernels'
+/// one-off set-up and the per-batch bytes included) plus the loader's share, all counted per image
+/// and nothing fixed: at least twice what an image adds plus what a batch needs besides, so a
+/// batch that fits by it fits. (Not one image: a batch of one takes other paths and can peak
+/// below what each image of a larger batch adds.)
+FeatureCost bound_feature_cost(model::ProtoPNetImpl& net, const ModelInput& input, torch::Device device);
+
 /// The largest batch of at most `requested` images whose pass fits in `budget` bytes beside
 /// `held` bytes (what the process holds now and will hold besides, such as the rows being
 /// gathered), a tenth of the room kept back for the allocator's slack; at least 1.
 int batch_within_budget(const FeatureCost& cost, int requested, int64_t budget, int64_t held);
 
-/// measure_feature_cost() and batch_within_budget() with rt's budget and device and what the
-/// process holds now plus `reserved`; logs a line naming `what` when the batch is lowered
-/// (and, with --verbose, the measurement in any case).
+/// batch_within_budget() with rt's budget and device and what the process holds now plus
+/// `reserved`, by bound_feature_cost() when `requested` fits by it (two images through the
+/// model), else by measure_feature_cost(); logs a line naming `what` when the batch is lowered
+/// (and, with --verbose, the figures in any case).
 int feature_batch_size(model::ProtoPNetImpl& net, const ModelInput& input, int requested, const Runtime& rt,
                        int64_t reserved, const std::string& what);
 

@@ -2,12 +2,66 @@
 
 #include <torch/torch.h>
 
+#include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 #include "base/progress.h"
+#include "base/sha256.h"
+#include "pipeline/data/manifest.h"
 #include "pipeline/runtime/memory.h"
 
 namespace ppnet::pipeline {
+
+namespace {
+std::string manifest_digest(const std::filesystem::path& data) {
+  std::ifstream in(manifest_path(data), std::ios::binary);
+  if (!in) return "none (no " + manifest_path(data).string() + ")";
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return sha256_hex(bytes.str());
+}
+}  // namespace
+
+std::unique_ptr<Distributed> join_ranks(const std::filesystem::path& data) {
+  auto dist = Distributed::from_environment(kDistributedTimeout);
+  if (!dist) return dist;
+  const std::string mine = manifest_digest(data);
+  const std::string leader = dist->share("data manifest", mine);
+  if (mine != leader) {
+    throw std::runtime_error("rank " + std::to_string(dist->rank()) + ": " + data.string() + " is not rank 0's data (" +
+                             manifest_path(data).string() + ": sha256 " + mine + "; rank 0's: " + leader +
+                             "): every node needs the same prepared data, one shared folder or copies of it");
+  }
+  return dist;
+}
+
+std::filesystem::path share_file(Distributed& dist, const std::filesystem::path& path, const std::filesystem::path& copy,
+                                 const std::string& what) {
+  const std::string key = "size of " + what;
+  std::string bytes;
+  if (dist.rank() == 0) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream read;
+    read << in.rdbuf();
+    if (!in) {
+      const std::string message = path.string() + ": cannot read " + what;
+      dist.publish_error(key, message);  // the others stop with it instead of waiting
+      throw std::runtime_error(message);
+    }
+    bytes = read.str();
+  }
+  const int64_t size = std::stoll(dist.share(key, std::to_string(bytes.size())));
+  std::vector<torch::Tensor> sent = {torch::zeros({size}, torch::kUInt8)};
+  if (dist.rank() == 0) std::memcpy(sent[0].data_ptr(), bytes.data(), bytes.size());
+  if (size > 0) dist.all_reduce_sum(sent, what);  // rank 0's bytes plus zeros: a broadcast
+  if (dist.rank() == 0) return path;
+  std::ofstream out(copy, std::ios::binary | std::ios::trunc);
+  out.write(static_cast<const char*>(sent[0].data_ptr()), static_cast<std::streamsize>(size));
+  if (!out.flush()) throw std::runtime_error(copy.string() + ": cannot write rank 0's " + what);
+  return copy;
+}
 
 void hand_over(Distributed& dist, const std::string& key, nlohmann::json plan, const ModelConfig& model,
                model::ProtoPNetImpl& net) {

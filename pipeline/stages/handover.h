@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -17,6 +18,19 @@
 #include "pipeline/stages/image_data.h"
 
 namespace ppnet::pipeline {
+
+/// The ranks of a data-parallel command over the prepared data in `data`: the process group
+/// (nullptr outside torchrun, or with one rank), once each rank has compared the SHA-256 of its
+/// `data`/manifest.json with rank 0's. Every node needs the same prepared data — one shared
+/// folder, or copies of it — so a rank whose manifest differs (or is missing) throws
+/// std::runtime_error naming its folder and both digests; rank 0 then loses it at its next step.
+std::unique_ptr<Distributed> join_ranks(const std::filesystem::path& data);
+
+/// Rank 0's file `path` on every rank, for ranks on nodes that cannot read it: rank 0 sends its
+/// bytes (one all-reduce) and returns `path`; the others write them to `copy` and return that.
+/// `what` names the file in errors.
+std::filesystem::path share_file(Distributed& dist, const std::filesystem::path& path, const std::filesystem::path& copy,
+                                 const std::string& what);
 
 /// Rank 0's side of a data-parallel pass: `plan` (its settings) under `key`, with the model's
 /// configuration, then the weights of `net`, for take_over() on the other ranks.

@@ -50,6 +50,15 @@ bool among_annotated(const std::string& source_id, double fraction, uint64_t see
   return static_cast<double>(h >> 11) * 0x1.0p-53 < fraction;
 }
 
+bool flipped(const RandomFlip& flip, int64_t entry) {
+  if (flip.probability <= 0) return false;
+  uint64_t h = flip.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(entry);  // SplitMix64's mix
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return static_cast<double>(h >> 11) * 0x1.0p-53 < flip.probability;
+}
+
 cv::Mat tensor_to_mat(const torch::Tensor& map) {
   const auto m = map.to(torch::kCPU).to(torch::kFloat32).contiguous();
   return cv::Mat(static_cast<int>(m.size(0)), static_cast<int>(m.size(1)), CV_32F, m.data_ptr<float>()).clone();
@@ -79,7 +88,7 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
 
 BatchLoader::BatchLoader(fs::path data, std::vector<ListEntry> entries, std::vector<int64_t> order, ModelInput input,
                          int batch_size, int64_t first_batch, int prefetch, bool tolerate_errors, Shard shard,
-                         std::vector<bool> masked)
+                         std::vector<bool> masked, RandomFlip flip)
     : data_(std::move(data)),
       entries_(std::move(entries)),
       order_(std::move(order)),
@@ -90,7 +99,8 @@ BatchLoader::BatchLoader(fs::path data, std::vector<ListEntry> entries, std::vec
       prefetch_(static_cast<size_t>(std::max(1, prefetch))),
       tolerate_errors_(tolerate_errors),
       shard_(shard),
-      masked_(std::move(masked)) {
+      masked_(std::move(masked)),
+      flip_(flip) {
   worker_ = std::thread([this] { produce(); });
 }
 
@@ -124,18 +134,20 @@ void BatchLoader::produce() {
         const auto entry = static_cast<size_t>(order_[static_cast<size_t>(i)]);
         const ListEntry& e = entries_[entry];
         batch.labels[i - begin] = static_cast<int64_t>(e.class_index);
+        const bool flip = flipped(flip_, static_cast<int64_t>(entry));
+        auto oriented = [flip](torch::Tensor t) { return flip ? t.flip({-1}) : t; };
         if (!masked_.empty() && masked_[entry]) {
           if (const auto mask = load_mask_tensor(data_, e.path, input_); mask.defined()) {
-            batch.masks[i - begin].copy_(mask);
+            batch.masks[i - begin].copy_(oriented(mask));
             batch.has_mask[i - begin] = true;
           }
         }
         if (!tolerate_errors_) {
-          batch.images[i - begin].copy_(load_image_tensor(data_ / e.path, input_));
+          batch.images[i - begin].copy_(oriented(load_image_tensor(data_ / e.path, input_)));
           return;
         }
         try {
-          batch.images[i - begin].copy_(load_image_tensor(data_ / e.path, input_));
+          batch.images[i - begin].copy_(oriented(load_image_tensor(data_ / e.path, input_)));
         } catch (const std::exception& ex) {
           batch.images[i - begin].zero_();
           batch.errors[static_cast<size_t>(i - begin)] = ex.what();

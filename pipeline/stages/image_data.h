@@ -63,6 +63,16 @@ struct Batch {
   torch::Tensor masks, has_mask;
 };
 
+/// Online augmentation of a training pass: each image is flipped left to right (its mask with it)
+/// with `probability`, decided by the image's entry and `seed` alone, so every rank and every
+/// resume flips the same images; a new seed per epoch gives each epoch its own flips.
+struct RandomFlip {
+  double probability = 0;
+  uint64_t seed = 0;
+};
+/// Whether `flip` turns entry `entry` over.
+bool flipped(const RandomFlip& flip, int64_t entry);
+
 /// One rank's part of every batch in data-parallel work: of a batch of L images, rank r of
 /// `ranks` takes the contiguous slice [L·r/ranks, L·(r+1)/ranks) (it may be empty).
 struct Shard {
@@ -75,11 +85,12 @@ struct Shard {
 /// unreadable image becomes zeros and its reason goes to Batch::errors. With a `shard`, each
 /// batch holds only this rank's slice of it, and Batch::global_size the whole batch's size.
 /// With `masked` (one flag per entry), the flagged entries' object masks come with the batch.
+/// With a `flip`, images (and masks) are flipped as it says.
 class BatchLoader {
  public:
   BatchLoader(std::filesystem::path data, std::vector<ListEntry> entries, std::vector<int64_t> order,
               ModelInput input, int batch_size, int64_t first_batch, int prefetch = 3, bool tolerate_errors = false,
-              Shard shard = {}, std::vector<bool> masked = {});
+              Shard shard = {}, std::vector<bool> masked = {}, RandomFlip flip = {});
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -100,6 +111,7 @@ class BatchLoader {
   bool tolerate_errors_;
   Shard shard_;
   std::vector<bool> masked_;
+  RandomFlip flip_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<Batch> ready_;

@@ -470,7 +470,7 @@ LastLayerResult solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
   const LastLayerSettings requested{c.solver, c.epochs, c.batch_size,     c.eval_batch_size, c.lr,
                                     c.l1,     c.max_iterations, c.tolerance, c.recompute,       c.runtime.seed};
   const StageStart stage = resolve_stage(run, db::StageKind::kLastLayer, c.resume, nlohmann::json(requested).dump(),
-                                         "'ppnet last-layer --resume'");
+                                         "'ppnet last-layer --resume'", ElasticJob::from_environment());
   LastLayerResult report;
   report.run = c.run;
   report.stage_id = stage.stage_id;
@@ -488,7 +488,7 @@ LastLayerResult solve_on_rank_zero(const LastLayerConfig& c, const Runtime& rt, 
 LastLayerResult run_last_layer(const LastLayerConfig& c) {
   const auto start = Clock::now();
   const Runtime rt = start_runtime(c.runtime);
-  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  const auto dist = join_ranks(c.data);
   return on_ranks(
       dist.get(), "last-layer plan", [&](Distributed* dist) { return solve_on_rank_zero(c, rt, dist, start); },
       [&](Distributed& dist) { return feature_worker(c, rt, dist); });

@@ -204,8 +204,8 @@ ProjectResult search_worker(const ProjectConfig& c, const Runtime& rt, Distribut
 }
 
 // Where a projection stage starts: an unfinished projection is simply done again, a new one
-// begins from the latest finished stage. Empty with --resume when the latest stage is a finished
-// projection (nothing to do).
+// begins from the latest finished stage. Empty with --resume (or in a torchrun restart of the job
+// that made it) when the latest stage is a finished projection (nothing to do).
 struct ProjectionStage {
   int64_t id = 0;
   std::string start_checkpoint;
@@ -219,7 +219,10 @@ std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolde
   }
   db::RunStore& store = run.store();
   const auto latest = store.latest_stage();
-  if (c.resume && latest && latest->kind == db::StageKind::kProject && latest->status == db::StageStatus::kDone) {
+  const ElasticJob job = ElasticJob::from_environment();
+  // A torchrun restart of the job that made the latest projection finds it done, as --resume does.
+  const bool resume = c.resume || (latest && job.restarted(*latest));
+  if (resume && latest && latest->kind == db::StageKind::kProject && latest->status == db::StageStatus::kDone) {
     return std::nullopt;
   }
   if (latest && latest->unfinished()) {
@@ -236,7 +239,7 @@ std::optional<ProjectionStage> begin_projection(const ProjectConfig& c, RunFolde
                         {"push_region", push_region_name(c.push_region)},
                         {"forbidden_concepts", forbidden}};
   if (c.forbid_threshold) config["forbid_threshold"] = *c.forbid_threshold;
-  s.id = store.begin_stage(db::StageKind::kProject, config.dump(), s.start_checkpoint);
+  s.id = store.begin_stage(db::StageKind::kProject, config.dump(), s.start_checkpoint, job.id);
   return s;
 }
 
@@ -393,7 +396,7 @@ ProjectResult project_on_rank_zero(const ProjectConfig& c, const Runtime& rt, Di
 ProjectResult run_project(const ProjectConfig& c) {
   const auto start = Clock::now();
   const Runtime rt = start_runtime(c.runtime);
-  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  const auto dist = join_ranks(c.data);
   return on_ranks(
       dist.get(), "project plan", [&](Distributed* dist) { return project_on_rank_zero(c, rt, dist, start); },
       [&](Distributed& dist) { return search_worker(c, rt, dist); });

@@ -49,6 +49,7 @@ struct TrainSettings {
   double forget = 100, remember = 10, forbid_threshold = 0;
   std::vector<int64_t> concepts;
   int checkpoint_every = 0;  // also checkpoint every N batches
+  double flip = 0;           // each training image flipped left to right with this probability (per epoch)
   uint64_t seed = 1;
   int threads = 0;
   int ranks = 1;               // data-parallel processes the stage began with
@@ -66,7 +67,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainSettings, epochs, lr_schedu
                                                 lr_backbone, lr_add_on, lr_prototypes, weight_decay, lr_step, lr_gamma,
                                                 lr_step_offset, cross_entropy, cluster, separation, l1,
                                                 fine_annotation, annotated_fraction, fine_annotation_form,
-                                                forget, remember, forbid_threshold, concepts, checkpoint_every, seed, threads, ranks, amp, channels_last,
+                                                forget, remember, forbid_threshold, concepts, checkpoint_every, flip, seed, threads, ranks, amp, channels_last,
                                                 continue_optimizer, continue_stage, schedule_offset)
 
 /// Parses a stage's recorded settings; throws std::runtime_error "stage #ID's settings in

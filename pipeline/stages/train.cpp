@@ -5,8 +5,10 @@
 #include <chrono>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <optional>
 #include <thread>
 
@@ -22,6 +24,7 @@
 #include "pipeline/stages/checkpoint.h"
 #include "pipeline/stages/concept_inputs.h"
 #include "pipeline/stages/feature_batch.h"
+#include "pipeline/stages/handover.h"
 #include "pipeline/stages/image_data.h"
 #include "pipeline/stages/stage_settings.h"
 #include "pipeline/stages/train.h"
@@ -101,6 +104,7 @@ TrainSettings stage_settings(const TrainConfig& c, int ranks) {
   s.forget = c.forget;
   s.remember = c.remember;
   s.checkpoint_every = c.checkpoint_every;
+  s.flip = c.flip;
   s.seed = c.runtime.seed;
   s.threads = c.runtime.threads;
   s.ranks = ranks;
@@ -109,7 +113,8 @@ TrainSettings stage_settings(const TrainConfig& c, int ranks) {
   return s;
 }
 
-void refuse_model_changes(const TrainConfig& c, const ModelConfig& m, const fs::path& run) {
+// `resuming`: --resume, or a torchrun restart, repeating the command that created the run.
+void refuse_model_changes(const TrainConfig& c, const ModelConfig& m, const fs::path& run, bool resuming) {
   auto check = [&](const char* option, const std::string& asked, const std::string& recorded) {
     if (c.given.count(option) && asked != recorded) {
       throw std::runtime_error("run " + run.string() + " has --" + option + " " + recorded + "; this command asks for " +
@@ -123,7 +128,7 @@ void refuse_model_changes(const TrainConfig& c, const ModelConfig& m, const fs::
   check("add-on", model::to_string(c.add_on), model::to_string(m.add_on));
   check("activation", model::to_string(c.activation), model::to_string(m.activation));
   check("resize", resize_name(c.resize), resize_name(m.resize));
-  if (!c.weights.empty() && !c.resume) {  // (with --resume they were loaded when the run was created)
+  if (!c.weights.empty() && !resuming) {  // (resuming, they were loaded when the run was created)
     throw std::runtime_error("--weights applies only when a run is created; run " + run.string() + " exists");
   }
 }
@@ -237,11 +242,32 @@ StagePlan plan_from_json(const std::string& text) {
   return p;
 }
 
+// A folder of this process's own under the system's temporary folder, removed with what it holds.
+class TempFolder {
+ public:
+  explicit TempFolder(const std::string& prefix) {
+    std::string pattern = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("cannot make a folder like " + pattern);
+    path_ = pattern;
+  }
+  ~TempFolder() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  TempFolder(const TempFolder&) = delete;
+  TempFolder& operator=(const TempFolder&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
 // Creates the run on first use (the initial model as init.pt), then resolves the stage: a new
 // one, or the interrupted one to resume from its last checkpoint.
 StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& run, int ranks) {
   StagePlan p;
   const fs::path data(c.data);
+  const ElasticJob job = ElasticJob::from_environment();
   if (!run.has_run()) {
     ModelConfig m{c.arch, c.img_size, static_cast<int>(manifest.classes.size()), c.prototypes_per_class,
                   c.prototype_dim, c.add_on, !c.weights.empty(), c.activation, c.resize};
@@ -256,7 +282,7 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
                            {init, sha256});
     p.created_run = true;
   } else {
-    refuse_model_changes(c, run.model_config(), run.dir());
+    refuse_model_changes(c, run.model_config(), run.dir(), c.resume || job.restarts > 0);
     run.check_data(data, manifest);
   }
   p.model = run.model_config();
@@ -266,7 +292,7 @@ StagePlan plan_stage(const TrainConfig& c, const Manifest& manifest, RunFolder& 
                                                  : model::similarity(torch::ones({1}), p.model.activation).item<double>();
   continue_previous_joint(c, run.store(), settings);
   const StageStart stage = resolve_stage(run, stage_kind(c), c.resume, nlohmann::json(settings).dump(),
-                                         "'ppnet train --stage " + c.stage + " --resume'");
+                                         "'ppnet train --stage " + c.stage + " --resume'", job);
   p.stage_id = stage.stage_id;
   p.resumed = stage.resumed;
   p.already_done = stage.already_done;
@@ -390,15 +416,38 @@ class StageTrainer {
 
   static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+  // The files of the run a rank other than 0 loads (the stage's starting checkpoint, and the
+  // previous joint stage's when its Adam state continues), received from rank 0 into a folder of
+  // its own that goes when the stage has loaded them (rank 0 gets its own paths; one process, none).
+  struct ReceivedFiles {
+    fs::path checkpoint, optimizer;
+    std::unique_ptr<TempFolder> folder;
+  };
+  ReceivedFiles files_from_rank_zero() {
+    ReceivedFiles f;
+    if (!dist_) return f;
+    if (!run_) f.folder = std::make_unique<TempFolder>("ppnet-rank" + std::to_string(rank_));
+    const auto copy = [&](const std::string& relative, const std::string& name, const std::string& what) {
+      return share_file(*dist_, run_ ? run_->absolute(relative) : fs::path(), f.folder ? f.folder->path() / name : fs::path(),
+                        what);
+    };
+    f.checkpoint = copy(plan_.checkpoint, "start.pt", "the stage's starting checkpoint");
+    if (!settings_.continue_optimizer.empty()) {
+      f.optimizer = copy(settings_.continue_optimizer, "optimizer.pt", "the previous joint stage's checkpoint");
+    }
+    return f;
+  }
+
   // The weights (and, resuming, the optimizer and position) the stage starts from; a new joint
   // stage continues the previous joint stage's Adam state (moments and steps) when planned so.
   void load_start() {
     pos_.stage_id = plan_.stage_id;
-    // Rank 0 checks the file against the run's record; the plan's paths are inside the run.
-    const fs::path run_dir(c_.run);
+    // Rank 0 reads the files from the run, checked against its record; the other ranks, which may
+    // run on nodes without the run folder, load rank 0's copies (files_from_rank_zero).
+    const ReceivedFiles files = files_from_rank_zero();
     const auto load = [&](torch::optim::Optimizer* optimizer, TrainingPosition* position) {
       if (run_) return load_checkpoint(*run_, plan_.checkpoint, *model_.net, rt_.device, optimizer, position);
-      load_checkpoint(run_dir / plan_.checkpoint, *model_.net, rt_.device, optimizer, position);
+      load_checkpoint(files.checkpoint, *model_.net, rt_.device, optimizer, position);
     };
     if (plan_.with_state) {
       load(model_.optimizer.get(), &pos_);
@@ -408,7 +457,7 @@ class StageTrainer {
         if (run_) {
           load_optimizer_state(*run_, settings_.continue_optimizer, *model_.optimizer, rt_.device);
         } else {
-          load_optimizer_state(run_dir / settings_.continue_optimizer, *model_.optimizer, rt_.device);
+          load_optimizer_state(files.optimizer, *model_.optimizer, rt_.device);
         }
         // The archive brings its groups' options too: this stage's settings win (the learning
         // rates are set at every batch anyway).
@@ -449,7 +498,8 @@ class StageTrainer {
     if (run_) sums = pos_.sums;
     const uint64_t order_seed = seed_ * 1000003 + static_cast<uint64_t>(plan_.stage_id);
     BatchLoader loader(data_, train_list_, epoch_order(static_cast<int64_t>(train_list_.size()), order_seed, e),
-                       model_input(plan_.model), batch_size_, pos_.batch, 3, false, Shard{rank_, ranks_}, annotated_);
+                       model_input(plan_.model), batch_size_, pos_.batch, 3, false, Shard{rank_, ranks_}, annotated_,
+                       RandomFlip{settings_.flip, order_seed * 1000003 + static_cast<uint64_t>(e)});
     Batch b;
     int64_t seen = 0;
     auto last_print = Clock::now() - std::chrono::hours(1);
@@ -689,7 +739,7 @@ TrainResult run_train(const TrainConfig& c) {
   stage_kind(c);  // validates --stage
   const Runtime rt = start_runtime(c.runtime);
   const Manifest manifest = read_manifest(c.data);
-  const auto dist = Distributed::from_environment(kDistributedTimeout);
+  const auto dist = join_ranks(c.data);
   std::optional<RunFolder> run;  // rank 0 only
   const StagePlan plan = agree_on_plan(c, manifest, dist.get(), run);
 

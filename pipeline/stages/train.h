@@ -56,6 +56,7 @@ struct TrainConfig {
   double forget = 100, remember = 10;
   std::optional<double> forbid_threshold;
   int checkpoint_every = 0;  // also checkpoint every N batches (0: only at epoch ends)
+  double flip = 0;           // online augmentation: a left-right flip of each training image with this probability
   double bucket_mb = 25;     // data-parallel: gradient bucket size, as DDP's bucket_cap_mb
   bool restart_optimizer = false;  // joint: fresh Adam state and schedule, not the previous joint stage's
   bool resume = false;

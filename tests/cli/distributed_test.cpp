@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -66,15 +67,19 @@ class Distributed : public ::testing::Test {
   }
   // Starts `ranks` processes of `args` with torchrun's variables; returns their pids.
   std::vector<int> spawn_ranks(const std::vector<std::string>& args, int ranks, const std::string& log) {
+    return spawn_ranks(std::vector<std::vector<std::string>>(static_cast<size_t>(ranks), args), log);
+  }
+  // The same with each rank's own arguments.
+  std::vector<int> spawn_ranks(const std::vector<std::vector<std::string>>& args, const std::string& log) {
     const auto [port, fd] = reserve_port();
     reserved_.push_back(fd);
-    setenv("WORLD_SIZE", std::to_string(ranks).c_str(), 1);
+    setenv("WORLD_SIZE", std::to_string(args.size()).c_str(), 1);
     setenv("MASTER_ADDR", "127.0.0.1", 1);
     setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
     std::vector<int> pids;
-    for (int r = 0; r < ranks; ++r) {
+    for (size_t r = 0; r < args.size(); ++r) {
       setenv("RANK", std::to_string(r).c_str(), 1);
-      pids.push_back(test::spawn_ppnet(args, dir_.file(log + std::to_string(r) + ".log")));
+      pids.push_back(test::spawn_ppnet(args[r], dir_.file(log + std::to_string(r) + ".log")));
     }
     for (const char* v : {"WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "RANK"}) unsetenv(v);
     return pids;
@@ -255,18 +260,168 @@ TEST_F(Distributed, ProjectAndEvaluateAcrossRanksAreOneProcess) {
   EXPECT_EQ(one, test::read_file(dir_.file("two.csv")));
 }
 
+// How torchrun launches a job: `nodes` agents (each started by its own torchrun) of `per_node`
+// ranks, meeting at `endpoint`, restarting the worker group up to `max_restarts` times. One node
+// meets at a port the system picks (localhost:0), so tests running at once never race for one
+// (--standalone's is fixed: 29400); several nodes need a port known to all (reserve_port()).
+struct Launch {
+  std::string job;  // --rdzv_id
+  int nodes = 1, per_node = 2, max_restarts = 0;
+  std::string endpoint = "localhost:0";
+  std::string conf;  // --rdzv_conf
+};
+
 // Debian's torchrun (Python 3.11) fails on its default --redirects/--tee of 0; 2 (stderr) works.
+std::vector<std::string> torchrun(const Launch& l, const std::vector<std::string>& args, const std::string& log_dir) {
+  std::vector<std::string> a = {"torchrun", "--nnodes", std::to_string(l.nodes), "--nproc_per_node",
+                                std::to_string(l.per_node), "--rdzv_backend", "c10d", "--rdzv_endpoint", l.endpoint,
+                                "--rdzv_id", l.job, "--max_restarts", std::to_string(l.max_restarts), "--redirects",
+                                "2", "--tee", "2", "--log_dir", log_dir};
+  if (!l.conf.empty()) a.insert(a.end(), {"--rdzv_conf", l.conf});
+  a.insert(a.end(), {"--no_python", PPNET_BINARY});
+  a.insert(a.end(), args.begin(), args.end());
+  return a;
+}
+
+bool have_torchrun() { return std::system("command -v torchrun >/dev/null 2>&1") == 0; }
+
+// The pid of the ppnet process that is rank `rank` of torchrun job `job` (its environment says
+// so), or 0 when there is none.
+int worker_pid(const std::string& job, int rank) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "environ", std::ios::binary);
+    std::string var;
+    bool ours = false, ranked = false;
+    while (std::getline(in, var, '\0')) {
+      ours |= var == "TORCHELASTIC_RUN_ID=" + job;
+      ranked |= var == "RANK=" + std::to_string(rank);
+    }
+    std::ifstream cmd(e.path() / "comm");
+    std::string comm;
+    std::getline(cmd, comm);
+    if (ours && ranked && comm == "ppnet") return std::stoi(name);
+  }
+  return 0;
+}
+
 TEST_F(Distributed, TorchrunLaunchesTheRanks) {
-  if (std::system("command -v torchrun >/dev/null 2>&1") != 0) GTEST_SKIP() << "torchrun (python3-torch) not installed";
-  const std::string cmd = "torchrun --standalone --nproc_per_node 2 --redirects 2 --tee 2 --log_dir " + dir_.file("tlog") +
-                          " --no_python " + std::string(PPNET_BINARY) + " train --stage joint --data " + dir_.file("data") +
-                          " --run " + dir_.file("run") +
-                          " --arch small --img-size 28 --prototypes-per-class 2 --prototype-dim 16 --epochs 1"
-                          " --batch-size 8 --threads 1 > " + dir_.file("torchrun.log") + " 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << log("torchrun.log");
+  if (!have_torchrun()) GTEST_SKIP() << "torchrun (python3-torch) not installed";
+  const std::vector<std::string> args = {"train", "--stage", "joint", "--data", dir_.file("data"), "--run", dir_.file("run"),
+                                         "--arch", "small", "--img-size", "28", "--prototypes-per-class", "2",
+                                         "--prototype-dim", "16", "--epochs", "1", "--batch-size", "8", "--threads", "1"};
+  const std::string job = "ppnet-test-" + std::to_string(getpid()) + "-launch";
+  ASSERT_EQ(test::wait_exit(test::spawn(torchrun({job}, args, dir_.file("tlog")), dir_.file("torchrun.log"))), 0)
+      << log("torchrun.log");
   EXPECT_TRUE(contains(log("torchrun.log"), "stage joint #1 (new run), 1 epochs")) << log("torchrun.log");
   const auto j = info(dir_.file("run"));
   EXPECT_EQ(j["stages"][0]["status"], "done");
+}
+
+// A rank killed mid-epoch under `torchrun --max_restarts 2`: the agent restarts the worker group,
+// which continues the job's stage from its last checkpoint by itself (no --resume) and ends with
+// the weights of an uninterrupted run of 2 ranks, bit for bit, the epochs counted once.
+TEST_F(Distributed, ATorchrunRestartContinuesTheStageByItself) {
+  if (!have_torchrun()) GTEST_SKIP() << "torchrun (python3-torch) not installed";
+  const std::string job = "ppnet-test-" + std::to_string(getpid()) + "-restart";
+  const auto whole = torchrun({job + "-whole"}, joint_args(dir_.file("whole"), 4, false), dir_.file("whole-logs"));
+  ASSERT_EQ(test::wait_exit(test::spawn(whole, dir_.file("whole.log"))), 0) << log("whole.log");
+
+  const auto cut = torchrun({job, 1, 2, 2}, joint_args(dir_.file("cut"), 4, false), dir_.file("cut-logs"));
+  const int agent = test::spawn(cut, dir_.file("cut.log"));
+  ASSERT_TRUE(test::wait_for_checkpoint(dir_.path() / "cut", "stage1-")) << log("cut.log");
+  const int rank1 = worker_pid(job, 1);
+  ASSERT_GT(rank1, 0) << log("cut.log");
+  kill(rank1, SIGKILL);
+  ASSERT_EQ(test::wait_exit(agent), 0) << log("cut.log");
+  EXPECT_TRUE(contains(log("cut.log"), "torchrun restart 1 of job " + job + ": stage joint #1 began in this job; continuing it"))
+      << log("cut.log");
+  EXPECT_FALSE(contains(log("cut.log"), "torchrun restart 2")) << log("cut.log");
+
+  const auto a = final_state(dir_.file("whole")), b = final_state(dir_.file("cut"));
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+  const auto j = info(dir_.file("cut"));
+  ASSERT_EQ(j["stages"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["stages"][0]["status"], "done");
+  EXPECT_EQ(j["stages"][0]["job"], job);
+  EXPECT_EQ(j["epochs"].size(), 4u) << j.dump();
+}
+
+// Two torchrun agents on this machine as two nodes of one rank each, meeting at one loopback
+// port: the same run as one node of 2 ranks, bit for bit. A node whose partner never comes
+// gives up when the rendezvous times out (torchrun's RendezvousTimeoutError, exit 1).
+TEST_F(Distributed, TwoNodesTrainAsOneNodeOfTwoRanks) {
+  if (!have_torchrun()) GTEST_SKIP() << "torchrun (python3-torch) not installed";
+  const std::string job = "ppnet-test-" + std::to_string(getpid()) + "-nodes";
+  ASSERT_EQ(test::wait_exit(test::spawn(torchrun({job + "-one"}, joint_args(dir_.file("one"), 2, false), dir_.file("one-logs")),
+                                        dir_.file("one.log"))),
+            0)
+      << log("one.log");
+  const auto [port, fd] = reserve_port();
+  reserved_.push_back(fd);
+  const Launch two_nodes{job, 2, 1, 0, "127.0.0.1:" + std::to_string(port)};
+  std::vector<int> agents;
+  for (const std::string node : {"node0", "node1"}) {
+    agents.push_back(test::spawn(torchrun(two_nodes, joint_args(dir_.file("two"), 2, false), dir_.file(node + "-logs")),
+                                 dir_.file(node + ".log")));
+  }
+  for (size_t n = 0; n < agents.size(); ++n) {
+    EXPECT_EQ(test::wait_exit(agents[n]), 0) << log("node" + std::to_string(n) + ".log");
+  }
+  const auto a = final_state(dir_.file("one")), b = final_state(dir_.file("two"));
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+  EXPECT_EQ(info(dir_.file("two"))["stages"][0]["status"], "done");
+
+  const auto started = std::chrono::steady_clock::now();
+  const int lonely = test::spawn(torchrun({job + "-lonely", 2, 1, 0, "127.0.0.1:0", "join_timeout=5"},
+                                          joint_args(dir_.file("lonely"), 1, false), dir_.file("lonely-logs")),
+                                 dir_.file("lonely.log"));
+  EXPECT_EQ(test::wait_exit(lonely), 1) << log("lonely.log");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(60));
+  EXPECT_TRUE(contains(log("lonely.log"), "RendezvousTimeoutError")) << log("lonely.log");
+  EXPECT_FALSE(fs::exists(dir_.path() / "lonely" / "run.sqlite"));  // no rank ever started
+}
+
+// Each node may hold its own copy of the prepared data, and only rank 0's needs the run folder:
+// rank 1 reading a copy of the data and given a run folder that does not exist trains two joint
+// stages (the second continuing the first's Adam state, which rank 0 sends) to the weights of
+// ranks sharing both folders, bit for bit. A copy whose manifest differs is refused by the rank
+// that reads it, naming its folder and both digests.
+TEST_F(Distributed, ANodeNeedsACopyOfTheDataNotTheRunFolder) {
+  fs::copy(dir_.path() / "data", dir_.path() / "copy", fs::copy_options::recursive);
+  auto with = [&](const std::string& run, const std::string& data) {
+    auto a = joint_args(run, 1, false);
+    a[std::find(a.begin(), a.end(), "--data") - a.begin() + 1] = data;
+    return a;
+  };
+  for (const std::string stage : {"1", "2"}) {
+    auto pids = spawn_ranks(with(dir_.file("shared"), dir_.file("data")), 2, "shared" + stage + "-");
+    for (const int pid : pids) EXPECT_EQ(test::wait_exit(pid), 0) << log("shared" + stage + "-0.log");
+    pids = spawn_ranks({with(dir_.file("own"), dir_.file("data")), with(dir_.file("absent/own"), dir_.file("copy"))},
+                       "own" + stage + "-");
+    for (size_t r = 0; r < pids.size(); ++r) {
+      EXPECT_EQ(test::wait_exit(pids[r]), 0) << log("own" + stage + "-" + std::to_string(r) + ".log");
+    }
+  }
+  EXPECT_FALSE(fs::exists(dir_.path() / "absent"));
+  const auto a = final_state(dir_.file("shared")), b = final_state(dir_.file("own"));
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+  EXPECT_EQ(info(dir_.file("own"))["stages"].size(), 2u);
+  auto with_data = [&](const std::string& run, const std::string& data) { return with(dir_.file(run), data); };
+
+  const fs::path manifest = dir_.path() / "copy" / "manifest.json";
+  auto j = nlohmann::json::parse(test::read_file(manifest.string()));
+  j["created_by"] = "another prepare";
+  test::write_file(manifest.string(), j.dump());
+  const auto pids = spawn_ranks({with_data("other", dir_.file("data")), with_data("other", dir_.file("copy"))}, "other");
+  EXPECT_EQ(test::wait_exit(pids[1]), 1) << log("other1.log");
+  EXPECT_EQ(test::wait_exit(pids[0]), 1) << log("other0.log");
+  EXPECT_TRUE(contains(log("other1.log"), "rank 1: " + dir_.file("copy") + " is not rank 0's data")) << log("other1.log");
+  EXPECT_TRUE(contains(log("other1.log"), "every node needs the same prepared data")) << log("other1.log");
 }
 
 }  // namespace

@@ -503,14 +503,44 @@ TEST(EvaluateCsv, ClassNamesWithCommasAndQuotesSurviveAStandardReader) {
   EXPECT_TRUE(named) << conf.dump();
 }
 
+// Under torchrun's restarts the same command line runs again: a projection or last layer the
+// job already finished is found done (as with --resume), while another job's command begins
+// its own.
+TEST_F(TrainCli, ATorchrunRestartFindsItsJobsProjectionAndLastLayerDone) {
+  const std::string d = " --data " + dir_.file("data") + " --run " + dir_.file("run");
+  ASSERT_EQ(run_ppnet("train --stage joint" + d + " --arch small --img-size 28 --prototype-dim 16 --epochs 1 --batch-size 16")
+                .exit_code, 0);
+  auto as_job = [&](const std::string& job, int restarts, const std::string& command) {
+    test::ScopedEnv id("TORCHELASTIC_RUN_ID", job), count("TORCHELASTIC_RESTART_COUNT", std::to_string(restarts));
+    const auto r = run_ppnet(command + d);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  const auto stages = [&] { return nlohmann::json::parse(run_ppnet("info --json --run " + dir_.file("run")).out)["stages"].size(); };
+  as_job("job-a", 0, "project");
+  EXPECT_EQ(stages(), 2u);
+  EXPECT_TRUE(contains(as_job("job-a", 1, "project"), "projection #2 already finished: nothing to do"));
+  as_job("job-a", 0, "last-layer");
+  EXPECT_TRUE(contains(as_job("job-a", 1, "last-layer"), "last-layer stage #3 already finished: nothing to do"));
+  EXPECT_EQ(stages(), 3u);
+  EXPECT_TRUE(contains(as_job("job-b", 1, "project"), "projection #4,"));  // another job's own projection
+  EXPECT_EQ(stages(), 4u);
+}
+
 class TrainKilled : public TrainCli, public ::testing::WithParamInterface<int> {};
 
+// With --flip, so that the resumed part of the epoch must flip the same images.
 TEST_P(TrainKilled, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {
   const int sig = GetParam();
-  ASSERT_EQ(test::wait_exit(test::spawn_ppnet(joint_args(dir_.file("whole"), false), dir_.file("whole.log"))), 0)
+  auto flipping = [&](const std::string& run) {
+    auto a = joint_args(run, false);
+    a.insert(a.end(), {"--flip", "0.5"});
+    return a;
+  };
+  ASSERT_EQ(test::wait_exit(test::spawn_ppnet(flipping(dir_.file("whole")), dir_.file("whole.log"))), 0)
       << test::read_file(dir_.file("whole.log"));
 
-  const int pid = test::spawn_ppnet(joint_args(dir_.file("cut"), false), dir_.file("cut.log"));
+  const int pid = test::spawn_ppnet(flipping(dir_.file("cut")), dir_.file("cut.log"));
   test::wait_for_checkpoint(dir_.path() / "cut", "stage1-");
   kill(pid, sig);
   EXPECT_EQ(test::wait_exit(pid), 128 + sig) << test::read_file(dir_.file("cut.log"));

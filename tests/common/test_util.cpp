@@ -132,21 +132,26 @@ CommandResult run_ppnet(const std::string& args) {
   return r;
 }
 
-int spawn_ppnet(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<std::string> argv_s = {PPNET_BINARY};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
+int spawn(const std::vector<std::string>& argv_s, const std::string& log) {
+  std::vector<std::string> copy = argv_s;
   const pid_t pid = fork();
   if (pid == 0) {
     const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
     std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
+    for (auto& a : copy) argv.push_back(a.data());
     argv.push_back(nullptr);
-    execv(argv[0], argv.data());
+    execvp(argv[0], argv.data());
     _exit(127);
   }
   return pid;
+}
+
+int spawn_ppnet(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<std::string> argv = {PPNET_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return spawn(argv, log);
 }
 
 ScopedEnv::ScopedEnv(const char* name, const std::string& value) : name_(name) { setenv(name, value.c_str(), 1); }

@@ -87,6 +87,9 @@ void shared_fixture(const std::string& name, const std::filesystem::path& dest,
 /// (under a lock) when the folder has no stamp yet.
 std::string oracle_folder(const std::string& script, const std::string& subdir);
 
+/// Starts `argv` (argv[0] looked up in PATH) in the background, stdout and stderr to `log`;
+/// returns its pid.
+int spawn(const std::vector<std::string>& argv, const std::string& log);
 /// Starts the built ppnet binary with `args` in the background (output to `log`); returns its pid.
 int spawn_ppnet(const std::vector<std::string>& args, const std::string& log);
 

@@ -144,7 +144,7 @@ void mutate(const fs::path& file, Input& in) {
                      nullptr, nullptr, nullptr);
         break;
       case 2:
-        sqlite3_exec(db, ("PRAGMA user_version = " + std::to_string(in.byte() % 12)).c_str(), nullptr, nullptr, nullptr);
+        sqlite3_exec(db, ("PRAGMA user_version = " + std::to_string(in.byte() % 13)).c_str(), nullptr, nullptr, nullptr);
         break;
       default: {
         if (columns.empty()) break;
@@ -207,7 +207,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto folder = pipeline::RunFolder::open(run, pipeline::Access::kWrite);
       folder.model_config();
       folder.class_names();
-      const auto stage = pipeline::resolve_stage(folder, kind, in.byte() % 2 == 1, "{}", "--resume");
+      const bool resume = in.byte() % 2 == 1;
+      const pipeline::ElasticJob job{in.byte() % 2 ? "fuzz" : "", in.byte() % 3};  // braces: in order
+      const auto stage = pipeline::resolve_stage(folder, kind, resume, "{}", "--resume", job);
       folder.absolute(stage.start_checkpoint);
     });
   }

@@ -89,6 +89,25 @@ TEST(FeatureBatch, TheCostPerImageIsMeasuredAndGrowsWithTheImage) {
   EXPECT_NEAR(measured, static_cast<double>(large.per_image) - loader, 0.1 * measured);
 }
 
+// The two-image bound holds the measured cost of an image and of a batch's fixed part, and a
+// batch chosen by it allocates no more than it says (a batch of one peaks lower per image).
+TEST(FeatureBatch, TheOneImageBoundIsNeverBelowTheMeasuredCost) {
+  auto net = test::small_model();
+  for (const int size : {32, 64}) {
+    const auto measured = measure_feature_cost(*net, ModelInput{size}, torch::kCPU);
+    const auto bound = bound_feature_cost(*net, ModelInput{size}, torch::kCPU);
+    EXPECT_EQ(bound.fixed, 0);
+    EXPECT_GE(bound.per_image, measured.per_image + measured.fixed) << size;
+    EXPECT_LT(bound.per_image, 4 * (measured.per_image + measured.fixed)) << size;  // a bound, not a guess
+    net->eval();
+    torch::NoGradGuard no_grad;
+    for (const int64_t n : {1, 3, 8, 17}) {
+      const int64_t peak = peak_allocation([&] { net->forward(torch::zeros({n, 3, size, size})); });
+      EXPECT_LE(peak, n * bound.per_image) << size << " " << n;
+    }
+  }
+}
+
 TEST(FeatureBatch, TheBatchShrinksToTheBudgetAndNeverBelowOne) {
   const FeatureCost cost{10 * kMiB, 20 * kMiB};
   EXPECT_EQ(batch_within_budget(cost, 100, int64_t{100} << 30, 0), 100);       // room for all

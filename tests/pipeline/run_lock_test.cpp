@@ -55,6 +55,60 @@ TEST(RunLock, AKilledHolderLeavesNoStaleLock) {
   close(ready[1]);
 }
 
+// A torchrun restart (TORCHELASTIC_RESTART_COUNT > 0) continues the stage its job began, as
+// --resume would; another job's stage, or a job's first attempt, is left to --resume.
+TEST(ElasticJob, ARestartContinuesTheStageItsJobBeganAndNoOther) {
+  test::TempDir dir;
+  auto run = RunFolder::open_or_create(dir.path());
+  run.store().create_run({"2026-01-01T00:00:00Z", "ppnet test", "{}", "/data", "{}"}, {});
+  const ElasticJob first{"job-a", 0}, restart{"job-a", 1}, other{"job-b", 1};
+  const auto joint = [&](const ElasticJob& job) {
+    return resolve_stage(run, db::StageKind::kJoint, false, "{}", "--resume", job);
+  };
+  const int64_t id = joint(first).stage_id;
+  EXPECT_EQ(run.store().stages().back().job, "job-a");
+  run.store().set_stage_status(id, db::StageStatus::kInterrupted);
+  EXPECT_THROW(joint(other), std::runtime_error);  // another job's stage: --resume is the user's to give
+  EXPECT_THROW(joint(first), std::runtime_error);  // a first attempt too
+  const auto resumed = joint(restart);
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(resumed.stage_id, id);
+
+  run.store().set_stage_status(id, db::StageStatus::kDone);
+  EXPECT_TRUE(joint(restart).already_done);  // the job finished it before it failed
+  const auto next = joint(other);             // another job's command begins a stage of its own
+  EXPECT_FALSE(next.resumed || next.already_done);
+  EXPECT_NE(next.stage_id, id);
+  EXPECT_EQ(run.store().stages().back().job, "job-b");
+
+  run.store().set_stage_status(next.stage_id, db::StageStatus::kFailed);
+  try {
+    joint(ElasticJob{"job-b", 2});
+    ADD_FAILURE() << "a restart began again a stage its job had failed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("failed in this torchrun job (job-b)"), std::string::npos) << e.what();
+  }
+  EXPECT_GT(joint(ElasticJob{"job-c", 0}).stage_id, next.stage_id);  // a failed stage holds up no other job
+  EXPECT_EQ(run.store().stages().size(), 3u);
+}
+
+TEST(ElasticJob, ReadFromTorchrunsVariables) {
+  EXPECT_EQ(ElasticJob::from_environment().restarts, 0);
+  {
+    test::ScopedEnv id("TORCHELASTIC_RUN_ID", "j1"), count("TORCHELASTIC_RESTART_COUNT", "2");
+    const auto job = ElasticJob::from_environment();
+    EXPECT_EQ(job.id, "j1");
+    EXPECT_EQ(job.restarts, 2);
+  }
+  test::ScopedEnv count("TORCHELASTIC_RESTART_COUNT", "two");
+  try {
+    ElasticJob::from_environment();
+    ADD_FAILURE() << "a malformed count was taken";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("TORCHELASTIC_RESTART_COUNT='two'"), std::string::npos) << e.what();
+  }
+}
+
 // What a killed writer leaves and no commit refers to goes when the next writer opens the run;
 // everything a row records, and files not of ppnet's naming, stay.
 TEST(RunFolder, AWriterRemovesWhatNoCommitRecords) {

@@ -88,6 +88,82 @@ TEST(Train, LossFallsAndEveryEpochIsRecorded) {
   EXPECT_EQ(info.stages[1].epochs_done, 4);
 }
 
+TEST(RandomFlip, DecidedByTheEntryAndTheSeedAlone) {
+  int half = 0, differ = 0;
+  for (int64_t i = 0; i < 10000; ++i) {
+    EXPECT_FALSE(flipped({0.0, 5}, i));
+    EXPECT_TRUE(flipped({1.0, 5}, i));
+    const bool f = flipped({0.5, 5}, i);
+    EXPECT_EQ(f, flipped({0.5, 5}, i));
+    half += f ? 1 : 0;
+    differ += f != flipped({0.5, 6}, i) ? 1 : 0;
+  }
+  // Binomial(10000, 0.5): ±300 is six standard deviations.
+  EXPECT_NEAR(half, 5000, 300);
+  EXPECT_NEAR(differ, 5000, 300);  // another seed (another epoch) flips other images
+}
+
+// A flipped batch holds the mirror images (and mirror masks) of the batch as decoded, on the
+// same entries in the same order.
+TEST(RandomFlip, TheLoaderMirrorsTheChosenImagesAndTheirMasks) {
+  TempDir dir;
+  test::make_pattern_folder(dir.path() / "images", 2, 6);
+  PrepareConfig p;
+  p.folder = (dir.path() / "images").string();
+  p.out = (dir.path() / "data").string();
+  p.copies = 0;
+  p.test_fraction = 0.25;
+  p.foreground_threshold = 100;
+  run_prepare(p);
+  const fs::path data = dir.path() / "data";
+  const auto list = read_list(data, "train");
+  const std::vector<bool> masked(list.size(), true);
+  auto batch = [&](RandomFlip flip) {
+    BatchLoader loader(data, list, sequential_order(list.size()), ModelInput{28}, static_cast<int>(list.size()), 0, 1,
+                       false, {}, masked, flip);
+    Batch b;
+    EXPECT_TRUE(loader.next(&b));
+    return b;
+  };
+  const Batch plain = batch({}), all = batch({1.0, 3}), some = batch({0.5, 3});
+  ASSERT_TRUE(plain.has_mask.all().item<bool>());
+  EXPECT_FALSE(torch::equal(plain.images, all.images));  // the patterns are not symmetric
+  EXPECT_TRUE(torch::equal(all.images, plain.images.flip({3})));
+  EXPECT_TRUE(torch::equal(all.masks, plain.masks.flip({2})));
+  EXPECT_FALSE(torch::equal(all.masks, plain.masks));
+  EXPECT_TRUE(torch::equal(all.labels, plain.labels));
+  int turned = 0;
+  for (int64_t i = 0; i < plain.images.size(0); ++i) {
+    const bool f = flipped({0.5, 3}, i);
+    turned += f ? 1 : 0;
+    EXPECT_TRUE(torch::equal(some.images[i], f ? all.images[i] : plain.images[i])) << i;
+    EXPECT_TRUE(torch::equal(some.masks[i], f ? all.masks[i] : plain.masks[i])) << i;
+  }
+  EXPECT_GT(turned, 0);
+  EXPECT_LT(turned, plain.images.size(0));
+}
+
+TEST(Train, FlipIsRecordedAndChangesTheTrainingNotItsRepeatability) {
+  TempDir dir;
+  const auto data = prepared(dir);
+  auto joint = [&](const std::string& name, double flip) {
+    auto c = small_train(data, dir.path() / name, "joint", 2);
+    c.flip = flip;
+    run_train(c);
+    RunFolder run = RunFolder::open(dir.path() / name);
+    const auto stage = run.store().stages().back();
+    EXPECT_EQ(train_settings_from_json(stage.config_json, stage.id).flip, flip);
+    return state_at(run, run.store().checkpoints(stage.id).back().path);
+  };
+  const auto plain = joint("plain", 0), a = joint("a", 0.5), b = joint("b", 0.5);
+  bool differs = false;
+  for (const auto& [name, t] : a) {
+    EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+    differs |= !torch::equal(t, plain.at(name));
+  }
+  EXPECT_TRUE(differs);
+}
+
 TEST(Train, WarmLeavesTheBackboneBitIdentical) {
   TempDir dir;
   const auto data = prepared(dir);
