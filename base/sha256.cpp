@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <vector>
 
 namespace ppnet {
 
@@ -96,6 +99,19 @@ std::string sha256_hex(const std::string& bytes) {
   Sha256 h;
   h.update(bytes.data(), bytes.size());
   return h.hex();
+}
+
+std::string sha256_of_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open file");
+  Sha256 sha;
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    sha.update(buffer.data(), static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) throw std::runtime_error(path.string() + ": cannot read file");
+  return sha.hex();
 }
 
 }  // namespace ppnet

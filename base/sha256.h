@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
 namespace ppnet {
@@ -27,5 +28,8 @@ class Sha256 {
 
 /// The SHA-256 of `bytes` as 64 lowercase hex digits.
 std::string sha256_hex(const std::string& bytes);
+/// The SHA-256 of the file at `path`, read in blocks; throws std::runtime_error naming it when it
+/// cannot be opened or read.
+std::string sha256_of_file(const std::filesystem::path& path);
 
 }  // namespace ppnet

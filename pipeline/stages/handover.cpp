@@ -16,11 +16,8 @@ namespace ppnet::pipeline {
 
 namespace {
 std::string manifest_digest(const std::filesystem::path& data) {
-  std::ifstream in(manifest_path(data), std::ios::binary);
-  if (!in) return "none (no " + manifest_path(data).string() + ")";
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return sha256_hex(bytes.str());
+  const auto manifest = manifest_path(data);
+  return std::filesystem::exists(manifest) ? sha256_of_file(manifest) : "none (no " + manifest.string() + ")";
 }
 }  // namespace
 

@@ -19,19 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string file_sha256(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open file");
-  Sha256 sha;
-  std::vector<char> buffer(1 << 20);
-  while (in) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    sha.update(buffer.data(), static_cast<size_t>(in.gcount()));
-  }
-  if (in.bad()) throw std::runtime_error(path + ": cannot read file");
-  return sha.hex();
-}
-
 // The file's class names, one per line in class order (blank lines at the end ignored).
 std::vector<std::string> read_class_names(const std::string& path) {
   std::ifstream in(path);
@@ -127,7 +114,7 @@ ImportResult run_import(const ImportConfig& c) {
   result.reference = c.reference;
   // 1. Read and check everything before the run folder is touched.
   ReferenceModel ref = read_reference_model(c.reference, {c.arch, c.img_size, c.activation});
-  result.sha256 = file_sha256(c.reference);
+  result.sha256 = sha256_of_file(c.reference);
   const Manifest manifest = run_classes(c, ref, result);
   model::ProtoPNet net = imported_model(ref, c.reference);
 

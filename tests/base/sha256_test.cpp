@@ -36,6 +36,7 @@ TEST(Sha256, PiecewiseEqualsWholeAndPythonsHashlib) {
     const std::string whole = sha256_hex(bytes);
     EXPECT_EQ(pieces.hex(), whole) << n << " bytes";
     test::write_file(dir.file(std::to_string(n)), bytes);
+    EXPECT_EQ(sha256_of_file(dir.file(std::to_string(n))), whole) << n << " bytes, from the file";
     actual_lines += whole + "\n";
     expected_lines += std::to_string(n) + "\n";
   }
@@ -51,6 +52,16 @@ TEST(Sha256, PiecewiseEqualsWholeAndPythonsHashlib) {
   while (fgets(buf, sizeof buf, p)) out += buf;
   ASSERT_EQ(pclose(p), 0);
   EXPECT_EQ(out, actual_lines);
+}
+
+TEST(Sha256, AFileThatCannotBeOpenedIsNamed) {
+  test::TempDir dir;
+  try {
+    sha256_of_file(dir.file("missing"));
+    ADD_FAILURE() << "a missing file was hashed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), dir.file("missing") + ": cannot open file");
+  }
 }
 
 }  // namespace
