@@ -142,12 +142,10 @@ void BatchLoader::produce() {
             batch.has_mask[i - begin] = true;
           }
         }
-        if (!tolerate_errors_) {
-          batch.images[i - begin].copy_(oriented(load_image_tensor(data_ / e.path, input_)));
-          return;
-        }
+        const auto load = [&] { batch.images[i - begin].copy_(oriented(load_image_tensor(data_ / e.path, input_))); };
+        if (!tolerate_errors_) return load();
         try {
-          batch.images[i - begin].copy_(oriented(load_image_tensor(data_ / e.path, input_)));
+          load();
         } catch (const std::exception& ex) {
           batch.images[i - begin].zero_();
           batch.errors[static_cast<size_t>(i - begin)] = ex.what();
